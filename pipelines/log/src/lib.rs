@@ -12,6 +12,8 @@ use bytes::Bytes;
 
 pub mod embedded;
 pub mod kafka;
+pub mod partitioner;
+mod validate;
 
 /// Topic names used by Hearth.
 pub mod topics {
@@ -63,6 +65,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     #[error("topic {0} does not exist")]
     UnknownTopic(String),
     #[error("partition {partition} of topic {topic} does not exist")]
@@ -84,6 +88,11 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A batch stops growing once its keys and values reach this many bytes, so a large
+/// `max` cannot pull gigabytes of big records into memory at once. The first record of a
+/// batch is always returned, whatever its size.
+pub(crate) const MAX_READ_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 /// An append-only, partitioned, durable log of records.
 ///
