@@ -1,0 +1,10 @@
+//! FHIR R4 logic without I/O.
+
+pub mod datetime;
+pub mod error;
+pub mod fhirpath;
+pub mod id;
+pub mod index;
+pub mod number;
+pub mod resource_types;
+pub mod search_params;
