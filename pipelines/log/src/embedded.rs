@@ -456,6 +456,15 @@ impl Log for EmbeddedLog {
         acknowledged.await.map_err(|_| Error::Closed)?
     }
 
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>> {
+        let topic_state = self.topic(topic)?;
+        Ok(topic_state
+            .partitions
+            .iter()
+            .map(|p| p.shared.end_offset())
+            .collect())
+    }
+
     async fn read(
         &self,
         topic: &str,

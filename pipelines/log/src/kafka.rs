@@ -62,6 +62,9 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
     /// Limit for admin and metadata requests and for the delivery of one record.
     pub request_timeout: Duration,
+    /// Prepended to every topic and consumer group name in the cluster, so several
+    /// deployments (or test runs) can share one cluster. Empty by default.
+    pub topic_prefix: String,
 }
 
 impl std::fmt::Debug for KafkaConfig {
@@ -84,6 +87,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("max_record_bytes", &self.max_record_bytes)
             .field("replication_factor", &self.replication_factor)
             .field("request_timeout", &self.request_timeout)
+            .field("topic_prefix", &self.topic_prefix)
             .finish()
     }
 }
@@ -105,7 +109,13 @@ impl KafkaConfig {
             max_record_bytes: 64 * 1024 * 1024,
             replication_factor: -1,
             request_timeout: Duration::from_secs(30),
+            topic_prefix: String::new(),
         }
+    }
+
+    /// The name of `topic` (or of a consumer group) in the cluster.
+    fn physical(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
     }
 
     /// Bytes of protocol overhead allowed on top of the largest record.
@@ -310,6 +320,8 @@ impl Log for KafkaLog {
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<()> {
         validate_topic_name(topic)?;
         validate_partition_count(partitions)?;
+        let physical = self.config.physical(topic);
+        let topic = physical.as_str();
         if self.partition_counts.read().contains_key(topic) {
             return Ok(());
         }
@@ -358,6 +370,8 @@ impl Log for KafkaLog {
     }
 
     async fn partition_count(&self, topic: &str) -> Result<u32> {
+        let physical = self.config.physical(topic);
+        let topic = physical.as_str();
         self.fetch_partition_count(topic)
             .await?
             .ok_or_else(|| Error::UnknownTopic(topic.to_string()))
@@ -369,6 +383,8 @@ impl Log for KafkaLog {
         if size > max {
             return Err(Error::RecordTooLarge { size, max });
         }
+        let physical = self.config.physical(topic);
+        let topic = physical.as_str();
         self.known_partition_count(topic).await?;
 
         let mut record = FutureRecord::<[u8], [u8]>::to(topic)
@@ -395,9 +411,42 @@ impl Log for KafkaLog {
         partition: u32,
         from_offset: u64,
     ) -> Result<Box<dyn PartitionReader>> {
-        self.check_partition(topic, partition).await?;
-        let reader = KafkaReader::new(&self.config.reader_config(), topic, partition, from_offset)?;
+        let physical = self.config.physical(topic);
+        self.check_partition(&physical, partition).await?;
+        let reader = KafkaReader::new(
+            &self.config.reader_config(),
+            &self.config.topic_prefix,
+            &physical,
+            partition,
+            from_offset,
+        )?;
         Ok(Box::new(reader))
+    }
+
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>> {
+        let physical = self.config.physical(topic);
+        let count = self.known_partition_count(&physical).await?;
+        let consumer: rdkafka::consumer::BaseConsumer<TracingContext> = self
+            .config
+            .reader_config()
+            .create_with_context(TracingContext)
+            .map_err(|err| kafka_error("failed to create a Kafka consumer", err))?;
+        let timeout = self.config.request_timeout;
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::Consumer;
+            (0..count)
+                .map(|partition| {
+                    consumer
+                        .fetch_watermarks(&physical, partition as i32, timeout)
+                        .map(|(_, high)| high.max(0) as u64)
+                        .map_err(|err| {
+                            kafka_error(&format!("failed to read the end of {physical}"), err)
+                        })
+                })
+                .collect()
+        })
+        .await
+        .map_err(|err| Error::Kafka(format!("watermark task failed: {err}")))?
     }
 
     async fn join_group(&self, group: &str, topics: &[&str]) -> Result<Box<dyn GroupConsumer>> {
@@ -411,10 +460,18 @@ impl Log for KafkaLog {
                 "consumer group {group} must join at least one topic"
             )));
         }
-        for topic in topics {
+        let physical: Vec<String> = topics.iter().map(|t| self.config.physical(t)).collect();
+        for topic in &physical {
             self.known_partition_count(topic).await?;
         }
-        let member = KafkaGroupConsumer::new(&self.config.group_config(group), group, topics)?;
+        let names: Vec<&str> = physical.iter().map(String::as_str).collect();
+        let group = self.config.physical(group);
+        let member = KafkaGroupConsumer::new(
+            &self.config.group_config(&group),
+            &self.config.topic_prefix,
+            &group,
+            &names,
+        )?;
         Ok(Box::new(member))
     }
 }

@@ -109,6 +109,10 @@ pub trait Log: Send + Sync + 'static {
     /// acknowledged by all in-sync replicas on Kafka.
     async fn append(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<Position>;
 
+    /// Returns, per partition, the offset after the last acknowledged record: the offset
+    /// the next append to that partition gets.
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>>;
+
     /// Opens a reader of one partition that starts at `from_offset` (0 reads everything).
     async fn read(
         &self,

@@ -1,1 +1,70 @@
+//! Runs projections of the log into SQLite stores.
+//!
+//! A [`Projection`] turns records of one topic into rows of its own SQLite database. The
+//! [`start`] runner reads the topic from the offsets stored in that same database, applies
+//! records in batches, and writes the next offsets in the transaction that holds the
+//! batch's changes. A crash therefore never applies a record twice or skips one, and
+//! deleting the database and starting again rebuilds the same state from offset zero.
+//!
+//! Decisions that must be unique (a conditional create, a code redeemed once) are made by
+//! the projection in log order. A request handler appends its record, then calls
+//! [`ProjectionHandle::wait_for`] to learn the outcome the projection reached for it.
 
+mod dump;
+mod pool;
+mod runner;
+
+pub use dump::dump;
+pub use pool::{PooledConnection, ReadPool};
+pub use runner::{ProjectionHandle, RunnerOptions, start};
+
+use hearth_log::Record;
+use rusqlite::{Connection, Transaction};
+
+/// A store built from the records of one topic.
+pub trait Projection: Send + 'static {
+    /// What applying one record decided, handed to the request that appended it.
+    type Outcome: Send + Sync + 'static;
+
+    /// A short stable name, used in logs.
+    fn name(&self) -> &'static str;
+
+    /// Creates the projection's tables and indexes if they do not exist.
+    fn migrate(&mut self, conn: &Connection) -> rusqlite::Result<()>;
+
+    /// Applies one record inside the batch transaction.
+    ///
+    /// Records that the projection rejects (a failed precondition, content it cannot use)
+    /// produce an outcome that says so; an `Err` means the store itself failed and stops
+    /// the runner, because skipping a record would make replicas disagree.
+    fn apply(&mut self, tx: &Transaction<'_>, record: &Record) -> Result<Self::Outcome, Error>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("SQLite error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("log error: {0}")]
+    Log(#[from] hearth_log::Error),
+    #[error("projection {name} stopped: {reason}")]
+    Stopped { name: &'static str, reason: String },
+    #[error("timed out after {0:?} waiting for the projection to apply the record")]
+    Timeout(std::time::Duration),
+    #[error("projection store failed: {0}")]
+    Store(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Opens a SQLite connection with the settings every projection store uses: WAL so readers
+/// never block the writer, and `synchronous=NORMAL`, which keeps each commit atomic but may
+/// lose the last commits on power loss. That loss is safe because the offsets live in the
+/// same commits, so the runner re-applies those records from the log.
+pub fn open_connection(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    conn.pragma_update(None, "cache_size", -65536)?;
+    Ok(conn)
+}

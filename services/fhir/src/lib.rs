@@ -1,1 +1,92 @@
+//! Hearth's FHIR R4 HTTP API over the clinical data repository.
+//!
+//! Handlers read from the [`Repository`] and write by appending `ResourceTransaction`
+//! events to the log, then waiting until the repository projection has applied them, so a
+//! write is acknowledged only once it is durable and decided.
 
+mod bundle_json;
+mod capability;
+mod error;
+mod load;
+mod media;
+mod read;
+mod search;
+mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use hearth_cdr::{Repository, TransactionOutcome};
+use hearth_log::Log;
+use hearth_projection::ProjectionHandle;
+
+pub use error::{FhirError, FhirResult, operation_outcome};
+pub use media::FHIR_JSON;
+
+/// Settings of the FHIR API.
+#[derive(Debug, Clone)]
+pub struct FhirSettings {
+    /// The absolute URL clients use to reach the server, without a trailing slash, such
+    /// as `http://127.0.0.1:8080`. Links and `fullUrl`s in responses start with it.
+    pub public_url: String,
+    /// The path of the default site's FHIR base, `/fhir`.
+    pub base_path: String,
+    /// Largest request body of a single resource or a transaction, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest body of a `$load` request, in bytes.
+    pub max_load_bytes: usize,
+    /// How long a write waits for the repository to apply it.
+    pub write_timeout: Duration,
+    /// Search page size when `_count` is absent, and the largest `_count` honoured.
+    pub default_page_size: usize,
+    pub max_page_size: usize,
+}
+
+impl FhirSettings {
+    pub fn new(public_url: &str) -> Self {
+        FhirSettings {
+            public_url: public_url.trim_end_matches('/').to_string(),
+            base_path: "/fhir".to_string(),
+            max_body_bytes: 16 * 1024 * 1024,
+            max_load_bytes: 256 * 1024 * 1024,
+            write_timeout: Duration::from_secs(60),
+            default_page_size: 50,
+            max_page_size: 1000,
+        }
+    }
+
+    /// The absolute FHIR base URL, such as `http://127.0.0.1:8080/fhir`.
+    pub fn base_url(&self) -> String {
+        format!("{}{}", self.public_url, self.base_path)
+    }
+}
+
+/// What every handler needs.
+#[derive(Clone)]
+pub struct FhirState {
+    pub settings: Arc<FhirSettings>,
+    pub repository: Repository,
+    pub log: Arc<dyn Log>,
+    pub projection: ProjectionHandle<TransactionOutcome>,
+    /// The site whose requests these are; recorded on every event.
+    pub site_id: String,
+}
+
+/// The routes of one FHIR base, to be nested under its base path.
+pub fn router(state: FhirState) -> Router {
+    let load_limit = state.settings.max_load_bytes;
+    Router::new()
+        .route("/metadata", get(capability::metadata))
+        .route(
+            "/$load",
+            post(load::load).layer(DefaultBodyLimit::max(load_limit)),
+        )
+        .route("/{resource_type}", get(search::search_type))
+        .route("/{resource_type}/_search", post(search::search_type_post))
+        .route("/{resource_type}/{id}", get(read::read))
+        .route("/{resource_type}/{id}/_history/{version}", get(read::vread))
+        .with_state(state)
+}

@@ -56,7 +56,7 @@ pub(crate) struct PartitionShared {
 }
 
 impl PartitionShared {
-    fn end_offset(&self) -> u64 {
+    pub(crate) fn end_offset(&self) -> u64 {
         *self.end.borrow()
     }
 

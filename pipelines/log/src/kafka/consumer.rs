@@ -98,9 +98,11 @@ fn check_consumer_error(err: KafkaError, context: &str) -> Result<()> {
     }
 }
 
-fn to_record(message: &BorrowedMessage<'_>) -> Record {
+/// Converts a message, taking the deployment's topic prefix off its topic name.
+fn to_record(message: &BorrowedMessage<'_>, prefix: &str) -> Record {
+    let topic = message.topic();
     Record {
-        topic: message.topic().to_string(),
+        topic: topic.strip_prefix(prefix).unwrap_or(topic).to_string(),
         partition: message.partition() as u32,
         offset: message.offset() as u64,
         timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
@@ -122,6 +124,7 @@ fn record_bytes(record: &Record) -> usize {
 /// Receives up to `max` records that pass `keep`, waiting up to `wait` for the first one.
 async fn receive_batch<F>(
     consumer: &StreamConsumer<TracingContext>,
+    prefix: &str,
     max: usize,
     wait: Duration,
     context: &str,
@@ -143,7 +146,7 @@ where
         };
         match received {
             Ok(message) => {
-                let record = to_record(&message);
+                let record = to_record(&message, prefix);
                 if keep(&record) {
                     records.push(record);
                 }
@@ -157,7 +160,7 @@ where
     while records.len() < max && bytes < crate::MAX_READ_BATCH_BYTES {
         match consumer.recv().now_or_never() {
             Some(Ok(message)) => {
-                let record = to_record(&message);
+                let record = to_record(&message, prefix);
                 if keep(&record) {
                     bytes += record_bytes(&record);
                     records.push(record);
@@ -200,14 +203,17 @@ impl Drop for OwnedConsumer {
 /// `group.id` is unique and it never joins the group or commits.
 pub struct KafkaReader {
     consumer: OwnedConsumer,
+    prefix: String,
     topic: String,
     partition: u32,
     next_offset: u64,
 }
 
 impl KafkaReader {
+    /// Assigns `topic`, the name in the cluster with the prefix, at `from_offset`.
     pub(crate) fn new(
         config: &ClientConfig,
+        prefix: &str,
         topic: &str,
         partition: u32,
         from_offset: u64,
@@ -226,6 +232,7 @@ impl KafkaReader {
 
         Ok(Self {
             consumer: OwnedConsumer(Some(Arc::new(consumer))),
+            prefix: prefix.to_string(),
             topic: topic.to_string(),
             partition,
             next_offset: from_offset,
@@ -238,7 +245,8 @@ impl PartitionReader for KafkaReader {
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>> {
         let context = format!("failed to read {}/{}", self.topic, self.partition);
         let next_offset = self.next_offset;
-        let records = receive_batch(self.consumer.get()?, max, wait, &context, |record| {
+        let consumer = self.consumer.get()?;
+        let records = receive_batch(consumer, &self.prefix, max, wait, &context, |record| {
             record.offset >= next_offset
         })
         .await?;
@@ -252,11 +260,18 @@ impl PartitionReader for KafkaReader {
 /// A member of a Kafka consumer group.
 pub struct KafkaGroupConsumer {
     consumer: OwnedConsumer,
+    prefix: String,
     group: String,
 }
 
 impl KafkaGroupConsumer {
-    pub(crate) fn new(config: &ClientConfig, group: &str, topics: &[&str]) -> Result<Self> {
+    /// Subscribes to `topics`, the names in the cluster with the prefix.
+    pub(crate) fn new(
+        config: &ClientConfig,
+        prefix: &str,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Self> {
         let consumer: StreamConsumer<TracingContext> =
             config
                 .create_with_context(TracingContext)
@@ -267,6 +282,7 @@ impl KafkaGroupConsumer {
         tracing::debug!(group, ?topics, "joining consumer group");
         Ok(Self {
             consumer: OwnedConsumer(Some(Arc::new(consumer))),
+            prefix: prefix.to_string(),
             group: group.to_string(),
         })
     }
@@ -276,7 +292,15 @@ impl KafkaGroupConsumer {
 impl GroupConsumer for KafkaGroupConsumer {
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>> {
         let context = format!("consumer group {} failed to read", self.group);
-        receive_batch(self.consumer.get()?, max, wait, &context, |_| true).await
+        receive_batch(
+            self.consumer.get()?,
+            &self.prefix,
+            max,
+            wait,
+            &context,
+            |_| true,
+        )
+        .await
     }
 
     async fn commit(&mut self, offsets: &[CommittedOffset]) -> Result<()> {
@@ -286,7 +310,7 @@ impl GroupConsumer for KafkaGroupConsumer {
         let mut list = TopicPartitionList::new();
         for commit in offsets {
             list.add_partition_offset(
-                &commit.topic,
+                &format!("{}{}", self.prefix, commit.topic),
                 commit.partition as i32,
                 Offset::Offset(commit.next_offset as i64),
             )

@@ -614,3 +614,34 @@ pub async fn unknown_topic_and_partition(backend: &Backend) {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+pub async fn end_offsets_follow_appends(backend: &Backend) {
+    let topic = backend.name("ends");
+    backend
+        .log
+        .ensure_topic(&topic, 2)
+        .await
+        .expect("ensure_topic");
+    let empty = backend.log.end_offsets(&topic).await.expect("end_offsets");
+    assert_eq!(empty, vec![0, 0], "end offsets of a new topic");
+
+    let mut appended = [0u64; 2];
+    for i in 0..12 {
+        let key = format!("key-{i}");
+        let position = backend
+            .log
+            .append(&topic, key.as_bytes(), b"value")
+            .await
+            .expect("append");
+        appended[position.partition as usize] += 1;
+    }
+    let ends = backend.log.end_offsets(&topic).await.expect("end_offsets");
+    assert_eq!(ends, appended.to_vec(), "end offsets after 12 appends");
+
+    let mut reader = backend.log.read(&topic, 0, 0).await.expect("read");
+    let records = read_exactly(reader.as_mut(), appended[0] as usize, 100).await;
+    assert!(
+        records.iter().all(|r| r.topic == topic),
+        "records carry the topic name without prefix"
+    );
+}

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Extract the FHIR R4 definitions Hearth compiles in from the official package.
+
+Usage: extract-r4-definitions.py PACKAGE_DIR OUT_DIR
+
+PACKAGE_DIR is the unpacked npm package hl7.fhir.r4.examples@4.0.1
+(`npm pack hl7.fhir.r4.examples@4.0.1 && tar xzf hl7.fhir.r4.examples-4.0.1.tgz`).
+Writes three compact JSON files to OUT_DIR:
+
+- r4-resource-types.json: the names of every concrete R4 resource type.
+- r4-search-parameters.json: every SearchParameter of the core specification
+  (code, base, type, expression, target, modifier, comparator, component).
+- r4-patient-compartment.json: for each resource type, the search parameters
+  that put a resource into a Patient's compartment.
+"""
+
+import glob
+import json
+import os
+import sys
+
+
+def resource_types(package):
+    names = set()
+    for path in glob.glob(os.path.join(package, "StructureDefinition-*.json")):
+        with open(path, encoding="utf-8") as f:
+            definition = json.load(f)
+        if (
+            definition.get("kind") == "resource"
+            and definition.get("derivation") == "specialization"
+            and not definition.get("abstract", False)
+        ):
+            names.add(definition["type"])
+    return sorted(names)
+
+
+def search_parameters(package):
+    with open(os.path.join(package, "Bundle-searchParams.json"), encoding="utf-8") as f:
+        bundle = json.load(f)
+    params = []
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        param = {
+            "url": resource["url"],
+            "code": resource["code"],
+            "base": resource["base"],
+            "type": resource["type"],
+        }
+        for key in ("expression", "target", "modifier", "comparator", "multipleOr", "multipleAnd"):
+            if key in resource:
+                param[key] = resource[key]
+        if "component" in resource:
+            param["component"] = [
+                {"definition": c["definition"], "expression": c["expression"]}
+                for c in resource["component"]
+            ]
+        params.append(param)
+    params.sort(key=lambda p: (p["code"], p["url"]))
+    return params
+
+
+def patient_compartment(package):
+    with open(os.path.join(package, "CompartmentDefinition-patient.json"), encoding="utf-8") as f:
+        definition = json.load(f)
+    return {
+        r["code"]: r.get("param", [])
+        for r in definition["resource"]
+    }
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    package, out = sys.argv[1], sys.argv[2]
+    outputs = {
+        "r4-resource-types.json": resource_types(package),
+        "r4-search-parameters.json": search_parameters(package),
+        "r4-patient-compartment.json": patient_compartment(package),
+    }
+    for name, value in outputs.items():
+        with open(os.path.join(out, name), "w", encoding="utf-8") as f:
+            json.dump(value, f, indent=0, sort_keys=True, ensure_ascii=False)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,562 @@
+//! Applying `ResourceTransaction` events to the repository.
+//!
+//! Each event is applied in three steps. First every entry is resolved to the resource it
+//! writes: conditional creates, updates and deletes run their criteria, and `fullUrl`s are
+//! mapped to `Type/id`. Then the references inside the resources are rewritten: bundle
+//! placeholders through that map, conditional references by searching, and for loads
+//! placeholders of resources stored earlier by their id. Last, versions and index rows are
+//! written. All decisions read only the repository and the event, so a replay decides the
+//! same way.
+
+use std::collections::{HashMap, HashSet};
+
+use hearth_fhir_core::reference::{ReferenceKind, classify, rewrite_references};
+use hearth_log::Record;
+use hearth_projection::{Error as ProjectionError, Projection};
+use hearth_schemas::{ResourceAction, ResourceOperation, ResourceTransaction, TransactionKind};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::Value;
+
+use crate::criteria::{self, CriteriaError};
+use crate::index_store;
+use crate::outcome::{EntryOutcome, Rejection, TransactionOutcome};
+use crate::schema;
+use crate::time_format::format_instant;
+
+/// Action codes stored in `versions.action`.
+pub(crate) const ACTION_CREATE: i64 = 0;
+pub(crate) const ACTION_UPDATE: i64 = 1;
+pub(crate) const ACTION_DELETE: i64 = 2;
+
+/// The repository projection of `hearth.resources`.
+#[derive(Debug, Default)]
+pub struct RepositoryProjection;
+
+impl Projection for RepositoryProjection {
+    type Outcome = TransactionOutcome;
+
+    fn name(&self) -> &'static str {
+        "repository"
+    }
+
+    fn migrate(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        schema::create(conn)
+    }
+
+    fn apply(
+        &mut self,
+        tx: &Transaction<'_>,
+        record: &Record,
+    ) -> Result<TransactionOutcome, ProjectionError> {
+        let event = match hearth_schemas::decode::<ResourceTransaction>(&record.value) {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(offset = record.offset, %error, "skipping an undecodable resource event");
+                return Ok(TransactionOutcome::Undecodable(error.to_string()));
+            }
+        };
+        apply_event(tx, &event).map_err(|e| ProjectionError::Store(e.to_string()))
+    }
+}
+
+/// Why applying an entry stopped: a decision to reject, or a failing store.
+#[derive(Debug)]
+enum Failure {
+    Reject(Rejection),
+    Store(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(error: rusqlite::Error) -> Self {
+        Failure::Store(error)
+    }
+}
+
+impl From<Rejection> for Failure {
+    fn from(rejection: Rejection) -> Self {
+        Failure::Reject(rejection)
+    }
+}
+
+impl From<CriteriaError> for Failure {
+    fn from(error: CriteriaError) -> Self {
+        match error {
+            CriteriaError::Sqlite(e) => Failure::Store(e),
+            other => Failure::Reject(Rejection::new(400, "invalid", other.to_string())),
+        }
+    }
+}
+
+fn apply_event(
+    conn: &Connection,
+    event: &ResourceTransaction,
+) -> rusqlite::Result<TransactionOutcome> {
+    let last_updated = event.occurred_at - event.occurred_at.rem_euclid(1000);
+    let all_or_nothing = !matches!(event.kind, TransactionKind::Batch);
+    if all_or_nothing {
+        conn.execute_batch("SAVEPOINT resource_event")?;
+        let indexed: Vec<(usize, &ResourceOperation)> = event.entries.iter().enumerate().collect();
+        match apply_entries(conn, event, &indexed, last_updated) {
+            Ok(outcomes) => {
+                conn.execute_batch("RELEASE resource_event")?;
+                Ok(TransactionOutcome::Applied(outcomes))
+            }
+            Err(failure) => {
+                conn.execute_batch("ROLLBACK TO resource_event; RELEASE resource_event")?;
+                match failure {
+                    Failure::Reject(rejection) => Ok(TransactionOutcome::Rejected(rejection)),
+                    Failure::Store(error) => Err(error),
+                }
+            }
+        }
+    } else {
+        let mut outcomes = Vec::with_capacity(event.entries.len());
+        for (index, entry) in event.entries.iter().enumerate() {
+            conn.execute_batch("SAVEPOINT resource_entry")?;
+            match apply_entries(conn, event, &[(index, entry)], last_updated) {
+                Ok(mut done) => {
+                    conn.execute_batch("RELEASE resource_entry")?;
+                    outcomes.append(&mut done);
+                }
+                Err(Failure::Reject(rejection)) => {
+                    conn.execute_batch("ROLLBACK TO resource_entry; RELEASE resource_entry")?;
+                    outcomes.push(EntryOutcome {
+                        status: rejection.status,
+                        resource_type: entry.resource_type.clone(),
+                        id: entry.id.clone().unwrap_or_default(),
+                        version: 0,
+                        last_updated,
+                        rejection: Some(rejection.at(index)),
+                    });
+                }
+                Err(Failure::Store(error)) => return Err(error),
+            }
+        }
+        Ok(TransactionOutcome::Applied(outcomes))
+    }
+}
+
+/// The row of a stored resource.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Current {
+    pub rid: i64,
+    pub version: i64,
+    pub vid: i64,
+    pub deleted: bool,
+}
+
+pub(crate) fn find_current(
+    conn: &Connection,
+    resource_type: &str,
+    id: &str,
+) -> rusqlite::Result<Option<Current>> {
+    conn.prepare_cached(
+        "SELECT rid, version, vid, deleted FROM resources WHERE type = ?1 AND id = ?2",
+    )?
+    .query_row(params![resource_type, id], |row| {
+        Ok(Current {
+            rid: row.get(0)?,
+            version: row.get(1)?,
+            vid: row.get(2)?,
+            deleted: row.get::<_, i64>(3)? != 0,
+        })
+    })
+    .optional()
+}
+
+/// What step one decided for an entry.
+enum Plan {
+    Write {
+        resource: Value,
+        current: Option<Current>,
+    },
+    Delete {
+        current: Current,
+    },
+    /// Nothing to write: a conditional create that matched, or a delete of nothing.
+    Nothing {
+        status: u16,
+        version: i64,
+    },
+}
+
+struct Planned {
+    index: usize,
+    resource_type: String,
+    id: String,
+    plan: Plan,
+}
+
+fn apply_entries(
+    conn: &Connection,
+    event: &ResourceTransaction,
+    entries: &[(usize, &ResourceOperation)],
+    last_updated: i64,
+) -> Result<Vec<EntryOutcome>, Failure> {
+    let mut planned = Vec::with_capacity(entries.len());
+    let mut full_urls: HashMap<&str, String> = HashMap::new();
+    let mut identities: HashSet<(String, String)> = HashSet::new();
+    for (index, entry) in entries {
+        let plan = plan_entry(conn, entry).map_err(|f| at_entry(f, *index))?;
+        if !matches!(plan.plan, Plan::Nothing { .. })
+            && !identities.insert((plan.resource_type.clone(), plan.id.clone()))
+        {
+            let message = format!(
+                "{}/{} is written by more than one entry of the transaction",
+                plan.resource_type, plan.id
+            );
+            return Err(Rejection::new(400, "invalid", message).at(*index).into());
+        }
+        if let Some(url) = entry.full_url.as_deref() {
+            full_urls.insert(url, format!("{}/{}", plan.resource_type, plan.id));
+        }
+        planned.push(Planned {
+            index: *index,
+            ..plan
+        });
+    }
+
+    for item in &mut planned {
+        if let Plan::Write { resource, .. } = &mut item.plan {
+            resolve_references(conn, resource, &full_urls, event.kind)
+                .map_err(|f| at_entry(f, item.index))?;
+        }
+    }
+
+    let mut outcomes = Vec::with_capacity(planned.len());
+    for item in planned {
+        let outcome = write_planned(conn, item, last_updated)?;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+fn at_entry(failure: Failure, index: usize) -> Failure {
+    match failure {
+        Failure::Reject(rejection) => Failure::Reject(rejection.at(index)),
+        store => store,
+    }
+}
+
+/// Step one for a single entry: which resource it writes and whether that is allowed.
+fn plan_entry(conn: &Connection, entry: &ResourceOperation) -> Result<Planned, Failure> {
+    let resource_type = entry.resource_type.clone();
+    let mut id = entry.id.clone();
+
+    let criteria = match entry.action {
+        ResourceAction::Create => entry.if_none_exist.as_deref(),
+        ResourceAction::Update | ResourceAction::Delete => entry.criteria.as_deref(),
+        ResourceAction::Patch => None,
+    };
+    if let Some(criteria) = criteria {
+        let matches = criteria::find(conn, &resource_type, criteria, 2)?;
+        match (matches.as_slice(), entry.action) {
+            ([], ResourceAction::Delete) => {
+                return Ok(nothing(resource_type, String::new(), 204, 0));
+            }
+            ([], _) => {}
+            ([(found_id, version)], ResourceAction::Create) => {
+                return Ok(nothing(resource_type, found_id.clone(), 200, *version));
+            }
+            ([(found_id, _)], _) => id = Some(found_id.clone()),
+            _ => {
+                let message =
+                    format!("the criteria '{criteria}' match more than one {resource_type}");
+                return Err(Rejection::new(412, "multiple-matches", message).into());
+            }
+        }
+    }
+
+    let Some(id) = id else {
+        return Err(Rejection::new(400, "required", "the entry has no resource id").into());
+    };
+    let current = find_current(conn, &resource_type, &id)?;
+    check_if_match(entry.if_match.as_deref(), current, &resource_type, &id)?;
+
+    let plan = match entry.action {
+        ResourceAction::Create if current.is_some_and(|c| !c.deleted) => {
+            let message = format!("{resource_type}/{id} exists already");
+            return Err(Rejection::new(409, "duplicate", message).into());
+        }
+        ResourceAction::Create | ResourceAction::Update => Plan::Write {
+            resource: parse_resource(entry)?,
+            current,
+        },
+        ResourceAction::Delete => match current {
+            Some(current) if !current.deleted => Plan::Delete { current },
+            Some(current) => Plan::Nothing {
+                status: 204,
+                version: current.version,
+            },
+            None => Plan::Nothing {
+                status: 204,
+                version: 0,
+            },
+        },
+        ResourceAction::Patch => {
+            let message = "JSON Patch is not supported by this repository version";
+            return Err(Rejection::new(400, "not-supported", message).into());
+        }
+    };
+    Ok(Planned {
+        index: 0,
+        resource_type,
+        id,
+        plan,
+    })
+}
+
+fn nothing(resource_type: String, id: String, status: u16, version: i64) -> Planned {
+    Planned {
+        index: 0,
+        resource_type,
+        id,
+        plan: Plan::Nothing { status, version },
+    }
+}
+
+fn check_if_match(
+    if_match: Option<&str>,
+    current: Option<Current>,
+    resource_type: &str,
+    id: &str,
+) -> Result<(), Failure> {
+    let Some(expected) = if_match else {
+        return Ok(());
+    };
+    let live = current.filter(|c| !c.deleted);
+    match live {
+        Some(current) if current.version.to_string() == expected => Ok(()),
+        Some(current) => {
+            let message = format!(
+                "{resource_type}/{id} is at version {}, not {expected}",
+                current.version
+            );
+            Err(Rejection::new(412, "conflict", message).into())
+        }
+        None => {
+            let message =
+                format!("{resource_type}/{id} does not exist, so version {expected} cannot match");
+            Err(Rejection::new(412, "conflict", message).into())
+        }
+    }
+}
+
+fn parse_resource(entry: &ResourceOperation) -> Result<Value, Failure> {
+    let Some(text) = entry.resource.as_deref() else {
+        return Err(Rejection::new(400, "required", "the entry has no resource").into());
+    };
+    let resource: Value = serde_json::from_str(text).map_err(|e| {
+        Rejection::new(
+            400,
+            "invalid",
+            format!("the resource is not valid JSON: {e}"),
+        )
+    })?;
+    if resource.get("resourceType").and_then(Value::as_str) != Some(entry.resource_type.as_str()) {
+        let message = format!("the resource is not a {}", entry.resource_type);
+        return Err(Rejection::new(400, "invalid", message).into());
+    }
+    Ok(resource)
+}
+
+/// Step two: rewrites placeholders and conditional references to `Type/id`.
+fn resolve_references(
+    conn: &Connection,
+    resource: &mut Value,
+    full_urls: &HashMap<&str, String>,
+    kind: TransactionKind,
+) -> Result<(), Failure> {
+    rewrite_references(resource, &mut |reference: &mut String| {
+        if let Some(target) = full_urls.get(reference.as_str()) {
+            *reference = target.clone();
+            return Ok(());
+        }
+        match classify(reference) {
+            ReferenceKind::Placeholder(url) => {
+                let target = match kind {
+                    TransactionKind::Load => find_by_id(conn, url.trim_start_matches("urn:uuid:"))?,
+                    _ => None,
+                };
+                match target {
+                    Some(target) => {
+                        *reference = target;
+                        Ok(())
+                    }
+                    None => {
+                        let message = format!(
+                            "reference {url} matches no entry of the bundle and no stored resource"
+                        );
+                        Err(Rejection::new(400, "not-found", message).into())
+                    }
+                }
+            }
+            ReferenceKind::Conditional {
+                resource_type,
+                query,
+            } => {
+                let matches = criteria::find(conn, resource_type, query, 2)?;
+                match matches.as_slice() {
+                    [(id, _)] => {
+                        *reference = format!("{resource_type}/{id}");
+                        Ok(())
+                    }
+                    [] => {
+                        let message =
+                            format!("conditional reference {reference} matches no resource");
+                        Err(Rejection::new(400, "not-found", message).into())
+                    }
+                    _ => {
+                        let message = format!(
+                            "conditional reference {reference} matches more than one resource"
+                        );
+                        Err(Rejection::new(412, "multiple-matches", message).into())
+                    }
+                }
+            }
+            _ => Ok(()),
+        }
+    })
+}
+
+/// Finds the one live resource of any type with this id, as `Type/id`.
+pub(crate) fn find_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
+    let mut statement =
+        conn.prepare_cached("SELECT type FROM resources WHERE id = ?1 AND deleted = 0 LIMIT 2")?;
+    let types: Vec<String> = statement
+        .query_map([id], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    match types.as_slice() {
+        [resource_type] => Ok(Some(format!("{resource_type}/{id}"))),
+        _ => Ok(None),
+    }
+}
+
+/// Step three: stores the version and its index rows.
+fn write_planned(
+    conn: &Connection,
+    item: Planned,
+    last_updated: i64,
+) -> Result<EntryOutcome, Failure> {
+    let Planned {
+        resource_type,
+        id,
+        plan,
+        ..
+    } = item;
+    let (status, version) = match plan {
+        Plan::Nothing { status, version } => (status, version),
+        Plan::Write {
+            mut resource,
+            current,
+        } => {
+            let version = current.map_or(1, |c| c.version + 1);
+            set_identity(&mut resource, &id, version, last_updated);
+            let json = serde_json::to_string(&resource).map_err(|e| {
+                Rejection::new(400, "invalid", format!("cannot store the resource: {e}"))
+            })?;
+            let action = if current.is_some_and(|c| !c.deleted) {
+                ACTION_UPDATE
+            } else {
+                ACTION_CREATE
+            };
+            if let Some(current) = current {
+                index_store::remove_version(conn, &resource_type, current.rid, current.vid)?;
+            }
+            let rid = store_version(
+                conn,
+                &resource_type,
+                &id,
+                current,
+                version,
+                last_updated,
+                action,
+                Some(&json),
+            )?;
+            index_store::insert(conn, &resource_type, rid, &resource)?;
+            let status = if action == ACTION_UPDATE { 200 } else { 201 };
+            (status, version)
+        }
+        Plan::Delete { current } => {
+            let version = current.version + 1;
+            index_store::remove_version(conn, &resource_type, current.rid, current.vid)?;
+            store_version(
+                conn,
+                &resource_type,
+                &id,
+                Some(current),
+                version,
+                last_updated,
+                ACTION_DELETE,
+                None,
+            )?;
+            (204, version)
+        }
+    };
+    Ok(EntryOutcome {
+        status,
+        resource_type,
+        id,
+        version,
+        last_updated,
+        rejection: None,
+    })
+}
+
+/// Sets `id`, `meta.versionId` and `meta.lastUpdated`, keeping the rest of `meta`.
+fn set_identity(resource: &mut Value, id: &str, version: i64, last_updated: i64) {
+    let Some(object) = resource.as_object_mut() else {
+        return;
+    };
+    object.insert("id".to_string(), Value::String(id.to_string()));
+    let meta = object
+        .entry("meta")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if !meta.is_object() {
+        *meta = Value::Object(serde_json::Map::new());
+    }
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert("versionId".to_string(), Value::String(version.to_string()));
+        meta.insert(
+            "lastUpdated".to_string(),
+            Value::String(format_instant(last_updated)),
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn store_version(
+    conn: &Connection,
+    resource_type: &str,
+    id: &str,
+    current: Option<Current>,
+    version: i64,
+    last_updated: i64,
+    action: i64,
+    json: Option<&str>,
+) -> rusqlite::Result<i64> {
+    let deleted = i64::from(action == ACTION_DELETE);
+    let rid = match current {
+        Some(current) => current.rid,
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO resources (type, id, version, vid, deleted, last_updated) VALUES (?1, ?2, 0, 0, 0, 0)",
+            )?
+            .execute(params![resource_type, id])?;
+            conn.last_insert_rowid()
+        }
+    };
+    conn.prepare_cached(
+        "INSERT INTO versions (rid, version, last_updated, action, json) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![rid, version, last_updated, action, json])?;
+    let vid = conn.last_insert_rowid();
+    conn.prepare_cached(
+        "UPDATE resources SET version = ?2, vid = ?3, deleted = ?4, last_updated = ?5 WHERE rid = ?1",
+    )?
+    .execute(params![rid, version, vid, deleted, last_updated])?;
+    Ok(rid)
+}
+
+#[cfg(test)]
+mod tests;

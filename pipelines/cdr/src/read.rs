@@ -1,0 +1,177 @@
+//! Reads from the repository: current versions, old versions, counts and searches.
+
+use std::path::Path;
+
+use hearth_projection::ReadPool;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{OptionalExtension, Row, params};
+
+use crate::Result;
+use crate::apply::ACTION_DELETE;
+use crate::criteria::build_filter;
+
+/// One version of a resource as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResource {
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    /// Microseconds since the Unix epoch.
+    pub last_updated: i64,
+    pub action: VersionAction,
+    /// The resource JSON with `id` and `meta` set; `None` for a deletion.
+    pub json: Option<String>,
+}
+
+/// How a version came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionAction {
+    Created,
+    Updated,
+    Deleted,
+}
+
+impl StoredResource {
+    pub fn is_deleted(&self) -> bool {
+        self.action == VersionAction::Deleted
+    }
+}
+
+/// One page of search results in storage order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    pub resources: Vec<StoredResource>,
+    /// The cursor for the next page, when there is one.
+    pub next_after: Option<i64>,
+}
+
+/// Read access to the repository store.
+#[derive(Clone)]
+pub struct Repository {
+    pool: ReadPool,
+}
+
+const VERSION_COLUMNS: &str = "r.type, r.id, v.version, v.last_updated, v.action, v.json";
+
+fn stored_from_row(row: &Row<'_>) -> rusqlite::Result<StoredResource> {
+    let action = match row.get::<_, i64>(4)? {
+        ACTION_DELETE => VersionAction::Deleted,
+        0 => VersionAction::Created,
+        _ => VersionAction::Updated,
+    };
+    Ok(StoredResource {
+        resource_type: row.get(0)?,
+        id: row.get(1)?,
+        version: row.get(2)?,
+        last_updated: row.get(3)?,
+        action,
+        json: row.get(5)?,
+    })
+}
+
+impl Repository {
+    /// Opens read access to the store at `path`, which the projection runner creates.
+    pub fn open(path: &Path) -> Self {
+        Repository {
+            pool: ReadPool::new(path, 64),
+        }
+    }
+
+    /// Returns the current version, which may be a deletion, or `None` if the resource
+    /// never existed.
+    pub fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {
+        let conn = self.pool.get()?;
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM resources r JOIN versions v ON v.vid = r.vid WHERE r.type = ?1 AND r.id = ?2"
+        );
+        let found = conn
+            .prepare_cached(&sql)?
+            .query_row(params![resource_type, id], stored_from_row)
+            .optional()?;
+        Ok(found)
+    }
+
+    /// Returns one version of a resource.
+    pub fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<StoredResource>> {
+        let conn = self.pool.get()?;
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM resources r JOIN versions v ON v.rid = r.rid
+             WHERE r.type = ?1 AND r.id = ?2 AND v.version = ?3"
+        );
+        let found = conn
+            .prepare_cached(&sql)?
+            .query_row(params![resource_type, id, version], stored_from_row)
+            .optional()?;
+        Ok(found)
+    }
+
+    /// Returns `Type/id` of the one live resource with this id, of whatever type; `None`
+    /// when there is none or several types share the id.
+    pub fn find_by_id(&self, id: &str) -> Result<Option<String>> {
+        let conn = self.pool.get()?;
+        Ok(crate::apply::find_by_id(&conn, id)?)
+    }
+
+    /// Counts the live resources of a type that match `filters`.
+    pub fn count(&self, resource_type: &str, filters: &[(String, String)]) -> Result<u64> {
+        let (filter, args) = build_filter(resource_type, filters)?;
+        let sql =
+            format!("SELECT count(*) FROM resources r WHERE r.type = ? AND r.deleted = 0{filter}");
+        let mut all_args = vec![SqlValue::Text(resource_type.to_string())];
+        all_args.extend(args);
+        let conn = self.pool.get()?;
+        let count: i64 = conn
+            .prepare_cached(&sql)?
+            .query_row(rusqlite::params_from_iter(all_args), |row| row.get(0))?;
+        Ok(count as u64)
+    }
+
+    /// Returns up to `count` live resources of a type that match `filters`, after the
+    /// cursor `after` (exclusive), in storage order.
+    pub fn search(
+        &self,
+        resource_type: &str,
+        filters: &[(String, String)],
+        count: usize,
+        after: Option<i64>,
+    ) -> Result<SearchPage> {
+        let (filter, args) = build_filter(resource_type, filters)?;
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS}, r.rid FROM resources r JOIN versions v ON v.vid = r.vid
+             WHERE r.type = ? AND r.deleted = 0 AND r.rid > ?{filter} ORDER BY r.rid LIMIT ?"
+        );
+        let mut all_args = vec![
+            SqlValue::Text(resource_type.to_string()),
+            SqlValue::Integer(after.unwrap_or(0)),
+        ];
+        all_args.extend(args);
+        all_args.push(SqlValue::Integer(count as i64 + 1));
+
+        let conn = self.pool.get()?;
+        let mut statement = conn.prepare_cached(&sql)?;
+        let rows = statement.query_map(rusqlite::params_from_iter(all_args), |row| {
+            Ok((stored_from_row(row)?, row.get::<_, i64>(6)?))
+        })?;
+        let mut resources = Vec::with_capacity(count);
+        let mut next_after = None;
+        let mut last_rid = None;
+        for row in rows {
+            let (resource, rid) = row?;
+            if resources.len() == count {
+                next_after = last_rid;
+                break;
+            }
+            resources.push(resource);
+            last_rid = Some(rid);
+        }
+        Ok(SearchPage {
+            resources,
+            next_after,
+        })
+    }
+}

@@ -1,0 +1,615 @@
+//! Turning request bodies (Bundles, bare resources, NDJSON) into checked write entries.
+//!
+//! Everything here runs before anything is appended to the log, so a body that fails a
+//! check leaves no trace. The checks are the ones that need no repository: JSON syntax,
+//! known resource types, Bundle.type, entry requests that agree with their resources, and
+//! `urn:uuid:` references that point at no `fullUrl` of the bundle. The repository resolves
+//! conditional references and decides conditional writes when it applies the entries.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::id::is_valid_id;
+use crate::reference::{ReferenceKind, classify, for_each_reference};
+use crate::resource_types::is_resource_type;
+
+/// The write an entry asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    Patch,
+}
+
+/// How the ids and methods of a body are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Semantics {
+    /// Import: resources keep the ids they carry (or the UUID of their `urn:uuid:`
+    /// fullUrl), so references across separately loaded files resolve. Every kind of
+    /// Bundle is applied all or nothing.
+    Load,
+}
+
+/// One checked write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Position in the bundle (0-based) or line number in NDJSON (1-based).
+    pub position: Position,
+    pub action: Action,
+    pub resource_type: String,
+    pub id: Option<String>,
+    pub full_url: Option<String>,
+    pub resource: Option<Value>,
+    pub if_match: Option<String>,
+    pub if_none_exist: Option<String>,
+    /// Search criteria of a conditional update or delete.
+    pub criteria: Option<String>,
+}
+
+/// Where in a body an entry or an error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// The body as a whole, or a bare resource.
+    Document,
+    /// `Bundle.entry[n]`, 0-based.
+    Entry(usize),
+    /// Line `n` of an NDJSON body, 1-based.
+    Line(usize),
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::Document => write!(f, "document"),
+            Position::Entry(n) => write!(f, "entry {n}"),
+            Position::Line(n) => write!(f, "line {n}"),
+        }
+    }
+}
+
+impl Position {
+    /// The FHIRPath of the position, for `OperationOutcome.issue.expression`.
+    pub fn expression(&self) -> Option<String> {
+        match self {
+            Position::Entry(n) => Some(format!("Bundle.entry[{n}]")),
+            _ => None,
+        }
+    }
+}
+
+/// The kind of problem, mapped to an OperationOutcome issue code by the HTTP layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Not JSON, or not valid UTF-8.
+    Syntax,
+    /// Valid JSON that breaks a FHIR rule.
+    Invalid,
+    /// A resource type R4 does not define.
+    UnknownType,
+    /// A `urn:uuid:` reference that no entry defines.
+    UnresolvedReference,
+    /// Something FHIR allows that this operation does not do.
+    NotSupported,
+}
+
+/// Why a body was rejected, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryError {
+    pub position: Position,
+    pub full_url: Option<String>,
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl fmt::Display for EntryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.position, &self.full_url) {
+            (Position::Document, _) => write!(f, "{}", self.message),
+            (position, Some(url)) => write!(f, "{position} ({url}): {}", self.message),
+            (position, None) => write!(f, "{position}: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for EntryError {}
+
+fn error(position: Position, kind: ErrorKind, message: impl Into<String>) -> EntryError {
+    EntryError {
+        position,
+        full_url: None,
+        kind,
+        message: message.into(),
+    }
+}
+
+/// Parses a JSON body holding a Bundle (transaction, batch or collection) or one resource.
+pub fn parse_document(body: &[u8], semantics: Semantics) -> Result<Vec<Entry>, EntryError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        error(
+            Position::Document,
+            ErrorKind::Syntax,
+            format!("invalid JSON: {e}"),
+        )
+    })?;
+    let resource_type = check_resource(&value, Position::Document)?;
+    let entries = if resource_type == "Bundle" {
+        parse_bundle(value, semantics)?
+    } else {
+        vec![bare_entry(value, resource_type, Position::Document)?]
+    };
+    check_placeholders(&entries)?;
+    Ok(entries)
+}
+
+/// Parses an NDJSON body: one resource per line, blank lines ignored.
+pub fn parse_ndjson(body: &[u8], _semantics: Semantics) -> Result<Vec<Entry>, EntryError> {
+    let mut entries = Vec::new();
+    for (index, line) in body.split(|b| *b == b'\n').enumerate() {
+        let position = Position::Line(index + 1);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let value: Value = serde_json::from_slice(line).map_err(|e| {
+            let message = format!(
+                "invalid JSON at column {}: {}",
+                e.column(),
+                json_error_text(&e)
+            );
+            error(position, ErrorKind::Syntax, message)
+        })?;
+        let resource_type = check_resource(&value, position)?;
+        if resource_type == "Bundle" {
+            return Err(error(
+                position,
+                ErrorKind::NotSupported,
+                "an NDJSON line must hold one resource, not a Bundle",
+            ));
+        }
+        entries.push(bare_entry(value, resource_type, position)?);
+    }
+    Ok(entries)
+}
+
+/// The message of a JSON error without serde_json's " at line L column C" suffix, for
+/// callers that state the position themselves.
+pub fn json_error_text(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(index) => text[..index].to_string(),
+        None => text,
+    }
+}
+
+/// Checks that `value` is a JSON object with a known `resourceType`, and that every
+/// contained resource has one too. Returns the type.
+fn check_resource(value: &Value, position: Position) -> Result<String, EntryError> {
+    let Some(object) = value.as_object() else {
+        return Err(error(
+            position,
+            ErrorKind::Invalid,
+            "a resource must be a JSON object",
+        ));
+    };
+    let resource_type = match object.get("resourceType") {
+        Some(Value::String(name)) => name.clone(),
+        Some(_) => {
+            return Err(error(
+                position,
+                ErrorKind::Invalid,
+                "resourceType must be a string",
+            ));
+        }
+        None => {
+            return Err(error(
+                position,
+                ErrorKind::Invalid,
+                "missing resourceType: the JSON is not a FHIR resource",
+            ));
+        }
+    };
+    if !is_resource_type(&resource_type) {
+        return Err(error(
+            position,
+            ErrorKind::UnknownType,
+            format!("unknown resourceType '{resource_type}': not an R4 resource type"),
+        ));
+    }
+    if let Some(id) = object.get("id") {
+        match id.as_str() {
+            Some(id) if is_valid_id(id) => {}
+            _ => {
+                return Err(error(
+                    position,
+                    ErrorKind::Invalid,
+                    format!("invalid id {id}: an id has 1 to 64 characters from A-Z a-z 0-9 - ."),
+                ));
+            }
+        }
+    }
+    if let Some(contained) = object.get("contained") {
+        let Some(items) = contained.as_array() else {
+            return Err(error(
+                position,
+                ErrorKind::Invalid,
+                "contained must be an array",
+            ));
+        };
+        for item in items {
+            check_resource(item, position)?;
+        }
+    }
+    Ok(resource_type)
+}
+
+fn bare_entry(
+    value: Value,
+    resource_type: String,
+    position: Position,
+) -> Result<Entry, EntryError> {
+    let id = value.get("id").and_then(Value::as_str).map(str::to_string);
+    Ok(Entry {
+        position,
+        action: Action::Update,
+        resource_type,
+        id,
+        full_url: None,
+        resource: Some(value),
+        if_match: None,
+        if_none_exist: None,
+        criteria: None,
+    })
+}
+
+fn parse_bundle(mut bundle: Value, semantics: Semantics) -> Result<Vec<Entry>, EntryError> {
+    let bundle_type = bundle.get("type").and_then(Value::as_str).unwrap_or("");
+    let has_requests = match bundle_type {
+        "transaction" | "batch" => true,
+        "collection" => false,
+        "" => {
+            return Err(error(
+                Position::Document,
+                ErrorKind::Invalid,
+                "Bundle.type is missing",
+            ));
+        }
+        other => {
+            return Err(error(
+                Position::Document,
+                ErrorKind::NotSupported,
+                format!(
+                    "Bundle.type '{other}' cannot be stored: expected transaction, batch or collection"
+                ),
+            ));
+        }
+    };
+    let entries = match bundle.get_mut("entry").map(Value::take) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => {
+            return Err(error(
+                Position::Document,
+                ErrorKind::Invalid,
+                "Bundle.entry must be an array",
+            ));
+        }
+    };
+
+    let mut parsed = Vec::with_capacity(entries.len());
+    let mut full_urls = HashSet::new();
+    for (index, entry) in entries.into_iter().enumerate() {
+        let position = Position::Entry(index);
+        let entry =
+            parse_bundle_entry(entry, position, has_requests, semantics).map_err(|mut e| {
+                e.position = position;
+                e
+            })?;
+        if let Some(url) = &entry.full_url
+            && !full_urls.insert(url.clone())
+        {
+            return Err(EntryError {
+                position,
+                full_url: Some(url.clone()),
+                kind: ErrorKind::Invalid,
+                message: "fullUrl appears in more than one entry".to_string(),
+            });
+        }
+        parsed.push(entry);
+    }
+    Ok(parsed)
+}
+
+fn parse_bundle_entry(
+    mut entry: Value,
+    position: Position,
+    has_requests: bool,
+    semantics: Semantics,
+) -> Result<Entry, EntryError> {
+    let Some(object) = entry.as_object_mut() else {
+        return Err(error(
+            position,
+            ErrorKind::Invalid,
+            "a Bundle entry must be a JSON object",
+        ));
+    };
+    let full_url = object
+        .get("fullUrl")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let with_url = |mut e: EntryError| {
+        e.full_url = full_url.clone();
+        e
+    };
+    let resource = object.remove("resource");
+    let request = object.remove("request");
+
+    let resource_type = match &resource {
+        Some(resource) => Some(check_resource(resource, position).map_err(with_url)?),
+        None => None,
+    };
+    let request = match (has_requests, request) {
+        (true, Some(request)) => Some(parse_request(&request, position).map_err(with_url)?),
+        (true, None) => {
+            return Err(with_url(error(
+                position,
+                ErrorKind::Invalid,
+                "entry.request is missing",
+            )));
+        }
+        (false, _) => None,
+    };
+
+    let mut parsed =
+        build_entry(resource, resource_type, request, position, semantics).map_err(with_url)?;
+    parsed.full_url = full_url;
+    if parsed.id.is_none() && parsed.action != Action::Delete {
+        parsed.id = parsed
+            .full_url
+            .as_deref()
+            .and_then(|url| url.strip_prefix("urn:uuid:"))
+            .filter(|uuid| is_valid_id(uuid))
+            .map(str::to_string);
+    }
+    Ok(parsed)
+}
+
+/// An entry's `request`, split into its parts.
+struct Request {
+    method: String,
+    resource_type: String,
+    id: Option<String>,
+    query: Option<String>,
+    if_match: Option<String>,
+    if_none_exist: Option<String>,
+}
+
+fn parse_request(request: &Value, position: Position) -> Result<Request, EntryError> {
+    let text = |name: &str| {
+        request
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let method = text("method").ok_or_else(|| {
+        error(
+            position,
+            ErrorKind::Invalid,
+            "entry.request.method is missing",
+        )
+    })?;
+    let url = text("url")
+        .ok_or_else(|| error(position, ErrorKind::Invalid, "entry.request.url is missing"))?;
+
+    let (path, query) = match url.split_once('?') {
+        Some((path, query)) => (path, Some(query.to_string())),
+        None => (url.as_str(), None),
+    };
+    let mut segments = path.trim_start_matches('/').split('/');
+    let resource_type = segments.next().unwrap_or("").to_string();
+    let id = segments.next().map(str::to_string);
+    if segments.next().is_some() || !is_resource_type(&resource_type) {
+        return Err(error(
+            position,
+            ErrorKind::Invalid,
+            format!("entry.request.url '{url}' is not of the form Type, Type/id or Type?criteria"),
+        ));
+    }
+    Ok(Request {
+        method,
+        resource_type,
+        id,
+        query,
+        if_match: text("ifMatch"),
+        if_none_exist: text("ifNoneExist"),
+    })
+}
+
+fn build_entry(
+    resource: Option<Value>,
+    resource_type: Option<String>,
+    request: Option<Request>,
+    position: Position,
+    _semantics: Semantics,
+) -> Result<Entry, EntryError> {
+    let resource_id = resource
+        .as_ref()
+        .and_then(|r| r.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut entry = Entry {
+        position,
+        action: Action::Update,
+        resource_type: resource_type.clone().unwrap_or_default(),
+        id: resource_id.clone(),
+        full_url: None,
+        resource,
+        if_match: None,
+        if_none_exist: None,
+        criteria: None,
+    };
+    let Some(request) = request else {
+        if entry.resource.is_none() {
+            return Err(error(
+                position,
+                ErrorKind::Invalid,
+                "entry.resource is missing",
+            ));
+        }
+        return Ok(entry);
+    };
+
+    if let Some(resource_type) = &resource_type
+        && *resource_type != request.resource_type
+    {
+        return Err(error(
+            position,
+            ErrorKind::Invalid,
+            format!(
+                "entry.request.url names {} but the resource is a {resource_type}",
+                request.resource_type
+            ),
+        ));
+    }
+    entry.resource_type = request.resource_type.clone();
+    entry.if_match = request.if_match;
+
+    match request.method.as_str() {
+        "POST" => {
+            require_resource(&entry, position)?;
+            if request.id.is_some() || request.query.is_some() {
+                return Err(error(
+                    position,
+                    ErrorKind::Invalid,
+                    "a POST entry's request.url must be the resource type alone",
+                ));
+            }
+            if let Some(criteria) = request.if_none_exist {
+                entry.action = Action::Create;
+                entry.if_none_exist = Some(criteria);
+            }
+        }
+        "PUT" => {
+            require_resource(&entry, position)?;
+            match (request.id, request.query) {
+                (Some(id), None) => {
+                    if resource_id.as_ref().is_some_and(|rid| *rid != id) {
+                        return Err(error(
+                            position,
+                            ErrorKind::Invalid,
+                            format!(
+                                "entry.request.url names id {id} but the resource has another id"
+                            ),
+                        ));
+                    }
+                    if !is_valid_id(&id) {
+                        return Err(error(
+                            position,
+                            ErrorKind::Invalid,
+                            format!("invalid id '{id}'"),
+                        ));
+                    }
+                    entry.id = Some(id);
+                }
+                (None, Some(criteria)) => entry.criteria = Some(criteria),
+                _ => {
+                    return Err(error(
+                        position,
+                        ErrorKind::Invalid,
+                        "a PUT entry's request.url must be Type/id or Type?criteria",
+                    ));
+                }
+            }
+        }
+        "DELETE" => {
+            entry.action = Action::Delete;
+            entry.resource = None;
+            match (request.id, request.query) {
+                (Some(id), None) => entry.id = Some(id),
+                (None, Some(criteria)) => entry.criteria = Some(criteria),
+                _ => {
+                    return Err(error(
+                        position,
+                        ErrorKind::Invalid,
+                        "a DELETE entry's request.url must be Type/id or Type?criteria",
+                    ));
+                }
+            }
+        }
+        "GET" | "HEAD" | "PATCH" => {
+            return Err(error(
+                position,
+                ErrorKind::NotSupported,
+                format!(
+                    "{} entries cannot be loaded; only POST, PUT and DELETE store data",
+                    request.method
+                ),
+            ));
+        }
+        other => {
+            return Err(error(
+                position,
+                ErrorKind::Invalid,
+                format!("unknown request method '{other}'"),
+            ));
+        }
+    }
+    Ok(entry)
+}
+
+fn require_resource(entry: &Entry, position: Position) -> Result<(), EntryError> {
+    if entry.resource.is_none() {
+        return Err(error(
+            position,
+            ErrorKind::Invalid,
+            "entry.resource is missing",
+        ));
+    }
+    Ok(())
+}
+
+/// `urn:uuid:` references that name no `fullUrl` of these entries, with the entry that
+/// holds each. Under load semantics they may still name a resource stored earlier, whose
+/// id is the UUID; the caller checks those against the repository.
+pub fn unresolved_placeholders(entries: &[Entry]) -> Vec<(usize, String)> {
+    let defined: HashSet<&str> = entries
+        .iter()
+        .filter_map(|e| e.full_url.as_deref())
+        .collect();
+    let mut unresolved = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        if let Some(resource) = &entry.resource {
+            for_each_reference(resource, &mut |reference| {
+                if let ReferenceKind::Placeholder(url) = classify(reference)
+                    && !defined.contains(url)
+                {
+                    unresolved.push((index, url.to_string()));
+                }
+            });
+        }
+    }
+    unresolved
+}
+
+/// Rejects placeholders that are not even shaped like a UUID, which no later lookup can
+/// resolve.
+fn check_placeholders(entries: &[Entry]) -> Result<(), EntryError> {
+    for (index, url) in unresolved_placeholders(entries) {
+        let uuid = url.trim_start_matches("urn:uuid:");
+        if !is_valid_id(uuid) {
+            let entry = &entries[index];
+            return Err(EntryError {
+                position: entry.position,
+                full_url: entry.full_url.clone(),
+                kind: ErrorKind::UnresolvedReference,
+                message: format!("reference {url} matches no entry of the bundle"),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

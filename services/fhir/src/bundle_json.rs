@@ -1,0 +1,121 @@
+//! Writing Bundles around stored resource JSON without parsing it again.
+
+use serde_json::Value;
+
+/// One entry of a response Bundle.
+pub struct BundleEntry<'a> {
+    pub full_url: String,
+    /// The stored resource JSON, written as is.
+    pub resource: Option<&'a str>,
+    /// `search.mode`, for searchset Bundles.
+    pub search_mode: Option<&'static str>,
+    /// `response`, for transaction-response and batch-response Bundles.
+    pub response: Option<Value>,
+}
+
+/// Writes a Bundle of `bundle_type` with optional `total` and `link`s (relation, url).
+pub fn write_bundle(
+    bundle_type: &str,
+    total: Option<u64>,
+    links: &[(&str, &str)],
+    entries: &[BundleEntry<'_>],
+) -> String {
+    let capacity = 256
+        + entries
+            .iter()
+            .map(|e| e.resource.map_or(64, str::len) + 128)
+            .sum::<usize>();
+    let mut out = String::with_capacity(capacity);
+    out.push_str("{\"resourceType\":\"Bundle\",\"type\":");
+    push_string(&mut out, bundle_type);
+    if let Some(total) = total {
+        out.push_str(",\"total\":");
+        out.push_str(&total.to_string());
+    }
+    if !links.is_empty() {
+        out.push_str(",\"link\":[");
+        for (i, (relation, url)) in links.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"relation\":");
+            push_string(&mut out, relation);
+            out.push_str(",\"url\":");
+            push_string(&mut out, url);
+            out.push('}');
+        }
+        out.push(']');
+    }
+    if !entries.is_empty() {
+        out.push_str(",\"entry\":[");
+        for (i, entry) in entries.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_entry(&mut out, entry);
+        }
+        out.push(']');
+    }
+    out.push('}');
+    out
+}
+
+fn push_entry(out: &mut String, entry: &BundleEntry<'_>) {
+    out.push_str("{\"fullUrl\":");
+    push_string(out, &entry.full_url);
+    if let Some(resource) = entry.resource {
+        out.push_str(",\"resource\":");
+        out.push_str(resource);
+    }
+    if let Some(mode) = entry.search_mode {
+        out.push_str(",\"search\":{\"mode\":");
+        push_string(out, mode);
+        out.push('}');
+    }
+    if let Some(response) = &entry.response {
+        out.push_str(",\"response\":");
+        out.push_str(&response.to_string());
+    }
+    out.push('}');
+}
+
+fn push_string(out: &mut String, text: &str) {
+    match serde_json::to_string(text) {
+        Ok(quoted) => out.push_str(&quoted),
+        Err(_) => out.push_str("\"\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundle_is_valid_json() {
+        let entries = [BundleEntry {
+            full_url: "http://h/fhir/Patient/1".to_string(),
+            resource: Some(r#"{"resourceType":"Patient","id":"1"}"#),
+            search_mode: Some("match"),
+            response: None,
+        }];
+        let text = write_bundle(
+            "searchset",
+            Some(1),
+            &[("self", "http://h/fhir/Patient?a=\"b\"")],
+            &entries,
+        );
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["total"], 1);
+        assert_eq!(value["link"][0]["url"], "http://h/fhir/Patient?a=\"b\"");
+        assert_eq!(value["entry"][0]["resource"]["id"], "1");
+        assert_eq!(value["entry"][0]["search"]["mode"], "match");
+    }
+
+    #[test]
+    fn empty_bundle_has_no_entry_member() {
+        let value: Value =
+            serde_json::from_str(&write_bundle("searchset", Some(0), &[], &[])).unwrap();
+        assert!(value.get("entry").is_none());
+        assert_eq!(value["total"], 0);
+    }
+}

@@ -1,0 +1,162 @@
+//! `$load`: storing Bundles, bare resources and NDJSON with import semantics.
+//!
+//! Resources keep the ids they carry, so files loaded one after another can point at each
+//! other through `urn:uuid:` references whose UUID is the target's id. The whole body is
+//! one event on the log and is applied all or nothing. Every check that needs no decision
+//! in log order happens before the append, so a rejected body leaves nothing in the log.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use hearth_fhir_core::bundle::{self, Action, Entry, EntryError, ErrorKind, Semantics};
+use hearth_schemas::{ResourceAction, ResourceOperation, ResourceTransaction, TransactionKind};
+use serde_json::json;
+
+use crate::FhirState;
+use crate::error::{FhirError, FhirResult};
+use crate::media::FhirJson;
+use crate::write::{now_micros, submit};
+
+pub async fn load(
+    State(state): State<FhirState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> FhirResult<FhirJson> {
+    let ndjson = is_ndjson(&headers)?;
+    let entries = tokio::task::spawn_blocking(move || {
+        if ndjson {
+            bundle::parse_ndjson(&body, Semantics::Load)
+        } else {
+            bundle::parse_document(&body, Semantics::Load)
+        }
+    })
+    .await
+    .map_err(FhirError::internal)?
+    .map_err(|e| entry_error(&e))?;
+
+    check_placeholders(&state, &entries)?;
+    let event = build_event(&state, entries)?;
+    let (position, outcomes) = submit(&state, &event).await?;
+
+    let mut stored: BTreeMap<&str, u64> = BTreeMap::new();
+    for outcome in &outcomes {
+        *stored.entry(outcome.resource_type.as_str()).or_default() += 1;
+    }
+    let parts: Vec<_> = stored
+        .iter()
+        .map(|(name, count)| json!({"name": name, "valueInteger": count}))
+        .collect();
+    let body = json!({
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "stored", "part": parts},
+            {"name": "transaction", "valueString": event.event_id},
+            {"name": "offset", "valueInteger": position.offset},
+        ]
+    });
+    Ok(FhirJson::ok(body.to_string()))
+}
+
+fn is_ndjson(headers: &HeaderMap) -> FhirResult<bool> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/fhir+json");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/fhir+ndjson" | "application/ndjson" | "application/x-ndjson" => Ok(true),
+        "application/fhir+json" | "application/json" | "" => Ok(false),
+        other => Err(FhirError::not_supported(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("$load takes application/fhir+json or application/fhir+ndjson, not {other}"),
+        )),
+    }
+}
+
+/// The FHIR error for a body that failed a check, naming the entry or line.
+pub fn entry_error(error: &EntryError) -> FhirError {
+    let (status, code) = match error.kind {
+        ErrorKind::Syntax => (StatusCode::BAD_REQUEST, "structure"),
+        ErrorKind::Invalid => (StatusCode::BAD_REQUEST, "invalid"),
+        ErrorKind::UnknownType => (StatusCode::BAD_REQUEST, "not-supported"),
+        ErrorKind::UnresolvedReference => (StatusCode::BAD_REQUEST, "not-found"),
+        ErrorKind::NotSupported => (StatusCode::BAD_REQUEST, "not-supported"),
+    };
+    FhirError::new(status, code, error.to_string()).with_expression(error.position.expression())
+}
+
+/// Rejects the body when a `urn:uuid:` placeholder names neither an entry nor a stored
+/// resource. The repository checks again when it applies the event.
+fn check_placeholders(state: &FhirState, entries: &[Entry]) -> FhirResult<()> {
+    let mut known: HashMap<String, bool> = HashMap::new();
+    for (index, url) in bundle::unresolved_placeholders(entries) {
+        let id = url.trim_start_matches("urn:uuid:").to_string();
+        let found = match known.get(&id) {
+            Some(found) => *found,
+            None => {
+                let found = state.repository.find_by_id(&id)?.is_some();
+                known.insert(id, found);
+                found
+            }
+        };
+        if !found {
+            let entry = &entries[index];
+            return Err(entry_error(&EntryError {
+                position: entry.position,
+                full_url: entry.full_url.clone(),
+                kind: ErrorKind::UnresolvedReference,
+                message: format!(
+                    "reference {url} matches no entry of the bundle and no stored resource"
+                ),
+            }));
+        }
+    }
+    Ok(())
+}
+
+fn build_event(state: &FhirState, entries: Vec<Entry>) -> FhirResult<ResourceTransaction> {
+    let mut operations = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let resource = match &entry.resource {
+            Some(value) => Some(serde_json::to_string(value).map_err(FhirError::internal)?),
+            None => None,
+        };
+        let id = match (entry.id, entry.action) {
+            (Some(id), _) => Some(id),
+            (None, Action::Delete) => None,
+            (None, _) => Some(uuid::Uuid::new_v4().to_string()),
+        };
+        operations.push(ResourceOperation {
+            action: match entry.action {
+                Action::Create => ResourceAction::Create,
+                Action::Update => ResourceAction::Update,
+                Action::Delete => ResourceAction::Delete,
+                Action::Patch => ResourceAction::Patch,
+            },
+            resource_type: entry.resource_type,
+            id,
+            full_url: entry.full_url,
+            resource,
+            if_match: entry.if_match,
+            if_none_exist: entry.if_none_exist,
+            criteria: entry.criteria,
+        });
+    }
+    Ok(ResourceTransaction {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        occurred_at: now_micros(),
+        site_id: state.site_id.clone(),
+        kind: TransactionKind::Load,
+        entries: operations,
+        client_id: None,
+        user_id: None,
+        request_id: None,
+    })
+}

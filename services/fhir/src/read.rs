@@ -1,0 +1,94 @@
+//! read and vread.
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use hearth_cdr::StoredResource;
+use hearth_fhir_core::resource_types::is_resource_type;
+
+use crate::FhirState;
+use crate::error::{FhirError, FhirResult};
+use crate::media::FhirJson;
+use crate::search::CommonParams;
+
+pub async fn read(
+    State(state): State<FhirState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    Query(common): Query<CommonParams>,
+) -> FhirResult<FhirJson> {
+    check_type(&resource_type)?;
+    let stored = state.repository.read(&resource_type, &id)?;
+    let stored = live(stored, &resource_type, &id)?;
+    Ok(resource_response(stored).pretty(common.pretty()))
+}
+
+pub async fn vread(
+    State(state): State<FhirState>,
+    Path((resource_type, id, version)): Path<(String, String, String)>,
+    Query(common): Query<CommonParams>,
+) -> FhirResult<FhirJson> {
+    check_type(&resource_type)?;
+    let number: i64 = version.parse().map_err(|_| {
+        FhirError::not_found(format!("{resource_type}/{id} has no version '{version}'"))
+    })?;
+    let stored = state
+        .repository
+        .vread(&resource_type, &id, number)?
+        .ok_or_else(|| {
+            FhirError::not_found(format!("{resource_type}/{id} has no version {number}"))
+        })?;
+    if stored.is_deleted() {
+        return Err(FhirError::gone(format!(
+            "version {number} of {resource_type}/{id} is its deletion"
+        )));
+    }
+    Ok(resource_response(stored).pretty(common.pretty()))
+}
+
+/// Rejects names that are not R4 resource types with 404, as the type's endpoint does
+/// not exist.
+pub fn check_type(resource_type: &str) -> FhirResult<()> {
+    if is_resource_type(resource_type) {
+        Ok(())
+    } else {
+        Err(FhirError::not_found(format!(
+            "unknown resource type '{resource_type}'"
+        )))
+    }
+}
+
+fn live(
+    stored: Option<StoredResource>,
+    resource_type: &str,
+    id: &str,
+) -> FhirResult<StoredResource> {
+    match stored {
+        None => Err(FhirError::not_found(format!(
+            "{resource_type}/{id} is not known"
+        ))),
+        Some(stored) if stored.is_deleted() => {
+            Err(FhirError::gone(format!("{resource_type}/{id} was deleted")))
+        }
+        Some(stored) => Ok(stored),
+    }
+}
+
+/// A 200 response with the resource, its ETag and Last-Modified.
+pub fn resource_response(stored: StoredResource) -> FhirJson {
+    let etag = format!("W/\"{}\"", stored.version);
+    let modified = http_date(stored.last_updated);
+    FhirJson::ok(stored.json.unwrap_or_default())
+        .header(header::ETAG, &etag)
+        .header(header::LAST_MODIFIED, &modified)
+}
+
+/// Formats microseconds since the epoch as an HTTP date (RFC 9110 IMF-fixdate).
+pub fn http_date(micros: i64) -> String {
+    let seconds = micros.div_euclid(1_000_000);
+    let Ok(when) = time::OffsetDateTime::from_unix_timestamp(seconds) else {
+        return String::new();
+    };
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    when.format(&format).unwrap_or_default()
+}

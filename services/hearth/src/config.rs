@@ -1,0 +1,225 @@
+//! Settings of `hearth serve`: built-in defaults, then `hearth.toml`, then `HEARTH_*`
+//! environment variables, then flags. Unknown keys in the file are rejected.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+
+/// Flags of `hearth serve` and of the subcommands that open the data directory.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// Configuration file (TOML). Without it, `hearth.toml` in the working directory is
+    /// read when present.
+    #[arg(long, env = "HEARTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded log and the projection stores [default: ./hearth-data]
+    #[arg(long, env = "HEARTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address and port the HTTP server listens on [default: 127.0.0.1:8080]
+    #[arg(long, env = "HEARTH_LISTEN")]
+    pub listen: Option<String>,
+    /// Absolute URL clients reach this server at, used in links and discovery documents
+    /// [default: http://LISTEN]
+    #[arg(long, env = "HEARTH_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Kafka bootstrap servers (HOST:PORT,...); switches the log from the embedded one to
+    /// Kafka
+    #[arg(long, env = "HEARTH_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Prefix of Hearth's topic and consumer group names in Kafka, so several deployments
+    /// can share a cluster [default: none]
+    #[arg(long, env = "HEARTH_KAFKA_TOPIC_PREFIX")]
+    pub kafka_topic_prefix: Option<String>,
+}
+
+/// The keys `hearth.toml` may hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    public_url: Option<String>,
+    kafka: Option<KafkaFileConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KafkaFileConfig {
+    brokers: Option<String>,
+    topic_prefix: Option<String>,
+    /// Extra librdkafka properties, such as `security.protocol`.
+    #[serde(default)]
+    properties: BTreeMap<String, String>,
+}
+
+/// The effective settings.
+#[derive(Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub public_url: String,
+    pub log: LogBackend,
+}
+
+#[derive(Clone)]
+pub enum LogBackend {
+    Embedded,
+    Kafka {
+        brokers: String,
+        topic_prefix: String,
+        properties: BTreeMap<String, String>,
+    },
+}
+
+impl fmt::Debug for Settings {
+    /// Lists the settings without librdkafka property values, which can hold passwords.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let log = match &self.log {
+            LogBackend::Embedded => "embedded".to_string(),
+            LogBackend::Kafka {
+                brokers,
+                topic_prefix,
+                properties,
+            } => {
+                let keys: Vec<&str> = properties.keys().map(String::as_str).collect();
+                format!("kafka brokers={brokers} topic_prefix={topic_prefix:?} properties={keys:?}")
+            }
+        };
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("log", &log)
+            .finish()
+    }
+}
+
+impl ServeArgs {
+    /// Merges the file, environment and flags into the effective settings.
+    pub fn resolve(&self) -> anyhow::Result<Settings> {
+        let file = self.read_file()?;
+        self.resolve_with(file)
+    }
+
+    fn resolve_with(&self, file: FileConfig) -> anyhow::Result<Settings> {
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("hearth-data"));
+        let listen = self
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".to_string());
+        if listen.parse::<std::net::SocketAddr>().is_err() {
+            bail!("invalid listen address '{listen}': expected IP:PORT, such as 127.0.0.1:8080");
+        }
+        let public_url = self
+            .public_url
+            .clone()
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"));
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            bail!("invalid public URL '{public_url}': it must start with http:// or https://");
+        }
+        let kafka = file.kafka.unwrap_or_default();
+        let log = match self.kafka_brokers.clone().or(kafka.brokers) {
+            Some(brokers) => LogBackend::Kafka {
+                brokers,
+                topic_prefix: self
+                    .kafka_topic_prefix
+                    .clone()
+                    .or(kafka.topic_prefix)
+                    .unwrap_or_default(),
+                properties: kafka.properties,
+            },
+            None => LogBackend::Embedded,
+        };
+        Ok(Settings {
+            data_dir,
+            listen,
+            public_url: public_url.trim_end_matches('/').to_string(),
+            log,
+        })
+    }
+
+    fn read_file(&self) -> anyhow::Result<FileConfig> {
+        let path = match &self.config {
+            Some(path) => path.clone(),
+            None if Path::new("hearth.toml").exists() => PathBuf::from("hearth.toml"),
+            None => return Ok(FileConfig::default()),
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("invalid configuration file {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_file_or_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ServeArgs {
+            config: Some(dir.path().join("absent.toml")),
+            ..Default::default()
+        };
+        assert!(
+            args.resolve().is_err(),
+            "a named file that is missing is an error"
+        );
+
+        let settings = ServeArgs::default()
+            .resolve_with(FileConfig::default())
+            .unwrap();
+        assert_eq!(settings.data_dir, PathBuf::from("hearth-data"));
+        assert_eq!(settings.listen, "127.0.0.1:8080");
+        assert_eq!(settings.public_url, "http://127.0.0.1:8080");
+        assert!(matches!(settings.log, LogBackend::Embedded));
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/srv/h\"\n[kafka]\nbrokers = \"k:9092\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            listen: Some("127.0.0.1:7000".to_string()),
+            ..Default::default()
+        };
+        let settings = args.resolve_with(file).unwrap();
+        assert_eq!(settings.listen, "127.0.0.1:7000");
+        assert_eq!(settings.data_dir, PathBuf::from("/srv/h"));
+        assert!(
+            matches!(settings.log, LogBackend::Kafka { ref brokers, .. } if brokers == "k:9092")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let result: Result<FileConfig, _> = toml::from_str("listne = \"x\"");
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn bad_listen_address_is_rejected() {
+        let args = ServeArgs {
+            listen: Some("localhost".to_string()),
+            ..Default::default()
+        };
+        let error = args.resolve_with(FileConfig::default()).unwrap_err();
+        assert!(
+            error.to_string().contains("invalid listen address"),
+            "{error}"
+        );
+    }
+}

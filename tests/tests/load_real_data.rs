@@ -1,0 +1,227 @@
+//! Loads the Synthea data through `hearth load`, then reads it back over HTTP, once per
+//! log backend; and checks that malformed files are rejected and store nothing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hearth_e2e::{Backend, Server, invalid_dir, synthea_dir};
+use serde_json::Value;
+
+/// Resources per type in the Synthea files, counted by reading the files directly.
+fn expected_counts(dir: &Path) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let value: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        if value["resourceType"] == "Bundle" {
+            for entry in value["entry"].as_array().unwrap() {
+                let resource_type = entry["resource"]["resourceType"].as_str().unwrap();
+                *counts.entry(resource_type.to_string()).or_default() += 1;
+            }
+        } else {
+            let resource_type = value["resourceType"].as_str().unwrap();
+            *counts.entry(resource_type.to_string()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+fn get_json(url: &str) -> (u16, Value) {
+    let response = reqwest::blocking::get(url).unwrap();
+    let status = response.status().as_u16();
+    let body = response.text().unwrap();
+    let value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("{url} returned invalid JSON ({e}): {body}"));
+    (status, value)
+}
+
+fn total(fhir: &str, query: &str) -> u64 {
+    let (status, bundle) = get_json(&format!("{fhir}/{query}"));
+    assert_eq!(status, 200, "{query}: {bundle}");
+    bundle["total"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{query} has no total: {bundle}"))
+}
+
+fn load_and_read(backend: Backend) {
+    let server = Server::start(&backend).unwrap();
+    let data = synthea_dir();
+    let output = server.load(&[data]).unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "hearth load failed:\n{stdout}\n{stderr}"
+    );
+
+    let expected = expected_counts(data);
+    for (resource_type, count) in &expected {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(resource_type))
+            .unwrap_or_else(|| panic!("the summary lists no {resource_type}:\n{stdout}"));
+        let printed: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert_eq!(printed, *count, "summary count of {resource_type}");
+    }
+
+    let fhir = server.fhir_url();
+    for (resource_type, count) in &expected {
+        assert_eq!(
+            total(&fhir, &format!("{resource_type}?_summary=count")),
+            *count,
+            "{resource_type} total"
+        );
+    }
+
+    // One patient and that patient's Observations, compared with the file.
+    let patient_file = std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("Abram_Lemke")
+        })
+        .unwrap();
+    let bundle: Value = serde_json::from_slice(&std::fs::read(patient_file).unwrap()).unwrap();
+    let entries = bundle["entry"].as_array().unwrap();
+    let patient = &entries
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Patient")
+        .unwrap()["resource"];
+    let patient_id = patient["id"].as_str().unwrap();
+    let observations_in_file = entries
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "Observation")
+        .count() as u64;
+
+    let (status, read) = get_json(&format!("{fhir}/Patient/{patient_id}"));
+    assert_eq!(status, 200);
+    assert_eq!(read["name"], patient["name"]);
+    assert_eq!(read["birthDate"], patient["birthDate"]);
+    assert_eq!(read["meta"]["versionId"], "1");
+
+    let (status, vread) = get_json(&format!("{fhir}/Patient/{patient_id}/_history/1"));
+    assert_eq!(status, 200);
+    assert_eq!(vread, read);
+
+    assert_eq!(
+        total(
+            &fhir,
+            &format!("Observation?patient={patient_id}&_total=accurate")
+        ),
+        observations_in_file
+    );
+    let mut seen = 0;
+    let mut next = Some(format!(
+        "{fhir}/Observation?patient=Patient/{patient_id}&_count=40"
+    ));
+    while let Some(url) = next {
+        let (status, page) = get_json(&url);
+        assert_eq!(status, 200, "{url}: {page}");
+        assert_eq!(page["type"], "searchset");
+        for entry in page["entry"].as_array().into_iter().flatten() {
+            assert_eq!(entry["resource"]["resourceType"], "Observation");
+            assert_eq!(
+                entry["resource"]["subject"]["reference"],
+                format!("Patient/{patient_id}")
+            );
+            seen += 1;
+        }
+        next = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        seen, observations_in_file,
+        "Observations reached by following next links"
+    );
+
+    let (status, by_id) = get_json(&format!("{fhir}/Patient?_id={patient_id}"));
+    assert_eq!(status, 200);
+    assert_eq!(by_id["entry"].as_array().map(Vec::len), Some(1));
+
+    // The Group's members were urn:uuid references to Patients in other files.
+    let (_, groups) = get_json(&format!("{fhir}/Group"));
+    let group = &groups["entry"][0]["resource"];
+    let member = group["member"][0]["entity"]["reference"].as_str().unwrap();
+    assert!(member.starts_with("Patient/"), "{member}");
+    let (status, _) = get_json(&format!("{fhir}/{member}"));
+    assert_eq!(status, 200);
+
+    let (status, missing) = get_json(&format!("{fhir}/Patient/no-such-patient"));
+    assert_eq!(status, 404);
+    assert_eq!(missing["resourceType"], "OperationOutcome");
+}
+
+#[test]
+fn synthea_loads_on_embedded_log() {
+    load_and_read(Backend::Embedded);
+}
+
+#[test]
+fn synthea_loads_on_kafka() {
+    let Some(backend) = Backend::kafka("load") else {
+        eprintln!("HEARTH_TEST_KAFKA_BROKERS is not set; skipping the Kafka run");
+        return;
+    };
+    load_and_read(backend);
+}
+
+#[test]
+fn invalid_files_are_rejected_and_store_nothing() {
+    let server = Server::start(&Backend::Embedded).unwrap();
+    let fhir = server.fhir_url();
+    for entry in std::fs::read_dir(invalid_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let output = server.load(&[&path]).unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name} was accepted");
+        assert!(
+            stderr.contains(&name),
+            "the error does not name {name}: {stderr}"
+        );
+        let names_position = stderr.contains("entry ")
+            || stderr.contains("line ")
+            || stderr.contains("invalid JSON")
+            || stderr.contains("resourceType")
+            || stderr.contains("Bundle.type");
+        assert!(
+            names_position,
+            "the error for {name} does not say where: {stderr}"
+        );
+    }
+    for resource_type in ["Patient", "Observation", "Bundle"] {
+        assert_eq!(
+            total(&fhir, &format!("{resource_type}?_summary=count")),
+            0,
+            "{resource_type} stored"
+        );
+    }
+    // The next accepted body is the first record of the resource log.
+    let client = reqwest::blocking::Client::new();
+    let response = client
+        .post(format!("{fhir}/$load"))
+        .header("Content-Type", "application/fhir+json")
+        .body(r#"{"resourceType":"Patient","id":"after-rejections"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let result: Value = response.json().unwrap();
+    let offset = result["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "offset")
+        .and_then(|p| p["valueInteger"].as_u64());
+    assert_eq!(
+        offset,
+        Some(0),
+        "rejected files reached the resource log: {result}"
+    );
+}
