@@ -42,7 +42,7 @@ fn dump_table(conn: &Connection, table: &str, out: &mut Vec<u8>) -> rusqlite::Re
                 line.push('\t');
             }
             match row.get_ref(i)? {
-                ValueRef::Null => line.push_str("N"),
+                ValueRef::Null => line.push('N'),
                 ValueRef::Integer(v) => {
                     let _ = write!(line, "I{v}");
                 }

@@ -32,10 +32,11 @@ impl FhirJson {
     /// Re-indents the body when `pretty` is set; the compact form is the default because
     /// it is sent as stored, without parsing.
     pub fn pretty(mut self, pretty: bool) -> Self {
-        if pretty && let Ok(value) = serde_json::from_str::<serde_json::Value>(&self.body) {
-            if let Ok(text) = serde_json::to_string_pretty(&value) {
-                self.body = text;
-            }
+        if pretty
+            && let Ok(value) = serde_json::from_str::<serde_json::Value>(&self.body)
+            && let Ok(text) = serde_json::to_string_pretty(&value)
+        {
+            self.body = text;
         }
         self
     }
