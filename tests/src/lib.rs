@@ -179,6 +179,20 @@ impl Server {
         command.output().context("cannot run hearth load")
     }
 
+    /// The process id of the server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a server killed from outside and returns its data directory.
+    pub fn abandon(mut self) -> tempfile::TempDir {
+        let _ = self.child.wait();
+        std::mem::replace(
+            &mut self.data_dir,
+            tempfile::tempdir().expect("cannot create a temporary directory"),
+        )
+    }
+
     /// Stops the server with SIGTERM and waits for it, returning its data directory.
     pub fn stop(mut self) -> anyhow::Result<tempfile::TempDir> {
         self.terminate()?;

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
-use hearth_cdr::{Repository, RepositoryProjection};
+use std::time::Duration;
+
+use hearth_cdr::{Repository, RepositoryProjection, TransactionOutcome};
 use hearth_fhir::{FhirSettings, FhirState};
 use hearth_log::{Log, topics};
-use hearth_projection::RunnerOptions;
+use hearth_projection::{ProjectionHandle, RunnerOptions};
 
 use crate::config::{LogBackend, ServeArgs, Settings};
 
@@ -51,6 +53,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .await
     .context("cannot start the repository projection")?;
 
+    catch_up(log.as_ref(), &projection).await?;
+
     let fhir = FhirState {
         settings: Arc::new(FhirSettings::new(&settings.public_url)),
         repository: Repository::open(&repository_path),
@@ -75,6 +79,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     projection.stop().await;
     tracing::info!("hearth stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits until the repository has applied everything the log held at start, so the first
+/// reads already see every acknowledged write. Logs progress every few seconds.
+async fn catch_up(
+    log: &dyn Log,
+    projection: &ProjectionHandle<TransactionOutcome>,
+) -> anyhow::Result<()> {
+    let ends = log
+        .end_offsets(topics::RESOURCES)
+        .await
+        .context("cannot read the end of the resource log")?;
+    loop {
+        match projection
+            .wait_for_offsets(&ends, Duration::from_secs(5))
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(hearth_projection::Error::Timeout(_)) => {
+                tracing::info!(applied = ?projection.next_offsets(), end = ?ends, "repository catching up with the log");
+            }
+            Err(error) => {
+                return Err(error).context("the repository projection stopped while catching up");
+            }
+        }
+    }
 }
 
 pub async fn open_log(settings: &Settings) -> anyhow::Result<Arc<dyn Log>> {
