@@ -135,6 +135,8 @@ event_catalog! {
     TokenRefreshed in "hearth.auth", versions [1];
     TokenRevoked in "hearth.auth", versions [1];
     GrantRevoked in "hearth.auth", versions [1];
+    UserRegistered in "hearth.auth", versions [1];
+    UserDisabled in "hearth.auth", versions [1];
     ApiCall in "hearth.api", versions [1];
     ResourceTransaction in "hearth.resources", versions [1], size resource_transaction_size;
     BulkJobRequested in "hearth.bulk", versions [1];

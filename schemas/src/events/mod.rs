@@ -12,6 +12,7 @@ mod ehr;
 mod resources;
 mod sites;
 mod tokens;
+mod users;
 
 pub use api::*;
 pub use apps::*;
@@ -21,3 +22,4 @@ pub use ehr::*;
 pub use resources::*;
 pub use sites::*;
 pub use tokens::*;
+pub use users::*;

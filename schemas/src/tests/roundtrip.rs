@@ -122,6 +122,8 @@ round_trip_tests! {
     round_trip_token_refreshed: TokenRefreshed,
     round_trip_token_revoked: TokenRevoked,
     round_trip_grant_revoked: GrantRevoked,
+    round_trip_user_registered: UserRegistered,
+    round_trip_user_disabled: UserDisabled,
     round_trip_api_call: ApiCall,
     round_trip_resource_transaction: ResourceTransaction,
     round_trip_bulk_job_requested: BulkJobRequested,
