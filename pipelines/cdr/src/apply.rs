@@ -6,22 +6,23 @@
 //! placeholders through that map, conditional references by searching, and for loads
 //! placeholders of resources stored earlier by their id. Last, versions and index rows are
 //! written. All decisions read only the repository and the event, so a replay decides the
-//! same way.
+//! same way. Work that needs no repository (decoding, parsing, extracting index rows) is
+//! done beforehand by [`crate::prepare`], off the writer thread, where it can be.
 
 use std::collections::{HashMap, HashSet};
 
 use hearth_fhir_core::reference::{ReferenceKind, classify, rewrite_references};
 use hearth_log::Record;
-use hearth_projection::{Error as ProjectionError, Projection};
+use hearth_projection::{Error as ProjectionError, Projection, StoreState};
 use hearth_schemas::{ResourceAction, ResourceOperation, ResourceTransaction, TransactionKind};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::Value;
 
 use crate::criteria::{self, CriteriaError};
-use crate::index_store;
 use crate::outcome::{EntryOutcome, Rejection, TransactionOutcome};
+use crate::prepare::{self, PreparedEntry, PreparedEvent};
 use crate::schema;
-use crate::time_format::format_instant;
+use crate::write::{NextIds, write_planned};
 
 /// Action codes stored in `versions.action`.
 pub(crate) const ACTION_CREATE: i64 = 0;
@@ -34,34 +35,51 @@ pub struct RepositoryProjection;
 
 impl Projection for RepositoryProjection {
     type Outcome = TransactionOutcome;
+    type Prepared = PreparedEvent;
 
     fn name(&self) -> &'static str {
         "repository"
     }
 
-    fn migrate(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        schema::create(conn)
+    fn migrate(&mut self, conn: &Connection) -> rusqlite::Result<StoreState> {
+        if schema::migrate(conn)? {
+            Ok(StoreState::Cleared)
+        } else {
+            Ok(StoreState::Current)
+        }
+    }
+
+    fn prepare(record: &Record) -> PreparedEvent {
+        prepare::prepare(record)
     }
 
     fn apply(
         &mut self,
         tx: &Transaction<'_>,
         record: &Record,
+        prepared: PreparedEvent,
     ) -> Result<TransactionOutcome, ProjectionError> {
-        let event = match hearth_schemas::decode::<ResourceTransaction>(&record.value) {
-            Ok(event) => event,
+        let mut decoded = match prepared.decoded {
+            Ok(decoded) => decoded,
             Err(error) => {
                 tracing::warn!(offset = record.offset, %error, "skipping an undecodable resource event");
-                return Ok(TransactionOutcome::Undecodable(error.to_string()));
+                return Ok(TransactionOutcome::Undecodable(error));
             }
         };
-        apply_event(tx, &event).map_err(|e| ProjectionError::Store(e.to_string()))
+        apply_event(tx, &decoded.event, &mut decoded.entries)
+            .map_err(|e| ProjectionError::Store(e.to_string()))
     }
+}
+
+/// The `meta.lastUpdated` of every version an event writes: its time, truncated to the
+/// millisecond that FHIR instants show.
+pub(crate) fn last_updated(event: &ResourceTransaction) -> i64 {
+    event.occurred_at - event.occurred_at.rem_euclid(1000)
 }
 
 /// Why applying an entry stopped: a decision to reject, or a failing store.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     Reject(Rejection),
     Store(rusqlite::Error),
 }
@@ -87,16 +105,19 @@ impl From<CriteriaError> for Failure {
     }
 }
 
+/// Applies `event`, using the prepared work in `prepared` (one slot per entry) where it
+/// fits the decisions.
 fn apply_event(
     conn: &Connection,
     event: &ResourceTransaction,
+    prepared: &mut [Option<PreparedEntry>],
 ) -> rusqlite::Result<TransactionOutcome> {
-    let last_updated = event.occurred_at - event.occurred_at.rem_euclid(1000);
+    let last_updated = last_updated(event);
     let all_or_nothing = !matches!(event.kind, TransactionKind::Batch);
     if all_or_nothing {
         conn.execute_batch("SAVEPOINT resource_event")?;
         let indexed: Vec<(usize, &ResourceOperation)> = event.entries.iter().enumerate().collect();
-        match apply_entries(conn, event, &indexed, last_updated) {
+        match apply_entries(conn, event, &indexed, prepared, last_updated) {
             Ok(outcomes) => {
                 conn.execute_batch("RELEASE resource_event")?;
                 Ok(TransactionOutcome::Applied(outcomes))
@@ -113,7 +134,7 @@ fn apply_event(
         let mut outcomes = Vec::with_capacity(event.entries.len());
         for (index, entry) in event.entries.iter().enumerate() {
             conn.execute_batch("SAVEPOINT resource_entry")?;
-            match apply_entries(conn, event, &[(index, entry)], last_updated) {
+            match apply_entries(conn, event, &[(index, entry)], prepared, last_updated) {
                 Ok(mut done) => {
                     conn.execute_batch("RELEASE resource_entry")?;
                     outcomes.append(&mut done);
@@ -165,9 +186,9 @@ pub(crate) fn find_current(
 }
 
 /// What step one decided for an entry.
-enum Plan {
+pub(crate) enum Plan {
     Write {
-        resource: Value,
+        resource: Resource,
         current: Option<Current>,
     },
     Delete {
@@ -180,24 +201,32 @@ enum Plan {
     },
 }
 
-struct Planned {
-    index: usize,
-    resource_type: String,
-    id: String,
-    plan: Plan,
+/// The resource an entry writes: parsed by the writer, or prepared ahead of it.
+pub(crate) enum Resource {
+    Parsed(Value),
+    Prepared(PreparedEntry),
+}
+
+pub(crate) struct Planned {
+    pub index: usize,
+    pub resource_type: String,
+    pub id: String,
+    pub plan: Plan,
 }
 
 fn apply_entries(
     conn: &Connection,
     event: &ResourceTransaction,
     entries: &[(usize, &ResourceOperation)],
+    prepared: &mut [Option<PreparedEntry>],
     last_updated: i64,
 ) -> Result<Vec<EntryOutcome>, Failure> {
     let mut planned = Vec::with_capacity(entries.len());
     let mut full_urls: HashMap<&str, String> = HashMap::new();
     let mut identities: HashSet<(String, String)> = HashSet::new();
     for (index, entry) in entries {
-        let plan = plan_entry(conn, entry).map_err(|f| at_entry(f, *index))?;
+        let prepared = prepared.get_mut(*index).and_then(Option::take);
+        let plan = plan_entry(conn, entry, prepared).map_err(|f| at_entry(f, *index))?;
         if !matches!(plan.plan, Plan::Nothing { .. })
             && !identities.insert((plan.resource_type.clone(), plan.id.clone()))
         {
@@ -217,15 +246,21 @@ fn apply_entries(
     }
 
     for item in &mut planned {
-        if let Plan::Write { resource, .. } = &mut item.plan {
+        // A prepared resource had its references resolved from the same event already.
+        if let Plan::Write {
+            resource: Resource::Parsed(resource),
+            ..
+        } = &mut item.plan
+        {
             resolve_references(conn, resource, &full_urls, event.kind)
                 .map_err(|f| at_entry(f, item.index))?;
         }
     }
 
+    let mut ids = NextIds::load(conn)?;
     let mut outcomes = Vec::with_capacity(planned.len());
     for item in planned {
-        let outcome = write_planned(conn, item, last_updated)?;
+        let outcome = write_planned(conn, &mut ids, item, last_updated)?;
         outcomes.push(outcome);
     }
     Ok(outcomes)
@@ -239,7 +274,11 @@ fn at_entry(failure: Failure, index: usize) -> Failure {
 }
 
 /// Step one for a single entry: which resource it writes and whether that is allowed.
-fn plan_entry(conn: &Connection, entry: &ResourceOperation) -> Result<Planned, Failure> {
+fn plan_entry(
+    conn: &Connection,
+    entry: &ResourceOperation,
+    prepared: Option<PreparedEntry>,
+) -> Result<Planned, Failure> {
     let resource_type = entry.resource_type.clone();
     let mut id = entry.id.clone();
 
@@ -278,10 +317,13 @@ fn plan_entry(conn: &Connection, entry: &ResourceOperation) -> Result<Planned, F
             let message = format!("{resource_type}/{id} exists already");
             return Err(Rejection::new(409, "duplicate", message).into());
         }
-        ResourceAction::Create | ResourceAction::Update => Plan::Write {
-            resource: parse_resource(entry)?,
-            current,
-        },
+        ResourceAction::Create | ResourceAction::Update => {
+            let resource = match prepared {
+                Some(prepared) => Resource::Prepared(prepared),
+                None => Resource::Parsed(parse_resource(entry)?),
+            };
+            Plan::Write { resource, current }
+        }
         ResourceAction::Delete => match current {
             Some(current) if !current.deleted => Plan::Delete { current },
             Some(current) => Plan::Nothing {
@@ -430,132 +472,6 @@ pub(crate) fn find_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option
         [resource_type] => Ok(Some(format!("{resource_type}/{id}"))),
         _ => Ok(None),
     }
-}
-
-/// Step three: stores the version and its index rows.
-fn write_planned(
-    conn: &Connection,
-    item: Planned,
-    last_updated: i64,
-) -> Result<EntryOutcome, Failure> {
-    let Planned {
-        resource_type,
-        id,
-        plan,
-        ..
-    } = item;
-    let (status, version) = match plan {
-        Plan::Nothing { status, version } => (status, version),
-        Plan::Write {
-            mut resource,
-            current,
-        } => {
-            let version = current.map_or(1, |c| c.version + 1);
-            set_identity(&mut resource, &id, version, last_updated);
-            let json = serde_json::to_string(&resource).map_err(|e| {
-                Rejection::new(400, "invalid", format!("cannot store the resource: {e}"))
-            })?;
-            let action = if current.is_some_and(|c| !c.deleted) {
-                ACTION_UPDATE
-            } else {
-                ACTION_CREATE
-            };
-            if let Some(current) = current {
-                index_store::remove_version(conn, &resource_type, current.rid, current.vid)?;
-            }
-            let rid = store_version(
-                conn,
-                &resource_type,
-                &id,
-                current,
-                version,
-                last_updated,
-                action,
-                Some(&json),
-            )?;
-            index_store::insert(conn, &resource_type, rid, &resource)?;
-            let status = if action == ACTION_UPDATE { 200 } else { 201 };
-            (status, version)
-        }
-        Plan::Delete { current } => {
-            let version = current.version + 1;
-            index_store::remove_version(conn, &resource_type, current.rid, current.vid)?;
-            store_version(
-                conn,
-                &resource_type,
-                &id,
-                Some(current),
-                version,
-                last_updated,
-                ACTION_DELETE,
-                None,
-            )?;
-            (204, version)
-        }
-    };
-    Ok(EntryOutcome {
-        status,
-        resource_type,
-        id,
-        version,
-        last_updated,
-        rejection: None,
-    })
-}
-
-/// Sets `id`, `meta.versionId` and `meta.lastUpdated`, keeping the rest of `meta`.
-fn set_identity(resource: &mut Value, id: &str, version: i64, last_updated: i64) {
-    let Some(object) = resource.as_object_mut() else {
-        return;
-    };
-    object.insert("id".to_string(), Value::String(id.to_string()));
-    let meta = object
-        .entry("meta")
-        .or_insert_with(|| Value::Object(serde_json::Map::new()));
-    if !meta.is_object() {
-        *meta = Value::Object(serde_json::Map::new());
-    }
-    if let Some(meta) = meta.as_object_mut() {
-        meta.insert("versionId".to_string(), Value::String(version.to_string()));
-        meta.insert(
-            "lastUpdated".to_string(),
-            Value::String(format_instant(last_updated)),
-        );
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn store_version(
-    conn: &Connection,
-    resource_type: &str,
-    id: &str,
-    current: Option<Current>,
-    version: i64,
-    last_updated: i64,
-    action: i64,
-    json: Option<&str>,
-) -> rusqlite::Result<i64> {
-    let deleted = i64::from(action == ACTION_DELETE);
-    let rid = match current {
-        Some(current) => current.rid,
-        None => {
-            conn.prepare_cached(
-                "INSERT INTO resources (type, id, version, vid, deleted, last_updated) VALUES (?1, ?2, 0, 0, 0, 0)",
-            )?
-            .execute(params![resource_type, id])?;
-            conn.last_insert_rowid()
-        }
-    };
-    conn.prepare_cached(
-        "INSERT INTO versions (rid, version, last_updated, action, json) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![rid, version, last_updated, action, json])?;
-    let vid = conn.last_insert_rowid();
-    conn.prepare_cached(
-        "UPDATE resources SET version = ?2, vid = ?3, deleted = ?4, last_updated = ?5 WHERE rid = ?1",
-    )?
-    .execute(params![rid, version, vid, deleted, last_updated])?;
-    Ok(rid)
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ use percent_encoding::percent_decode_str;
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 
+use crate::params;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CriteriaError {
     #[error("invalid search criteria '{criteria}': {reason}")]
@@ -119,21 +121,24 @@ fn value_clause(
     }
     let param = search_params::get(resource_type, name)
         .ok_or_else(|| format!("{resource_type} has no search parameter '{name}'"))?;
-    let sp = format!("{resource_type}.{name}");
+    let param_id = SqlValue::Integer(
+        params::id(resource_type, name)
+            .ok_or_else(|| format!("{resource_type} has no search parameter '{name}'"))?,
+    );
     match param.param_type {
         ParamType::Token => match value.split_once('|') {
             Some((system, "")) => Ok((
-                "r.rid IN (SELECT rid FROM idx_token WHERE sp = ? AND system = ?)".to_string(),
-                vec![text(&sp), text(system)],
+                "r.rid IN (SELECT rid FROM idx_token WHERE param = ? AND system = ?)".to_string(),
+                vec![param_id.clone(), text(system)],
             )),
             Some((system, code)) => Ok((
-                "r.rid IN (SELECT rid FROM idx_token WHERE sp = ? AND code = ? AND system = ?)"
+                "r.rid IN (SELECT rid FROM idx_token WHERE param = ? AND code = ? AND system = ?)"
                     .to_string(),
-                vec![text(&sp), text(code), text(system)],
+                vec![param_id.clone(), text(code), text(system)],
             )),
             None => Ok((
-                "r.rid IN (SELECT rid FROM idx_token WHERE sp = ? AND code = ?)".to_string(),
-                vec![text(&sp), text(value)],
+                "r.rid IN (SELECT rid FROM idx_token WHERE param = ? AND code = ?)".to_string(),
+                vec![param_id.clone(), text(value)],
             )),
         },
         ParamType::Reference => {
@@ -141,17 +146,17 @@ fn value_clause(
             let id = parts.next().unwrap_or_default();
             match parts.next() {
                 Some(target_type) if !target_type.contains(':') => Ok((
-                    "r.rid IN (SELECT rid FROM idx_reference WHERE sp = ? AND target_id = ? AND target_type = ?)"
+                    "r.rid IN (SELECT rid FROM idx_reference WHERE param = ? AND target_id = ? AND target_type = ?)"
                         .to_string(),
-                    vec![text(&sp), text(id), text(target_type)],
+                    vec![param_id.clone(), text(id), text(target_type)],
                 )),
                 Some(_) => Ok((
-                    "r.rid IN (SELECT rid FROM idx_reference WHERE sp = ? AND url = ?)".to_string(),
-                    vec![text(&sp), text(value)],
+                    "r.rid IN (SELECT rid FROM idx_reference WHERE param = ? AND url = ?)".to_string(),
+                    vec![param_id.clone(), text(value)],
                 )),
                 None => Ok((
-                    "r.rid IN (SELECT rid FROM idx_reference WHERE sp = ? AND target_id = ?)".to_string(),
-                    vec![text(&sp), text(id)],
+                    "r.rid IN (SELECT rid FROM idx_reference WHERE param = ? AND target_id = ?)".to_string(),
+                    vec![param_id.clone(), text(id)],
                 )),
             }
         }
@@ -159,14 +164,14 @@ fn value_clause(
             let normalized = normalize_string(value);
             let upper = format!("{normalized}\u{10FFFF}");
             Ok((
-                "r.rid IN (SELECT rid FROM idx_string WHERE sp = ? AND value >= ? AND value < ?)"
+                "r.rid IN (SELECT rid FROM idx_string WHERE param = ? AND value >= ? AND value < ?)"
                     .to_string(),
-                vec![text(&sp), text(&normalized), text(&upper)],
+                vec![param_id.clone(), text(&normalized), text(&upper)],
             ))
         }
         ParamType::Uri => Ok((
-            "r.rid IN (SELECT rid FROM idx_uri WHERE sp = ? AND value = ?)".to_string(),
-            vec![text(&sp), text(value)],
+            "r.rid IN (SELECT rid FROM idx_uri WHERE param = ? AND value = ?)".to_string(),
+            vec![param_id.clone(), text(value)],
         )),
         other => Err(format!(
             "parameter '{name}' is of type {other:?}, which conditional criteria do not support"

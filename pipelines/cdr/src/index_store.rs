@@ -1,18 +1,163 @@
 //! Writing and removing the search index rows of one resource version.
 
 use hearth_fhir_core::index::{self, IndexRows};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde_json::Value;
 
-/// Inserts the index rows of `resource`, stored as `rid`.
-pub fn insert(
-    conn: &Connection,
-    resource_type: &str,
-    rid: i64,
-    resource: &Value,
-) -> rusqlite::Result<()> {
-    let rows = index::extract(resource_type, resource);
-    write_rows(conn, resource_type, rid, &rows, Mode::Insert)
+use crate::params;
+
+/// The index rows of one resource version with their parameter ids, in the column order of
+/// their tables. Made by [`IndexEntries::extract`], which needs no store, so it can run
+/// before the writer decides anything.
+#[derive(Debug, Default)]
+pub struct IndexEntries {
+    rows: Vec<IndexRow>,
+}
+
+#[derive(Debug)]
+enum IndexRow {
+    Token {
+        param: i64,
+        code: String,
+        system: String,
+        text: Option<String>,
+    },
+    String {
+        param: i64,
+        value: String,
+        exact: String,
+    },
+    Reference {
+        param: i64,
+        target_id: String,
+        target_type: String,
+        url: String,
+    },
+    Date {
+        param: i64,
+        low: i64,
+        high: i64,
+    },
+    Number {
+        param: i64,
+        value: f64,
+        low: f64,
+        high: f64,
+    },
+    Quantity {
+        param: i64,
+        value: f64,
+        low: f64,
+        high: f64,
+        system: String,
+        code: String,
+        unit: String,
+    },
+    Uri {
+        param: i64,
+        value: String,
+    },
+}
+
+impl IndexEntries {
+    /// Extracts the index rows of `resource`, a resource of type `resource_type`.
+    pub fn extract(resource_type: &str, resource: &Value) -> Self {
+        Self::from_rows(resource_type, index::extract(resource_type, resource))
+    }
+
+    fn from_rows(resource_type: &str, rows: IndexRows) -> Self {
+        let param = |code: &str| params::id(resource_type, code);
+        let text = Option::unwrap_or_default;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in rows.tokens {
+            if let Some(param) = param(row.param) {
+                entries.push(IndexRow::Token {
+                    param,
+                    code: text(row.code),
+                    system: text(row.system),
+                    text: row.text,
+                });
+            }
+        }
+        for row in rows.strings {
+            if let Some(param) = param(row.param) {
+                entries.push(IndexRow::String {
+                    param,
+                    value: row.value,
+                    exact: row.exact,
+                });
+            }
+        }
+        for row in rows.references {
+            if let Some(param) = param(row.param) {
+                entries.push(IndexRow::Reference {
+                    param,
+                    target_id: text(row.target_id),
+                    target_type: text(row.target_type),
+                    url: text(row.url),
+                });
+            }
+        }
+        for row in rows.dates {
+            if let Some(param) = param(row.param) {
+                entries.push(IndexRow::Date {
+                    param,
+                    low: row.low,
+                    high: row.high,
+                });
+            }
+        }
+        for row in rows.numbers {
+            if let Some(param) = param(row.param) {
+                entries.push(IndexRow::Number {
+                    param,
+                    value: row.value,
+                    low: row.low,
+                    high: row.high,
+                });
+            }
+        }
+        for row in rows.quantities {
+            if let Some(param) = param(row.param) {
+                entries.push(IndexRow::Quantity {
+                    param,
+                    value: row.value,
+                    low: row.low,
+                    high: row.high,
+                    system: text(row.system),
+                    code: text(row.code),
+                    unit: text(row.unit),
+                });
+            }
+        }
+        for row in rows.uris {
+            if let Some(param) = param(row.param) {
+                entries.push(IndexRow::Uri {
+                    param,
+                    value: row.value,
+                });
+            }
+        }
+        IndexEntries { rows: entries }
+    }
+
+    /// Inserts the rows for resource `rid`.
+    pub fn insert(&self, conn: &Connection, rid: i64) -> rusqlite::Result<()> {
+        let mut statements = Statements::new(conn, Mode::Insert);
+        for row in &self.rows {
+            statements.execute(row, rid)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the rows of resource `rid`, each by its whole key.
+    fn delete(&self, conn: &Connection, rid: i64) -> rusqlite::Result<()> {
+        let mut statements = Statements::new(conn, Mode::Delete);
+        for row in &self.rows {
+            statements.execute(row, rid)?;
+        }
+        Ok(())
+    }
 }
 
 /// Removes the index rows of version `vid` of resource `rid`, computed again from that
@@ -34,8 +179,7 @@ pub fn remove_version(
     let Ok(resource) = serde_json::from_str::<Value>(&json) else {
         return Ok(());
     };
-    let rows = index::extract(resource_type, &resource);
-    write_rows(conn, resource_type, rid, &rows, Mode::Delete)
+    IndexEntries::extract(resource_type, &resource).delete(conn, rid)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -44,114 +188,131 @@ enum Mode {
     Delete,
 }
 
-/// Runs one statement per row: an insert, or a delete by the same key.
-fn write_rows(
-    conn: &Connection,
-    resource_type: &str,
-    rid: i64,
-    rows: &IndexRows,
+/// SQL of each table's insert, and of its delete by the whole key.
+const TOKEN_SQL: [&str; 2] = [
+    "INSERT OR IGNORE INTO idx_token (param, code, system, rid, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+    "DELETE FROM idx_token WHERE param = ?1 AND code = ?2 AND system = ?3 AND rid = ?4",
+];
+const STRING_SQL: [&str; 2] = [
+    "INSERT OR IGNORE INTO idx_string (param, value, exact, rid) VALUES (?1, ?2, ?3, ?4)",
+    "DELETE FROM idx_string WHERE param = ?1 AND value = ?2 AND exact = ?3 AND rid = ?4",
+];
+const REFERENCE_SQL: [&str; 2] = [
+    "INSERT OR IGNORE INTO idx_reference (param, target_id, target_type, url, rid)
+     VALUES (?1, ?2, ?3, ?4, ?5)",
+    "DELETE FROM idx_reference
+     WHERE param = ?1 AND target_id = ?2 AND target_type = ?3 AND url = ?4 AND rid = ?5",
+];
+const DATE_SQL: [&str; 2] = [
+    "INSERT OR IGNORE INTO idx_date (param, low, high, rid) VALUES (?1, ?2, ?3, ?4)",
+    "DELETE FROM idx_date WHERE param = ?1 AND low = ?2 AND high = ?3 AND rid = ?4",
+];
+const NUMBER_SQL: [&str; 2] = [
+    "INSERT OR IGNORE INTO idx_number (param, value, low, high, rid) VALUES (?1, ?2, ?3, ?4, ?5)",
+    "DELETE FROM idx_number
+     WHERE param = ?1 AND value = ?2 AND low = ?3 AND high = ?4 AND rid = ?5",
+];
+const QUANTITY_SQL: [&str; 2] = [
+    "INSERT OR IGNORE INTO idx_quantity (param, value, low, high, system, code, unit, rid)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    "DELETE FROM idx_quantity WHERE param = ?1 AND value = ?2 AND low = ?3 AND high = ?4
+     AND system = ?5 AND code = ?6 AND unit = ?7 AND rid = ?8",
+];
+const URI_SQL: [&str; 2] = [
+    "INSERT OR IGNORE INTO idx_uri (param, value, rid) VALUES (?1, ?2, ?3)",
+    "DELETE FROM idx_uri WHERE param = ?1 AND value = ?2 AND rid = ?3",
+];
+
+/// The cached statements of one mode, taken from the connection's cache on first use.
+struct Statements<'conn> {
+    conn: &'conn Connection,
     mode: Mode,
-) -> rusqlite::Result<()> {
-    let sp = |param: &str| format!("{resource_type}.{param}");
-    let insert = mode == Mode::Insert;
-    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    /// One slot per table, in the order of the `*_SQL` constants above.
+    cached: [Option<rusqlite::CachedStatement<'conn>>; 7],
+}
 
-    if insert {
-        let mut statement = conn.prepare_cached(
-            "INSERT OR IGNORE INTO idx_token (sp, code, system, rid, text) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for row in &rows.tokens {
-            statement.execute(params![
-                sp(row.param),
-                text(&row.code),
-                text(&row.system),
-                rid,
-                row.text
-            ])?;
+impl<'conn> Statements<'conn> {
+    fn new(conn: &'conn Connection, mode: Mode) -> Self {
+        Statements {
+            conn,
+            mode,
+            cached: Default::default(),
         }
-    } else {
-        let mut statement = conn.prepare_cached(
-            "DELETE FROM idx_token WHERE sp = ?1 AND code = ?2 AND system = ?3 AND rid = ?4",
-        )?;
-        for row in &rows.tokens {
-            statement.execute(params![
-                sp(row.param),
-                text(&row.code),
-                text(&row.system),
+    }
+
+    fn get(&mut self, table: usize, sql: [&str; 2]) -> rusqlite::Result<&mut Statement<'conn>> {
+        let sql = sql[usize::from(self.mode == Mode::Delete)];
+        let slot = &mut self.cached[table];
+        if slot.is_none() {
+            *slot = Some(self.conn.prepare_cached(sql)?);
+        }
+        match slot {
+            Some(statement) => Ok(statement),
+            None => unreachable!("the slot was filled above"),
+        }
+    }
+
+    fn execute(&mut self, row: &IndexRow, rid: i64) -> rusqlite::Result<()> {
+        let insert = self.mode == Mode::Insert;
+        match row {
+            IndexRow::Token {
+                param,
+                code,
+                system,
+                text,
+            } => {
+                let statement = self.get(0, TOKEN_SQL)?;
+                if insert {
+                    statement.execute(params![param, code, system, rid, text])?
+                } else {
+                    statement.execute(params![param, code, system, rid])?
+                }
+            }
+            IndexRow::String {
+                param,
+                value,
+                exact,
+            } => self
+                .get(1, STRING_SQL)?
+                .execute(params![param, value, exact, rid])?,
+            IndexRow::Reference {
+                param,
+                target_id,
+                target_type,
+                url,
+            } => self.get(2, REFERENCE_SQL)?.execute(params![
+                param,
+                target_id,
+                target_type,
+                url,
                 rid
-            ])?;
-        }
+            ])?,
+            IndexRow::Date { param, low, high } => self
+                .get(3, DATE_SQL)?
+                .execute(params![param, low, high, rid])?,
+            IndexRow::Number {
+                param,
+                value,
+                low,
+                high,
+            } => self
+                .get(4, NUMBER_SQL)?
+                .execute(params![param, value, low, high, rid])?,
+            IndexRow::Quantity {
+                param,
+                value,
+                low,
+                high,
+                system,
+                code,
+                unit,
+            } => self
+                .get(5, QUANTITY_SQL)?
+                .execute(params![param, value, low, high, system, code, unit, rid])?,
+            IndexRow::Uri { param, value } => {
+                self.get(6, URI_SQL)?.execute(params![param, value, rid])?
+            }
+        };
+        Ok(())
     }
-
-    let mut statement = conn.prepare_cached(if insert {
-        "INSERT OR IGNORE INTO idx_string (sp, value, exact, rid) VALUES (?1, ?2, ?3, ?4)"
-    } else {
-        "DELETE FROM idx_string WHERE sp = ?1 AND value = ?2 AND exact = ?3 AND rid = ?4"
-    })?;
-    for row in &rows.strings {
-        statement.execute(params![sp(row.param), row.value, row.exact, rid])?;
-    }
-
-    let mut statement = conn.prepare_cached(if insert {
-        "INSERT OR IGNORE INTO idx_reference (sp, target_id, target_type, url, rid) VALUES (?1, ?2, ?3, ?4, ?5)"
-    } else {
-        "DELETE FROM idx_reference WHERE sp = ?1 AND target_id = ?2 AND target_type = ?3 AND url = ?4 AND rid = ?5"
-    })?;
-    for row in &rows.references {
-        statement.execute(params![
-            sp(row.param),
-            text(&row.target_id),
-            text(&row.target_type),
-            text(&row.url),
-            rid
-        ])?;
-    }
-
-    let mut statement = conn.prepare_cached(if insert {
-        "INSERT OR IGNORE INTO idx_date (sp, low, high, rid) VALUES (?1, ?2, ?3, ?4)"
-    } else {
-        "DELETE FROM idx_date WHERE sp = ?1 AND low = ?2 AND high = ?3 AND rid = ?4"
-    })?;
-    for row in &rows.dates {
-        statement.execute(params![sp(row.param), row.low, row.high, rid])?;
-    }
-
-    let mut statement = conn.prepare_cached(if insert {
-        "INSERT OR IGNORE INTO idx_number (sp, value, low, high, rid) VALUES (?1, ?2, ?3, ?4, ?5)"
-    } else {
-        "DELETE FROM idx_number WHERE sp = ?1 AND value = ?2 AND low = ?3 AND high = ?4 AND rid = ?5"
-    })?;
-    for row in &rows.numbers {
-        statement.execute(params![sp(row.param), row.value, row.low, row.high, rid])?;
-    }
-
-    let mut statement = conn.prepare_cached(if insert {
-        "INSERT OR IGNORE INTO idx_quantity (sp, value, low, high, system, code, unit, rid)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-    } else {
-        "DELETE FROM idx_quantity WHERE sp = ?1 AND value = ?2 AND low = ?3 AND high = ?4
-         AND system = ?5 AND code = ?6 AND unit = ?7 AND rid = ?8"
-    })?;
-    for row in &rows.quantities {
-        statement.execute(params![
-            sp(row.param),
-            row.value,
-            row.low,
-            row.high,
-            text(&row.system),
-            text(&row.code),
-            text(&row.unit),
-            rid
-        ])?;
-    }
-
-    let mut statement = conn.prepare_cached(if insert {
-        "INSERT OR IGNORE INTO idx_uri (sp, value, rid) VALUES (?1, ?2, ?3)"
-    } else {
-        "DELETE FROM idx_uri WHERE sp = ?1 AND value = ?2 AND rid = ?3"
-    })?;
-    for row in &rows.uris {
-        statement.execute(params![sp(row.param), row.value, rid])?;
-    }
-    Ok(())
 }

@@ -10,13 +10,17 @@ mod apply;
 mod criteria;
 mod index_store;
 mod outcome;
+mod params;
+mod prepare;
 mod read;
 pub mod schema;
 mod time_format;
+mod write;
 
 pub use apply::RepositoryProjection;
 pub use criteria::CriteriaError;
 pub use outcome::{EntryOutcome, Rejection, TransactionOutcome};
+pub use prepare::PreparedEvent;
 pub use read::{Repository, SearchPage, StoredResource, VersionAction};
 pub use time_format::{format_instant, parse_instant};
 

@@ -26,18 +26,46 @@ pub trait Projection: Send + 'static {
     /// What applying one record decided, handed to the request that appended it.
     type Outcome: Send + Sync + 'static;
 
+    /// What [`Projection::prepare`] computes from one record for [`Projection::apply`].
+    /// A projection with nothing to prepare uses `()`.
+    type Prepared: Send + 'static;
+
     /// A short stable name, used in logs.
     fn name(&self) -> &'static str;
 
-    /// Creates the projection's tables and indexes if they do not exist.
-    fn migrate(&mut self, conn: &Connection) -> rusqlite::Result<()>;
+    /// Creates the projection's tables and indexes if they do not exist. A store written by
+    /// an incompatible version of the projection is emptied here, and [`StoreState::Cleared`]
+    /// tells the runner to apply the topic again from offset zero.
+    fn migrate(&mut self, conn: &Connection) -> rusqlite::Result<StoreState>;
 
-    /// Applies one record inside the batch transaction.
+    /// Does the work on one record that depends on nothing but the record, such as decoding
+    /// it. The runner calls it on a thread of its own, ahead of the writer, so it must not
+    /// read the store: whatever depends on the store is decided in [`Projection::apply`].
+    fn prepare(record: &Record) -> Self::Prepared;
+
+    /// Applies one record inside the batch transaction, given what `prepare` computed from
+    /// that same record.
     ///
     /// Records that the projection rejects (a failed precondition, content it cannot use)
     /// produce an outcome that says so; an `Err` means the store itself failed and stops
     /// the runner, because skipping a record would make replicas disagree.
-    fn apply(&mut self, tx: &Transaction<'_>, record: &Record) -> Result<Self::Outcome, Error>;
+    fn apply(
+        &mut self,
+        tx: &Transaction<'_>,
+        record: &Record,
+        prepared: Self::Prepared,
+    ) -> Result<Self::Outcome, Error>;
+}
+
+/// What [`Projection::migrate`] found in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreState {
+    /// The store is new or was written by a compatible version; applying resumes at the
+    /// stored offsets.
+    Current,
+    /// The store was written by an incompatible version and has been emptied; applying
+    /// starts again at offset zero.
+    Cleared,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,8 +1,13 @@
-//! The runner: partition readers feed one writer thread that owns the SQLite connection.
+//! The runner: partition readers feed a prepare thread, which feeds one writer thread that
+//! owns the SQLite connection.
+//!
+//! The prepare thread runs [`Projection::prepare`] on each record in log order and hands the
+//! results on in chunks, so the writer applies one chunk while the next is being prepared.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use hearth_log::{Log, Position, Record};
@@ -11,7 +16,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::{Error, Projection, Result, open_connection};
+use crate::{Error, Projection, Result, StoreState, open_connection};
 
 /// How a runner reads and batches.
 #[derive(Debug, Clone)]
@@ -56,8 +61,17 @@ struct Shared<O> {
     outcomes: Mutex<BTreeMap<Position, O>>,
     kept_outcomes: usize,
     readers: Mutex<Vec<JoinHandle<()>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The prepare thread, then the writer thread.
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
+
+/// Records prepared in one go before the prepare thread hands them to the writer. Small
+/// enough that the writer starts early on a long catch-up batch, large enough that small
+/// records still reach the writer in batches.
+const PREPARE_CHUNK_RECORDS: usize = 64;
+
+/// Prepared chunks waiting for the writer, at most.
+const PREPARED_CHUNKS_QUEUED: usize = 4;
 
 #[derive(Debug, Clone)]
 struct Progress {
@@ -78,7 +92,13 @@ pub async fn start<P: Projection>(
 
     let conn = open_connection(&options.db_path)?;
     create_offsets_table(&conn)?;
-    projection.migrate(&conn)?;
+    if projection.migrate(&conn)? == StoreState::Cleared {
+        tracing::warn!(
+            projection = name,
+            "the store was written by an incompatible version; rebuilding it from offset zero"
+        );
+        clear_offsets(&conn)?;
+    }
     let next = load_offsets(&conn, &options.topic, partitions)?;
     tracing::info!(projection = name, topic = %options.topic, offsets = ?next, "projection starting");
 
@@ -92,7 +112,7 @@ pub async fn start<P: Projection>(
         outcomes: Mutex::new(BTreeMap::new()),
         kept_outcomes: options.kept_outcomes,
         readers: Mutex::new(Vec::new()),
-        writer: Mutex::new(None),
+        threads: Mutex::new(Vec::new()),
     });
 
     let (sender, receiver) = mpsc::channel::<Vec<Record>>(8);
@@ -109,6 +129,13 @@ pub async fn start<P: Projection>(
     }
     drop(sender);
 
+    let (prepared_sender, prepared_receiver) = std_mpsc::sync_channel(PREPARED_CHUNKS_QUEUED);
+    let preparer = std::thread::Builder::new()
+        .name(format!("prepare-{name}"))
+        .spawn(move || prepare_records::<P>(receiver, prepared_sender))
+        .map_err(|e| Error::Store(format!("cannot start the prepare thread: {e}")))?;
+    shared.threads.lock().push(preparer);
+
     let writer_shared = shared.clone();
     let writer = std::thread::Builder::new()
         .name(format!("projection-{name}"))
@@ -121,10 +148,10 @@ pub async fn start<P: Projection>(
                 max_batch_records: options.max_batch_records,
                 shared: writer_shared,
             };
-            writer.run(receiver);
+            writer.run(prepared_receiver);
         })
         .map_err(|e| Error::Store(format!("cannot start the writer thread: {e}")))?;
-    *shared.writer.lock() = Some(writer);
+    shared.threads.lock().push(writer);
 
     Ok(ProjectionHandle { shared })
 }
@@ -196,14 +223,14 @@ impl<O> ProjectionHandle<O> {
             .map_err(|_| Error::Timeout(timeout))?
     }
 
-    /// Stops reading, lets the writer finish its batch, and waits for it.
+    /// Stops reading, lets the writer finish what was prepared, and waits for it.
     pub async fn stop(&self) {
         for reader in self.shared.readers.lock().drain(..) {
             reader.abort();
         }
-        let writer = self.shared.writer.lock().take();
-        if let Some(writer) = writer {
-            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        let threads: Vec<_> = self.shared.threads.lock().drain(..).collect();
+        for thread in threads {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
 }
@@ -218,15 +245,15 @@ struct Writer<P: Projection> {
 }
 
 impl<P: Projection> Writer<P> {
-    fn run(&mut self, mut receiver: mpsc::Receiver<Vec<Record>>) {
-        while let Some(mut batch) = receiver.blocking_recv() {
+    fn run(&mut self, receiver: std_mpsc::Receiver<Prepared<P>>) {
+        while let Ok(mut batch) = receiver.recv() {
             while batch.len() < self.max_batch_records {
                 match receiver.try_recv() {
                     Ok(more) => batch.extend(more),
                     Err(_) => break,
                 }
             }
-            if let Err(error) = self.apply_batch(&batch) {
+            if let Err(error) = self.apply_batch(batch) {
                 let name = self.shared.name;
                 tracing::error!(projection = name, %error, "projection stopped");
                 self.shared
@@ -237,17 +264,17 @@ impl<P: Projection> Writer<P> {
         }
     }
 
-    fn apply_batch(&mut self, batch: &[Record]) -> Result<()> {
+    fn apply_batch(&mut self, batch: Prepared<P>) -> Result<()> {
         let tx = self.conn.transaction()?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut next = self.next.clone();
-        for record in batch {
+        for (record, prepared) in batch {
             let expected = next[record.partition as usize];
             if record.offset < expected {
                 // A reader restarted after an error can deliver records applied already.
                 continue;
             }
-            let outcome = self.projection.apply(&tx, record)?;
+            let outcome = self.projection.apply(&tx, &record, prepared)?;
             let position = Position {
                 partition: record.partition,
                 offset: record.offset,
@@ -269,6 +296,34 @@ impl<P: Projection> Writer<P> {
         kept.extend(outcomes);
         while kept.len() > self.shared.kept_outcomes {
             kept.pop_first();
+        }
+    }
+}
+
+/// Records in log order, each with what [`Projection::prepare`] made of it.
+type Prepared<P> = Vec<(Record, <P as Projection>::Prepared)>;
+
+/// Runs [`Projection::prepare`] on every record the readers deliver, in their order, and
+/// passes the results to the writer in chunks. Ends when the readers are gone or the writer
+/// has stopped.
+fn prepare_records<P: Projection>(
+    mut receiver: mpsc::Receiver<Vec<Record>>,
+    sender: std_mpsc::SyncSender<Prepared<P>>,
+) {
+    while let Some(batch) = receiver.blocking_recv() {
+        let mut records = batch.into_iter().peekable();
+        while records.peek().is_some() {
+            let chunk: Prepared<P> = records
+                .by_ref()
+                .take(PREPARE_CHUNK_RECORDS)
+                .map(|record| {
+                    let prepared = P::prepare(&record);
+                    (record, prepared)
+                })
+                .collect();
+            if sender.send(chunk).is_err() {
+                return;
+            }
         }
     }
 }
@@ -322,6 +377,12 @@ fn create_offsets_table(conn: &Connection) -> rusqlite::Result<()> {
             PRIMARY KEY (topic, partition)
         )",
     )
+}
+
+/// Forgets every stored offset, for a store that [`Projection::migrate`] emptied.
+fn clear_offsets(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM projection_offsets", [])
+        .map(|_| ())
 }
 
 fn load_offsets(conn: &Connection, topic: &str, partitions: u32) -> rusqlite::Result<Vec<u64>> {

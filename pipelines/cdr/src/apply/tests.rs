@@ -4,8 +4,17 @@ use serde_json::json;
 
 fn store() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
-    schema::create(&conn).unwrap();
+    schema::migrate(&conn).unwrap();
     conn
+}
+
+/// Applies `event` as the runner does: prepared first, then applied.
+fn apply_event(
+    conn: &Connection,
+    event: &ResourceTransaction,
+) -> rusqlite::Result<TransactionOutcome> {
+    let mut prepared = prepare::prepare_entries(event);
+    super::apply_event(conn, event, &mut prepared)
 }
 
 fn operation(

@@ -1,0 +1,133 @@
+//! The work on a resource event that needs no repository, done before the writer applies it.
+//!
+//! [`prepare`] decodes the event. For each entry whose outcome it can foresee, it then does
+//! what the writer would otherwise do: parse the resource, rewrite its references to other
+//! entries, set `id` and `meta` as for version 1, serialize it and extract its index rows.
+//! The writer uses that work when the entry turns out to create a new resource, which is
+//! what loads do; otherwise it starts again from the prepared JSON.
+//!
+//! An entry is prepared only when the writer would resolve every reference in it from the
+//! event alone: no entry of the event has search criteria (which can change the `Type/id`
+//! an entry writes), and no reference is conditional or a placeholder that names no entry.
+//! Such references need the repository and are left to the writer.
+
+use std::collections::HashMap;
+
+use hearth_fhir_core::reference::{ReferenceKind, classify, rewrite_references};
+use hearth_log::Record;
+use hearth_schemas::{ResourceAction, ResourceOperation, ResourceTransaction, TransactionKind};
+use serde_json::Value;
+
+use crate::index_store::IndexEntries;
+use crate::write::set_identity;
+
+/// A decoded resource event and the work done ahead on its entries.
+pub struct PreparedEvent {
+    pub(crate) decoded: Result<DecodedEvent, String>,
+}
+
+pub(crate) struct DecodedEvent {
+    pub event: ResourceTransaction,
+    /// One slot per entry of the event; `None` for entries left to the writer.
+    pub entries: Vec<Option<PreparedEntry>>,
+}
+
+/// An entry's resource as it is stored when the entry creates it.
+#[derive(Debug)]
+pub(crate) struct PreparedEntry {
+    /// The resource JSON with references rewritten, `id` set, and `meta.versionId` 1 and
+    /// `meta.lastUpdated` from the event.
+    pub json: String,
+    /// The index rows of that JSON.
+    pub index: IndexEntries,
+}
+
+/// Decodes `record` and prepares what can be prepared of its entries.
+pub fn prepare(record: &Record) -> PreparedEvent {
+    let decoded = match hearth_schemas::decode::<ResourceTransaction>(&record.value) {
+        Ok(event) => {
+            let entries = prepare_entries(&event);
+            Ok(DecodedEvent { event, entries })
+        }
+        Err(error) => Err(error.to_string()),
+    };
+    PreparedEvent { decoded }
+}
+
+pub(crate) fn prepare_entries(event: &ResourceTransaction) -> Vec<Option<PreparedEntry>> {
+    let has_criteria = event
+        .entries
+        .iter()
+        .any(|entry| entry.if_none_exist.is_some() || entry.criteria.is_some());
+    if has_criteria {
+        return event.entries.iter().map(|_| None).collect();
+    }
+
+    let last_updated = crate::apply::last_updated(event);
+    let batch = matches!(event.kind, TransactionKind::Batch);
+    // A batch applies each entry on its own, so an entry's placeholders resolve only to its
+    // own `fullUrl`.
+    let event_urls = if batch {
+        HashMap::new()
+    } else {
+        full_urls(&event.entries)
+    };
+    event
+        .entries
+        .iter()
+        .map(|entry| {
+            if batch {
+                let urls = full_urls(std::slice::from_ref(entry));
+                prepare_entry(entry, &urls, last_updated)
+            } else {
+                prepare_entry(entry, &event_urls, last_updated)
+            }
+        })
+        .collect()
+}
+
+/// Maps each entry's `fullUrl` to the `Type/id` it writes, a later entry replacing an
+/// earlier one with the same `fullUrl`, as the writer does.
+fn full_urls(entries: &[ResourceOperation]) -> HashMap<&str, String> {
+    let mut urls = HashMap::with_capacity(entries.len());
+    for entry in entries {
+        if let (Some(url), Some(id)) = (entry.full_url.as_deref(), entry.id.as_deref()) {
+            urls.insert(url, format!("{}/{id}", entry.resource_type));
+        }
+    }
+    urls
+}
+
+fn prepare_entry(
+    entry: &ResourceOperation,
+    full_urls: &HashMap<&str, String>,
+    last_updated: i64,
+) -> Option<PreparedEntry> {
+    if !matches!(
+        entry.action,
+        ResourceAction::Create | ResourceAction::Update
+    ) {
+        return None;
+    }
+    let id = entry.id.as_deref()?;
+    let mut resource: Value = serde_json::from_str(entry.resource.as_deref()?).ok()?;
+    if resource.get("resourceType").and_then(Value::as_str) != Some(entry.resource_type.as_str()) {
+        return None;
+    }
+    rewrite_references(&mut resource, &mut |reference: &mut String| {
+        if let Some(target) = full_urls.get(reference.as_str()) {
+            reference.clone_from(target);
+            return Ok(());
+        }
+        match classify(reference) {
+            ReferenceKind::Placeholder(_) | ReferenceKind::Conditional { .. } => Err(()),
+            _ => Ok(()),
+        }
+    })
+    .ok()?;
+
+    set_identity(&mut resource, id, 1, last_updated);
+    let json = serde_json::to_string(&resource).ok()?;
+    let index = IndexEntries::extract(&entry.resource_type, &resource);
+    Some(PreparedEntry { json, index })
+}
