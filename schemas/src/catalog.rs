@@ -78,6 +78,14 @@ macro_rules! event_catalog {
                 }
             }
 
+            /// Returns the event's fields as JSON, for tools that show events.
+            pub fn to_json(&self) -> serde_json::Value {
+                let fields = match self {
+                    $(AnyEvent::$name(event) => serde_json::to_value(event),)+
+                };
+                fields.unwrap_or(serde_json::Value::Null)
+            }
+
             pub fn event_id(&self) -> &str {
                 match self {
                     $(AnyEvent::$name(event) => event.event_id(),)+

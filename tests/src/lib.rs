@@ -165,6 +165,27 @@ impl Server {
         format!("{}/fhir", self.base_url)
     }
 
+    /// The admin credential the server created in its data directory.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("admin-token"))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// GETs `url` with the admin credential and returns the status and the JSON body.
+    pub fn get_json(&self, url: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::blocking::Client::new()
+            .get(url)
+            .bearer_auth(self.admin_token())
+            .send()
+            .unwrap_or_else(|e| panic!("GET {url} failed: {e}"));
+        let status = response.status().as_u16();
+        let body = response.text().unwrap_or_default();
+        let value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{url} returned invalid JSON ({e}): {body}"));
+        (status, value)
+    }
+
     /// Runs `hearth load` against this server.
     pub fn load(&self, paths: &[&Path]) -> anyhow::Result<Output> {
         let mut command = Command::new(hearth_bin());
@@ -172,7 +193,9 @@ impl Server {
             .arg("load")
             .arg("--quiet")
             .arg("--url")
-            .arg(&self.base_url);
+            .arg(&self.base_url)
+            .arg("--admin-token")
+            .arg(self.admin_token());
         for path in paths {
             command.arg(path);
         }

@@ -40,17 +40,8 @@ fn expected_counts(dir: &Path) -> (BTreeMap<String, u64>, BTreeMap<String, u64>)
     (entries, distinct)
 }
 
-fn get_json(url: &str) -> (u16, Value) {
-    let response = reqwest::blocking::get(url).unwrap();
-    let status = response.status().as_u16();
-    let body = response.text().unwrap();
-    let value = serde_json::from_str(&body)
-        .unwrap_or_else(|e| panic!("{url} returned invalid JSON ({e}): {body}"));
-    (status, value)
-}
-
-fn total(fhir: &str, query: &str) -> u64 {
-    let (status, bundle) = get_json(&format!("{fhir}/{query}"));
+fn total(server: &Server, query: &str) -> u64 {
+    let (status, bundle) = server.get_json(&format!("{}/{query}", server.fhir_url()));
     assert_eq!(status, 200, "{query}: {bundle}");
     bundle["total"]
         .as_u64()
@@ -81,7 +72,7 @@ fn load_and_read(backend: Backend) {
     let fhir = server.fhir_url();
     for (resource_type, count) in &distinct {
         assert_eq!(
-            total(&fhir, &format!("{resource_type}?_summary=count")),
+            total(&server, &format!("{resource_type}?_summary=count")),
             *count,
             "{resource_type} total"
         );
@@ -110,19 +101,19 @@ fn load_and_read(backend: Backend) {
         .filter(|e| e["resource"]["resourceType"] == "Observation")
         .count() as u64;
 
-    let (status, read) = get_json(&format!("{fhir}/Patient/{patient_id}"));
+    let (status, read) = server.get_json(&format!("{fhir}/Patient/{patient_id}"));
     assert_eq!(status, 200);
     assert_eq!(read["name"], patient["name"]);
     assert_eq!(read["birthDate"], patient["birthDate"]);
     assert_eq!(read["meta"]["versionId"], "1");
 
-    let (status, vread) = get_json(&format!("{fhir}/Patient/{patient_id}/_history/1"));
+    let (status, vread) = server.get_json(&format!("{fhir}/Patient/{patient_id}/_history/1"));
     assert_eq!(status, 200);
     assert_eq!(vread, read);
 
     assert_eq!(
         total(
-            &fhir,
+            &server,
             &format!("Observation?patient={patient_id}&_total=accurate")
         ),
         observations_in_file
@@ -132,7 +123,7 @@ fn load_and_read(backend: Backend) {
         "{fhir}/Observation?patient=Patient/{patient_id}&_count=40"
     ));
     while let Some(url) = next {
-        let (status, page) = get_json(&url);
+        let (status, page) = server.get_json(&url);
         assert_eq!(status, 200, "{url}: {page}");
         assert_eq!(page["type"], "searchset");
         for entry in page["entry"].as_array().into_iter().flatten() {
@@ -155,19 +146,19 @@ fn load_and_read(backend: Backend) {
         "Observations reached by following next links"
     );
 
-    let (status, by_id) = get_json(&format!("{fhir}/Patient?_id={patient_id}"));
+    let (status, by_id) = server.get_json(&format!("{fhir}/Patient?_id={patient_id}"));
     assert_eq!(status, 200);
     assert_eq!(by_id["entry"].as_array().map(Vec::len), Some(1));
 
     // The Group's members were urn:uuid references to Patients in other files.
-    let (_, groups) = get_json(&format!("{fhir}/Group"));
+    let (_, groups) = server.get_json(&format!("{fhir}/Group"));
     let group = &groups["entry"][0]["resource"];
     let member = group["member"][0]["entity"]["reference"].as_str().unwrap();
     assert!(member.starts_with("Patient/"), "{member}");
-    let (status, _) = get_json(&format!("{fhir}/{member}"));
+    let (status, _) = server.get_json(&format!("{fhir}/{member}"));
     assert_eq!(status, 200);
 
-    let (status, missing) = get_json(&format!("{fhir}/Patient/no-such-patient"));
+    let (status, missing) = server.get_json(&format!("{fhir}/Patient/no-such-patient"));
     assert_eq!(status, 404);
     assert_eq!(missing["resourceType"], "OperationOutcome");
 }
@@ -212,7 +203,7 @@ fn invalid_files_are_rejected_and_store_nothing() {
     }
     for resource_type in ["Patient", "Observation", "Bundle"] {
         assert_eq!(
-            total(&fhir, &format!("{resource_type}?_summary=count")),
+            total(&server, &format!("{resource_type}?_summary=count")),
             0,
             "{resource_type} stored"
         );
@@ -221,6 +212,7 @@ fn invalid_files_are_rejected_and_store_nothing() {
     let client = reqwest::blocking::Client::new();
     let response = client
         .post(format!("{fhir}/$load"))
+        .bearer_auth(server.admin_token())
         .header("Content-Type", "application/fhir+json")
         .body(r#"{"resourceType":"Patient","id":"after-rejections"}"#)
         .send()

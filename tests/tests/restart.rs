@@ -3,11 +3,10 @@
 use std::process::Command;
 
 use hearth_e2e::{Backend, Server, synthea_dir};
-use serde_json::Value;
 
 fn patient_count(server: &Server) -> u64 {
     let url = format!("{}/Patient?_summary=count", server.fhir_url());
-    let bundle: Value = reqwest::blocking::get(&url).unwrap().json().unwrap();
+    let (_, bundle) = server.get_json(&url);
     bundle["total"].as_u64().unwrap()
 }
 

@@ -3,26 +3,37 @@
 //! It is generated from the same registries the handlers use, so it lists exactly the
 //! resource types, interactions and search parameters that work.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
-use axum::extract::{Query, State};
+use parking_lot::Mutex;
+
+use axum::extract::{Extension, Query};
 use hearth_fhir_core::resource_types;
 use hearth_fhir_core::search_params::{self, ParamType};
 use serde_json::{Value, json};
 
-use crate::FhirState;
+use crate::SiteContext;
 use crate::error::FhirResult;
 use crate::media::FhirJson;
 use crate::search::CommonParams;
 
 pub async fn metadata(
-    State(state): State<FhirState>,
+    Extension(site): Extension<SiteContext>,
     Query(common): Query<CommonParams>,
 ) -> FhirResult<FhirJson> {
-    static DOCUMENT: OnceLock<String> = OnceLock::new();
-    let body =
-        DOCUMENT.get_or_init(|| capability_statement(&state.settings.base_url()).to_string());
-    Ok(FhirJson::ok(body.clone()).pretty(common.pretty()))
+    static DOCUMENTS: OnceLock<Mutex<HashMap<String, Arc<String>>>> = OnceLock::new();
+    let documents = DOCUMENTS.get_or_init(Default::default);
+    let cached = documents.lock().get(&site.site_id).cloned();
+    let body = match cached {
+        Some(body) => body,
+        None => {
+            let body = Arc::new(capability_statement(&site).to_string());
+            documents.lock().insert(site.site_id.clone(), body.clone());
+            body
+        }
+    };
+    Ok(FhirJson::ok(body.as_ref().clone()).pretty(common.pretty()))
 }
 
 /// Whether the search engine of this version handles a parameter of this type.
@@ -33,7 +44,8 @@ fn searchable(param_type: ParamType) -> bool {
     )
 }
 
-fn capability_statement(base_url: &str) -> Value {
+fn capability_statement(site: &SiteContext) -> Value {
+    let base_url = site.fhir_base_url.as_str();
     let resources: Vec<Value> = resource_types::all()
         .iter()
         .map(|resource_type| resource_entry(resource_type))
@@ -49,7 +61,33 @@ fn capability_statement(base_url: &str) -> Value {
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
+            "security": security(site),
             "resource": resources,
+        }],
+    })
+}
+
+/// The SMART on FHIR security service with the oauth-uris extension, which clients
+/// that do not read `.well-known/smart-configuration` use to find the endpoints.
+fn security(site: &SiteContext) -> Value {
+    let auth = site.auth_base_url.as_str();
+    json!({
+        "cors": true,
+        "service": [{
+            "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "code": "SMART-on-FHIR",
+            }],
+            "text": "OAuth2 using SMART App Launch",
+        }],
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                {"url": "authorize", "valueUri": format!("{auth}/authorize")},
+                {"url": "token", "valueUri": format!("{auth}/token")},
+                {"url": "introspect", "valueUri": format!("{auth}/introspect")},
+                {"url": "revoke", "valueUri": format!("{auth}/revoke")},
+            ],
         }],
     })
 }

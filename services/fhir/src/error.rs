@@ -93,6 +93,9 @@ impl IntoResponse for FhirError {
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
         response
+            .extensions_mut()
+            .insert(crate::audit::ErrorCode(self.code));
+        response
     }
 }
 

@@ -4,6 +4,8 @@
 //! events to the log, then waiting until the repository projection has applied them, so a
 //! write is acknowledged only once it is durable and decided.
 
+mod access;
+pub mod audit;
 mod bundle_json;
 mod capability;
 mod error;
@@ -23,6 +25,7 @@ use hearth_cdr::{Repository, TransactionOutcome};
 use hearth_log::Log;
 use hearth_projection::ProjectionHandle;
 
+pub use access::{Principal, SiteContext};
 pub use error::{FhirError, FhirResult, operation_outcome};
 pub use media::FHIR_JSON;
 
@@ -30,10 +33,8 @@ pub use media::FHIR_JSON;
 #[derive(Debug, Clone)]
 pub struct FhirSettings {
     /// The absolute URL clients use to reach the server, without a trailing slash, such
-    /// as `http://127.0.0.1:8080`. Links and `fullUrl`s in responses start with it.
+    /// as `http://127.0.0.1:8080`.
     pub public_url: String,
-    /// The path of the default site's FHIR base, `/fhir`.
-    pub base_path: String,
     /// Largest request body of a single resource or a transaction, in bytes.
     pub max_body_bytes: usize,
     /// Largest body of a `$load` request, in bytes.
@@ -49,18 +50,12 @@ impl FhirSettings {
     pub fn new(public_url: &str) -> Self {
         FhirSettings {
             public_url: public_url.trim_end_matches('/').to_string(),
-            base_path: "/fhir".to_string(),
             max_body_bytes: 16 * 1024 * 1024,
             max_load_bytes: 256 * 1024 * 1024,
             write_timeout: Duration::from_secs(60),
             default_page_size: 50,
             max_page_size: 1000,
         }
-    }
-
-    /// The absolute FHIR base URL, such as `http://127.0.0.1:8080/fhir`.
-    pub fn base_url(&self) -> String {
-        format!("{}{}", self.public_url, self.base_path)
     }
 }
 
@@ -71,11 +66,10 @@ pub struct FhirState {
     pub repository: Repository,
     pub log: Arc<dyn Log>,
     pub projection: ProjectionHandle<TransactionOutcome>,
-    /// The site whose requests these are; recorded on every event.
-    pub site_id: String,
 }
 
-/// The routes of one FHIR base, to be nested under its base path.
+/// The routes of a FHIR base, to be nested under `/fhir`. Each request must carry a
+/// [`SiteContext`] extension naming its site.
 pub fn router(state: FhirState) -> Router {
     let load_limit = state.settings.max_load_bytes;
     Router::new()

@@ -8,19 +8,20 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use hearth_fhir_core::bundle::{self, Action, Entry, EntryError, ErrorKind, Semantics};
 use hearth_schemas::{ResourceAction, ResourceOperation, ResourceTransaction, TransactionKind};
 use serde_json::json;
 
-use crate::FhirState;
 use crate::error::{FhirError, FhirResult};
 use crate::media::FhirJson;
 use crate::write::{now_micros, submit};
+use crate::{FhirState, SiteContext};
 
 pub async fn load(
     State(state): State<FhirState>,
+    Extension(site): Extension<SiteContext>,
     headers: HeaderMap,
     body: Bytes,
 ) -> FhirResult<FhirJson> {
@@ -37,7 +38,7 @@ pub async fn load(
     .map_err(|e| entry_error(&e))?;
 
     check_placeholders(&state, &entries)?;
-    let event = build_event(&state, entries)?;
+    let event = build_event(&site, entries)?;
     let (position, outcomes) = submit(&state, &event).await?;
 
     let mut stored: BTreeMap<&str, u64> = BTreeMap::new();
@@ -121,7 +122,7 @@ fn check_placeholders(state: &FhirState, entries: &[Entry]) -> FhirResult<()> {
     Ok(())
 }
 
-fn build_event(state: &FhirState, entries: Vec<Entry>) -> FhirResult<ResourceTransaction> {
+fn build_event(site: &SiteContext, entries: Vec<Entry>) -> FhirResult<ResourceTransaction> {
     let mut operations = Vec::with_capacity(entries.len());
     for entry in entries {
         let resource = match &entry.resource {
@@ -152,7 +153,7 @@ fn build_event(state: &FhirState, entries: Vec<Entry>) -> FhirResult<ResourceTra
     Ok(ResourceTransaction {
         event_id: uuid::Uuid::new_v4().to_string(),
         occurred_at: now_micros(),
-        site_id: state.site_id.clone(),
+        site_id: site.site_id.clone(),
         kind: TransactionKind::Load,
         entries: operations,
         client_id: None,

@@ -5,16 +5,16 @@
 //! page. Following it therefore replays the identical search from where the page ended.
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use hearth_fhir_core::search_params;
 use serde::Deserialize;
 
-use crate::FhirState;
 use crate::bundle_json::{BundleEntry, write_bundle};
 use crate::error::{FhirError, FhirResult};
 use crate::media::FhirJson;
 use crate::read::check_type;
+use crate::{FhirState, SiteContext};
 
 /// Query parameters every interaction accepts.
 #[derive(Debug, Default, Deserialize)]
@@ -39,16 +39,18 @@ const RESULT_PARAMS: &[&str] = &[
 
 pub async fn search_type(
     State(state): State<FhirState>,
+    Extension(site): Extension<SiteContext>,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> FhirResult<FhirJson> {
     let pairs = split_query(query.as_deref().unwrap_or(""));
-    run_search(&state, &resource_type, pairs, &headers)
+    run_search(&state, &site, &resource_type, pairs, &headers)
 }
 
 pub async fn search_type_post(
     State(state): State<FhirState>,
+    Extension(site): Extension<SiteContext>,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -68,7 +70,7 @@ pub async fn search_type_post(
         .map_err(|_| FhirError::bad_request("the form body is not valid UTF-8"))?;
     let mut pairs = split_query(query.as_deref().unwrap_or(""));
     pairs.extend(split_query(body));
-    run_search(&state, &resource_type, pairs, &headers)
+    run_search(&state, &site, &resource_type, pairs, &headers)
 }
 
 /// Splits a query string into (decoded name, still-encoded value) pairs.
@@ -183,15 +185,16 @@ fn strict_handling(headers: &HeaderMap) -> bool {
 
 fn run_search(
     state: &FhirState,
+    site: &SiteContext,
     resource_type: &str,
     pairs: Vec<(String, String)>,
     headers: &HeaderMap,
 ) -> FhirResult<FhirJson> {
     check_type(resource_type)?;
     let request = understand(state, resource_type, pairs, strict_handling(headers))?;
-    let base = state.settings.base_url();
+    let base = site.fhir_base_url.as_str();
 
-    let self_link = link(&base, resource_type, &request.echoed, request.after);
+    let self_link = link(base, resource_type, &request.echoed, request.after);
     let total_needed = request.summary_count || request.want_total || request.count == 0;
     let total = if total_needed {
         Some(state.repository.count(resource_type, &request.filters)?)
@@ -211,7 +214,7 @@ fn run_search(
     )?;
     let next_link = page
         .next_after
-        .map(|after| link(&base, resource_type, &request.echoed, Some(after)));
+        .map(|after| link(base, resource_type, &request.echoed, Some(after)));
     let mut links = vec![("self", self_link.as_str())];
     if let Some(next) = &next_link {
         links.push(("next", next.as_str()));

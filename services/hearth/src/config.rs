@@ -34,6 +34,10 @@ pub struct ServeArgs {
     /// can share a cluster [default: none]
     #[arg(long, env = "HEARTH_KAFKA_TOPIC_PREFIX")]
     pub kafka_topic_prefix: Option<String>,
+    /// Bearer credential of the admin API [default: a random value kept in
+    /// DATA_DIR/admin-token]
+    #[arg(long, env = "HEARTH_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// The keys `hearth.toml` may hold.
@@ -41,6 +45,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
+    admin_token: Option<String>,
     listen: Option<String>,
     public_url: Option<String>,
     kafka: Option<KafkaFileConfig>,
@@ -60,6 +65,8 @@ struct KafkaFileConfig {
 #[derive(Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    /// Bearer credential of the admin API; masked in `Debug`.
+    pub admin_token: Option<String>,
     pub listen: String,
     pub public_url: String,
     pub log: LogBackend,
@@ -91,6 +98,7 @@ impl fmt::Debug for Settings {
         };
         f.debug_struct("Settings")
             .field("data_dir", &self.data_dir)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .field("listen", &self.listen)
             .field("public_url", &self.public_url)
             .field("log", &log)
@@ -142,6 +150,7 @@ impl ServeArgs {
         };
         Ok(Settings {
             data_dir,
+            admin_token: self.admin_token.clone().or(file.admin_token),
             listen,
             public_url: public_url.trim_end_matches('/').to_string(),
             log,

@@ -38,6 +38,9 @@ pub struct LoadArgs {
     /// Hide the progress bar
     #[arg(long)]
     pub quiet: bool,
+    /// Admin credential of the server [default: the contents of ./hearth-data/admin-token]
+    #[arg(long, env = "HEARTH_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// What the server stored, and which files it rejected.
@@ -60,6 +63,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let total_bytes: u64 = planned.iter().map(|p| p.size).sum();
 
     let endpoint = format!("{}/fhir/$load", args.url.trim_end_matches('/'));
+    let token = match &args.admin_token {
+        Some(token) => token.clone(),
+        None => std::fs::read_to_string("hearth-data/admin-token")
+            .map(|t| t.trim().to_string())
+            .context("no admin token: pass --admin-token or HEARTH_ADMIN_TOKEN, or run where hearth-data/admin-token exists")?,
+    };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()
@@ -73,11 +82,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             let file = &planned[index];
             let client = &client;
             let endpoint = endpoint.as_str();
+            let token = token.as_str();
             let summary = summary.clone();
             let progress = progress.clone();
             let chunk = args.ndjson_chunk_bytes;
             async move {
-                let result = send_file(client, endpoint, file, chunk).await;
+                let result = send_file(client, endpoint, token, file, chunk).await;
                 progress.inc(file.size);
                 let mut summary = summary.lock();
                 match result {
@@ -129,6 +139,7 @@ fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
 async fn send_file(
     client: &reqwest::Client,
     endpoint: &str,
+    token: &str,
     file: &Planned,
     chunk_bytes: usize,
 ) -> anyhow::Result<BTreeMap<String, u64>> {
@@ -136,13 +147,13 @@ async fn send_file(
         .await
         .with_context(|| format!("cannot read {}", file.path.display()))?;
     match file.kind {
-        FileKind::Json => post(client, endpoint, body, "application/fhir+json").await,
+        FileKind::Json => post(client, endpoint, token, body, "application/fhir+json").await,
         FileKind::Ndjson => {
             let chunks = plan::ndjson_chunks(&body, chunk_bytes)?;
             let mut stored = BTreeMap::new();
             for (first_line, range) in chunks {
                 let part = body[range].to_vec();
-                let counts = post(client, endpoint, part, "application/fhir+ndjson")
+                let counts = post(client, endpoint, token, part, "application/fhir+ndjson")
                     .await
                     .map_err(|e| renumber_lines(e, first_line))?;
                 for (resource_type, count) in counts {
@@ -165,6 +176,7 @@ fn renumber_lines(error: anyhow::Error, first_line: usize) -> anyhow::Error {
 async fn post(
     client: &reqwest::Client,
     endpoint: &str,
+    token: &str,
     body: Vec<u8>,
     content_type: &str,
 ) -> anyhow::Result<BTreeMap<String, u64>> {
@@ -172,6 +184,7 @@ async fn post(
         .post(endpoint)
         .header(reqwest::header::CONTENT_TYPE, content_type)
         .header(reqwest::header::ACCEPT, "application/fhir+json")
+        .bearer_auth(token)
         .body(body)
         .send()
         .await

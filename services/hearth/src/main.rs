@@ -1,6 +1,8 @@
 //! The `hearth` binary: one process runs everything with `serve`; other subcommands load
 //! data and rebuild projections.
 
+mod admin;
+mod audit;
 mod config;
 mod load;
 mod replay;
@@ -29,6 +31,41 @@ enum Command {
     Load(load::LoadArgs),
     /// Delete a projection's store and rebuild it from offset zero of the log.
     Replay(replay::ReplayArgs),
+    /// Register and govern apps (OAuth2 clients) through a running server
+    Apps {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(subcommand)]
+        command: admin::AppsCommand,
+    },
+    /// Create and list sites through a running server
+    Sites {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(subcommand)]
+        command: admin::SitesCommand,
+    },
+    /// Add and list users who sign in to Hearth
+    Users {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(subcommand)]
+        command: admin::UsersCommand,
+    },
+    /// List and revoke grants
+    Grants {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(subcommand)]
+        command: admin::GrantsCommand,
+    },
+    /// Rotate the server's signing keys
+    Keys {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(subcommand)]
+        command: admin::KeysCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +85,26 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Load(args) => load::run(args).await,
             Command::Replay(args) => replay::run(args).await,
+            Command::Apps {
+                connection,
+                command,
+            } => admin::apps(connection, command).await,
+            Command::Sites {
+                connection,
+                command,
+            } => admin::sites(connection, command).await,
+            Command::Users {
+                connection,
+                command,
+            } => admin::users(connection, command).await,
+            Command::Grants {
+                connection,
+                command,
+            } => admin::grants(connection, command).await,
+            Command::Keys {
+                connection,
+                command,
+            } => admin::keys(connection, command).await,
         }
     });
     match result {

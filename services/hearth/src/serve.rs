@@ -4,15 +4,23 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
-use axum::Router;
-use axum::routing::get;
 use std::time::Duration;
 
-use hearth_cdr::{Repository, RepositoryProjection, TransactionOutcome};
+use anyhow::Context;
+use axum::extract::Request;
+use axum::http::header;
+use axum::routing::get;
+use axum::{Router, ServiceExt, middleware};
+use hearth_auth::{AuthSettings, AuthState};
+use hearth_auth_store::{AuthProjection, AuthStore};
+use hearth_cdr::{Repository, RepositoryProjection};
 use hearth_fhir::{FhirSettings, FhirState};
 use hearth_log::{Log, topics};
 use hearth_projection::{ProjectionHandle, RunnerOptions};
+use hearth_smart::keys::KeyStore;
+use tower::Layer;
+use tower::util::MapRequestLayer;
+use tower_http::cors::{Any, CorsLayer};
 
 use crate::config::{LogBackend, ServeArgs, Settings};
 
@@ -45,52 +53,159 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
 
     let repository_path = settings.data_dir.join("repository.db");
-    let projection = hearth_projection::start(
+    let repository_projection = hearth_projection::start(
         log.clone(),
         RepositoryProjection,
         RunnerOptions::new(topics::RESOURCES, repository_path.clone()),
     )
     .await
     .context("cannot start the repository projection")?;
+    let auth_path = settings.data_dir.join("auth.db");
+    let auth_projection = hearth_projection::start(
+        log.clone(),
+        AuthProjection,
+        RunnerOptions::new(topics::AUTH, auth_path.clone()),
+    )
+    .await
+    .context("cannot start the auth projection")?;
+    catch_up(
+        log.as_ref(),
+        topics::RESOURCES,
+        "repository",
+        &repository_projection,
+    )
+    .await?;
+    catch_up(log.as_ref(), topics::AUTH, "auth store", &auth_projection).await?;
 
-    catch_up(log.as_ref(), &projection).await?;
-
+    let repository = Repository::open(&repository_path);
     let fhir = FhirState {
         settings: Arc::new(FhirSettings::new(&settings.public_url)),
-        repository: Repository::open(&repository_path),
+        repository: repository.clone(),
         log: log.clone(),
-        projection: projection.clone(),
-        site_id: "default".to_string(),
+        projection: repository_projection.clone(),
     };
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .nest("/fhir", hearth_fhir::router(fhir));
+    let keys = KeyStore::open_or_create(&settings.data_dir.join("keys"))
+        .context("cannot open or create the signing keys")?;
+    let admin_token = admin_token(&settings)?;
+    let auth = AuthState::new(
+        AuthSettings::new(&settings.public_url, &admin_token),
+        AuthStore::open(&auth_path),
+        log.clone(),
+        auth_projection.clone(),
+        keys,
+        repository,
+    );
+    hearth_auth::ensure_default_site(&auth)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot register the default site: {}", e.description))?;
 
+    let auditor = crate::audit::Auditor::start(log.clone());
+    let app = router(fhir, auth).layer(middleware::from_fn_with_state(
+        auditor,
+        crate::audit::record_calls,
+    ));
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     tracing::info!(listen = %settings.listen, fhir_base = %format!("{}/fhir", settings.public_url), "hearth ready");
-    axum::serve(listener, app)
+    let service = MapRequestLayer::new(hearth_auth::route_site).layer(app);
+    axum::serve(listener, ServiceExt::<Request>::into_make_service(service))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the HTTP server failed")?;
 
     tracing::info!("stopping projections");
-    projection.stop().await;
+    repository_projection.stop().await;
+    auth_projection.stop().await;
     tracing::info!("hearth stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Waits until the repository has applied everything the log held at start, so the first
-/// reads already see every acknowledged write. Logs progress every few seconds.
-async fn catch_up(
+/// All routes: the FHIR API and the authorization server of every site, and the admin
+/// API. Site paths (`/sites/{site}/...`) reach the same routes through
+/// [`hearth_auth::route_site`].
+fn router(fhir: FhirState, auth: AuthState) -> Router {
+    // Route layers run only for matched routes, innermost first: the call record learns
+    // the route before the token check, so rejected calls are recorded with it too.
+    let fhir_routes = hearth_fhir::router(fhir)
+        .merge(hearth_auth::discovery_router(auth.clone()))
+        .route_layer(middleware::from_fn_with_state(
+            auth.clone(),
+            hearth_auth::require_token,
+        ))
+        .route_layer(middleware::from_fn(hearth_fhir::audit::record_fhir_route))
+        .layer(middleware::from_fn_with_state(
+            auth.clone(),
+            hearth_auth::resolve_site,
+        ));
+    let auth_routes = hearth_auth::auth_router(auth.clone()).layer(middleware::from_fn_with_state(
+        auth.clone(),
+        hearth_auth::resolve_site,
+    ));
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            header::CONTENT_LOCATION,
+            header::LAST_MODIFIED,
+            header::WWW_AUTHENTICATE,
+        ]);
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .nest("/fhir", fhir_routes)
+        .nest("/auth", auth_routes)
+        .nest("/admin", hearth_auth::admin_router(auth))
+        .layer(cors)
+}
+
+/// The admin credential: from the settings, else from `admin-token` in the data
+/// directory, created with a random value on first start (readable by the owner only).
+fn admin_token(settings: &Settings) -> anyhow::Result<String> {
+    if let Some(token) = &settings.admin_token {
+        return Ok(token.clone());
+    }
+    let path = settings.data_dir.join("admin-token");
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let token = hearth_smart::secret::generate_token(32);
+    write_private(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(path = %path.display(), "created the admin token");
+    Ok(token)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// Waits until a projection has applied everything its topic held at start, so the
+/// first requests already see every acknowledged write. Logs progress every few seconds.
+async fn catch_up<O>(
     log: &dyn Log,
-    projection: &ProjectionHandle<TransactionOutcome>,
+    topic: &str,
+    name: &str,
+    projection: &ProjectionHandle<O>,
 ) -> anyhow::Result<()> {
     let ends = log
-        .end_offsets(topics::RESOURCES)
+        .end_offsets(topic)
         .await
-        .context("cannot read the end of the resource log")?;
+        .with_context(|| format!("cannot read the end of {topic}"))?;
     loop {
         match projection
             .wait_for_offsets(&ends, Duration::from_secs(5))
@@ -98,10 +213,11 @@ async fn catch_up(
         {
             Ok(()) => return Ok(()),
             Err(hearth_projection::Error::Timeout(_)) => {
-                tracing::info!(applied = ?projection.next_offsets(), end = ?ends, "repository catching up with the log");
+                tracing::info!(projection = name, applied = ?projection.next_offsets(), end = ?ends, "catching up with the log");
             }
             Err(error) => {
-                return Err(error).context("the repository projection stopped while catching up");
+                return Err(error)
+                    .with_context(|| format!("the {name} projection stopped while catching up"));
             }
         }
     }

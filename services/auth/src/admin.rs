@@ -1,0 +1,909 @@
+//! The admin API under `/admin`: apps, sites and their activations, grants, users and
+//! signing keys. Every call needs `Authorization: Bearer <admin token>`; every change is
+//! an event on `hearth.auth`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use hearth_auth_store::{App, AuthOutcome, Grant, Refusal, Site, User};
+use hearth_schemas::{
+    AppActivated, AppDeactivated, AppDisabled, AppEnabled, AppRegistered, AppSecretRotated,
+    AppUpdated, Backing, ClientType, GrantRevoked, RegistrationSource, RevocationReason,
+    SiteRegistered, UpstreamAuthMethod, UserRegistered,
+};
+use hearth_smart::secret::{generate_token, hash_token};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AuthState;
+use crate::events::{new_id, now_micros, record};
+use crate::oauth_error::{OAuthError, OAuthResult};
+use crate::site::{DEFAULT_SITE, fhir_base_path};
+
+/// Checks the admin bearer credential.
+pub fn require_admin(state: &AuthState, headers: &HeaderMap) -> OAuthResult<()> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if crate::same_secret(token, &state.settings.admin_token) => Ok(()),
+        Some(_) => Err(OAuthError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "the admin token is not valid",
+        )),
+        None => Err(OAuthError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "the admin API needs Authorization: Bearer <admin token>",
+        )),
+    }
+}
+
+pub fn admin_router(state: AuthState) -> Router {
+    Router::new()
+        .route("/apps", post(create_app).get(list_apps))
+        .route("/apps/{client_id}", get(get_app).put(update_app))
+        .route("/apps/{client_id}/secret", post(rotate_secret))
+        .route("/apps/{client_id}/disable", post(disable_app))
+        .route("/apps/{client_id}/enable", post(enable_app))
+        .route("/sites", post(create_site).get(list_sites))
+        .route("/sites/{site_id}/apps", get(site_apps))
+        .route(
+            "/sites/{site_id}/apps/{client_id}",
+            put(activate).delete(deactivate),
+        )
+        .route("/grants", get(list_grants))
+        .route("/grants/{grant_id}", axum::routing::delete(revoke_grant))
+        .route("/users", post(create_user).get(list_users))
+        .route("/keys/rotate", post(rotate_keys))
+        .route("/events", get(list_events))
+        .with_state(state)
+}
+
+type AdminResult = Result<Response, OAuthError>;
+
+fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> OAuthResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| OAuthError::invalid_request(format!("the request body is not valid: {e}")))
+}
+
+/// The app as the admin API shows it: everything but the secret hash.
+fn app_json(app: &App, sites: &[String]) -> Value {
+    let mut value = serde_json::to_value(app).unwrap_or(Value::Null);
+    if let Some(object) = value.as_object_mut() {
+        object.remove("client_secret_hash");
+        object.insert("sites".into(), json!(sites));
+    }
+    value
+}
+
+/// The body of `POST /admin/apps` and `PUT /admin/apps/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppRequest {
+    pub client_id: Option<String>,
+    pub name: String,
+    /// `public`, `confidential-symmetric` or `confidential-asymmetric`.
+    pub client_type: String,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    pub launch_uri: Option<String>,
+    pub scope: String,
+    pub grant_types: Option<Vec<String>>,
+    pub token_endpoint_auth_method: Option<String>,
+    /// A JSON Web Key Set, for confidential asymmetric clients.
+    pub jwks: Option<Value>,
+    pub jwks_uri: Option<String>,
+    pub logo_uri: Option<String>,
+    pub client_uri: Option<String>,
+    #[serde(default)]
+    pub contacts: Vec<String>,
+    pub vendor: Option<String>,
+    pub software_id: Option<String>,
+    pub software_version: Option<String>,
+    /// Sites to activate the app at right away.
+    #[serde(default)]
+    pub sites: Vec<String>,
+}
+
+/// An app registration checked and completed with defaults.
+pub struct CheckedApp {
+    pub client_type: ClientType,
+    pub auth_method: String,
+    pub grant_types: Vec<String>,
+    pub jwks: Option<String>,
+}
+
+/// Checks an app registration; shared with dynamic registration.
+pub fn check_app(request: &AppRequest) -> OAuthResult<CheckedApp> {
+    let client_type = match request.client_type.as_str() {
+        "public" => ClientType::Public,
+        "confidential-symmetric" => ClientType::ConfidentialSymmetric,
+        "confidential-asymmetric" => ClientType::ConfidentialAsymmetric,
+        other => {
+            return Err(OAuthError::invalid_request(format!(
+                "client_type {other} is not one of public, confidential-symmetric, confidential-asymmetric"
+            )));
+        }
+    };
+    if request.name.trim().is_empty() {
+        return Err(OAuthError::invalid_request("name is empty"));
+    }
+    for uri in &request.redirect_uris {
+        check_redirect_uri(uri)?;
+    }
+    let auth_method = match (client_type, request.token_endpoint_auth_method.as_deref()) {
+        (ClientType::Public, None | Some("none")) => "none".to_string(),
+        (ClientType::ConfidentialSymmetric, None) => "client_secret_basic".to_string(),
+        (
+            ClientType::ConfidentialSymmetric,
+            Some(m @ ("client_secret_basic" | "client_secret_post")),
+        ) => m.to_string(),
+        (ClientType::ConfidentialAsymmetric, None | Some("private_key_jwt")) => {
+            "private_key_jwt".to_string()
+        }
+        (_, Some(other)) => {
+            return Err(OAuthError::invalid_request(format!(
+                "token_endpoint_auth_method {other} does not fit client_type {}",
+                request.client_type
+            )));
+        }
+    };
+    let jwks = match &request.jwks {
+        Some(jwks) => {
+            let text = jwks.to_string();
+            hearth_smart::client_assertion::Jwks::from_json(&text).map_err(|e| {
+                OAuthError::invalid_request(format!("jwks is not a valid JSON Web Key Set: {e}"))
+            })?;
+            Some(text)
+        }
+        None => None,
+    };
+    if client_type == ClientType::ConfidentialAsymmetric
+        && jwks.is_none()
+        && request.jwks_uri.is_none()
+    {
+        return Err(OAuthError::invalid_request(
+            "a confidential asymmetric client needs jwks or jwks_uri",
+        ));
+    }
+    let grant_types = match &request.grant_types {
+        Some(types) => {
+            for grant_type in types {
+                if !matches!(
+                    grant_type.as_str(),
+                    "authorization_code" | "refresh_token" | "client_credentials"
+                ) {
+                    return Err(OAuthError::invalid_request(format!(
+                        "grant type {grant_type} is not supported"
+                    )));
+                }
+            }
+            types.clone()
+        }
+        None if request.redirect_uris.is_empty() => vec!["client_credentials".to_string()],
+        None => vec![
+            "authorization_code".to_string(),
+            "refresh_token".to_string(),
+        ],
+    };
+    if grant_types.iter().any(|g| g == "authorization_code") && request.redirect_uris.is_empty() {
+        return Err(OAuthError::invalid_request(
+            "the authorization_code grant needs at least one redirect URI",
+        ));
+    }
+    if grant_types.iter().any(|g| g == "client_credentials") && client_type == ClientType::Public {
+        return Err(OAuthError::invalid_request(
+            "a public client cannot use client_credentials",
+        ));
+    }
+    Ok(CheckedApp {
+        client_type,
+        auth_method,
+        grant_types,
+        jwks,
+    })
+}
+
+/// Redirect URIs must be absolute, without a fragment, and https unless they point at
+/// the local machine.
+fn check_redirect_uri(uri: &str) -> OAuthResult<()> {
+    let parsed = url::Url::parse(uri).map_err(|_| {
+        OAuthError::invalid_request(format!("redirect URI {uri} is not an absolute URL"))
+    })?;
+    if parsed.fragment().is_some() {
+        return Err(OAuthError::invalid_request(format!(
+            "redirect URI {uri} has a fragment"
+        )));
+    }
+    let local = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if local => Ok(()),
+        _ => Err(OAuthError::invalid_request(format!(
+            "redirect URI {uri} must use https (http only for localhost)"
+        ))),
+    }
+}
+
+async fn create_app(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> AdminResult {
+    require_admin(&state, &headers)?;
+    let request: AppRequest = json_body(&body)?;
+    let (app, secret) =
+        register_app(&state, &request, "admin", RegistrationSource::AdminApi).await?;
+    for site in &request.sites {
+        activate_app(&state, site, &app.client_id).await?;
+    }
+    let sites = state.store.app_sites(&app.client_id)?;
+    let mut body = app_json(&app, &sites);
+    if let Some(secret) = secret {
+        body["client_secret"] = Value::String(secret);
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Registers an app and returns it with its new client secret, if it has one.
+pub async fn register_app(
+    state: &AuthState,
+    request: &AppRequest,
+    actor: &str,
+    source: RegistrationSource,
+) -> OAuthResult<(App, Option<String>)> {
+    let checked = check_app(request)?;
+    let client_id = request.client_id.clone().unwrap_or_else(new_id);
+    if client_id.is_empty()
+        || client_id.len() > 128
+        || client_id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(OAuthError::invalid_request(
+            "client_id must be 1 to 128 visible characters",
+        ));
+    }
+    if state.store.app(&client_id)?.is_some() {
+        return Err(OAuthError::new(
+            StatusCode::CONFLICT,
+            "invalid_request",
+            format!("client {client_id} exists already"),
+        ));
+    }
+    let secret =
+        (checked.client_type == ClientType::ConfidentialSymmetric).then(|| generate_token(32));
+    let event = AppRegistered {
+        event_id: new_id(),
+        occurred_at: now_micros(),
+        client_id: client_id.clone(),
+        name: request.name.clone(),
+        client_type: checked.client_type,
+        token_endpoint_auth_method: checked.auth_method,
+        redirect_uris: request.redirect_uris.clone(),
+        launch_uri: request.launch_uri.clone(),
+        scope: request.scope.clone(),
+        grant_types: checked.grant_types,
+        client_secret_hash: secret.as_deref().map(hash_token),
+        jwks: checked.jwks,
+        jwks_uri: request.jwks_uri.clone(),
+        logo_uri: request.logo_uri.clone(),
+        client_uri: request.client_uri.clone(),
+        tos_uri: None,
+        policy_uri: None,
+        contacts: request.contacts.clone(),
+        vendor: request.vendor.clone(),
+        software_id: request.software_id.clone(),
+        software_version: request.software_version.clone(),
+        registered_by: actor.to_string(),
+        registration_source: source,
+    };
+    record(state, &client_id, event).await?;
+    let app = state
+        .store
+        .app(&client_id)?
+        .ok_or_else(|| OAuthError::server_error("the registered app is missing from the store"))?;
+    Ok((app, secret))
+}
+
+async fn list_apps(State(state): State<AuthState>, headers: HeaderMap) -> AdminResult {
+    require_admin(&state, &headers)?;
+    let mut apps = Vec::new();
+    for app in state.store.apps()? {
+        let sites = state.store.app_sites(&app.client_id)?;
+        apps.push(app_json(&app, &sites));
+    }
+    Ok(Json(json!({"apps": apps})).into_response())
+}
+
+fn find_app(state: &AuthState, client_id: &str) -> OAuthResult<App> {
+    state.store.app(client_id)?.ok_or_else(|| {
+        OAuthError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request",
+            format!("no app with client_id {client_id}"),
+        )
+    })
+}
+
+async fn get_app(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> AdminResult {
+    require_admin(&state, &headers)?;
+    let app = find_app(&state, &client_id)?;
+    let sites = state.store.app_sites(&client_id)?;
+    Ok(Json(app_json(&app, &sites)).into_response())
+}
+
+async fn update_app(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+    body: axum::body::Bytes,
+) -> AdminResult {
+    require_admin(&state, &headers)?;
+    let current = find_app(&state, &client_id)?;
+    let request: AppRequest = json_body(&body)?;
+    let checked = check_app(&request)?;
+    let event = AppUpdated {
+        event_id: new_id(),
+        occurred_at: now_micros(),
+        client_id: client_id.clone(),
+        name: request.name.clone(),
+        client_type: checked.client_type,
+        token_endpoint_auth_method: checked.auth_method,
+        redirect_uris: request.redirect_uris.clone(),
+        launch_uri: request.launch_uri.clone(),
+        scope: request.scope.clone(),
+        grant_types: checked.grant_types,
+        client_secret_hash: current.client_secret_hash.clone(),
+        jwks: checked.jwks,
+        jwks_uri: request.jwks_uri.clone(),
+        logo_uri: request.logo_uri.clone(),
+        client_uri: request.client_uri.clone(),
+        tos_uri: None,
+        policy_uri: None,
+        contacts: request.contacts.clone(),
+        vendor: request.vendor.clone(),
+        software_id: request.software_id.clone(),
+        software_version: request.software_version.clone(),
+        updated_by: "admin".to_string(),
+        update_source: RegistrationSource::AdminApi,
+    };
+    record(&state, &client_id, event).await?;
+    let app = find_app(&state, &client_id)?;
+    let sites = state.store.app_sites(&client_id)?;
+    Ok(Json(app_json(&app, &sites)).into_response())
+}
+
+async fn rotate_secret(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> AdminResult {
+    require_admin(&state, &headers)?;
+    let app = find_app(&state, &client_id)?;
+    if app.client_type != ClientType::ConfidentialSymmetric {
+        return Err(OAuthError::invalid_request(
+            "only confidential symmetric clients have a secret",
+        ));
+    }
+    let secret = generate_token(32);
+    let event = AppSecretRotated {
+        event_id: new_id(),
+        occurred_at: now_micros(),
+        client_id: client_id.clone(),
+        client_secret_hash: hash_token(&secret),
+        previous_secret_expires_at: None,
+        actor: "admin".to_string(),
+    };
+    record(&state, &client_id, event).await?;
+    Ok(Json(json!({"client_id": client_id, "client_secret": secret})).into_response())
+}
+
+async fn disable_app(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> AdminResult {
+    require_admin(&state, &headers)?;
+    find_app(&state, &client_id)?;
+    let event = AppDisabled {
+        event_id: new_id(),
+        occurred_at: now_micros(),
+        client_id: client_id.clone(),
+        reason: None,
+        actor: "admin".to_string(),
+    };
+    record(&state, &client_id, event).await?;
+    for grant in state.store.grants(Some(&client_id), None)? {
+        if !grant.is_revoked() {
+            revoke(&state, &grant, RevocationReason::AppDisabled, "admin").await?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn enable_app(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> AdminResult {
+    require_admin(&state, &headers)?;
+    find_app(&state, &client_id)?;
+    let event = AppEnabled {
+        event_id: new_id(),
+        occurred_at: now_micros(),
+        client_id: client_id.clone(),
+        actor: "admin".to_string(),
+    };
+    record(&state, &client_id, event).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The body of `POST /admin/sites`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiteRequest {
+    site_id: String,
+    name: String,
+    /// `repository` (default) or `ehr`.
+    backing: Option<String>,
+    upstream_base_url: Option<String>,
+    #[serde(default)]
+    dynamic_registration: bool,
+}
+
+fn site_json(site: &Site) -> Value {
+    serde_json::to_value(site).unwrap_or(Value::Null)
+}
+
+async fn create_site(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> AdminResult {
+    require_admin(&state, &headers)?;
+    let request: SiteRequest = json_body(&body)?;
+    let valid_id = !request.site_id.is_empty()
+        && request.site_id.len() <= 64
+        && request
+            .site_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid_id {
+        return Err(OAuthError::invalid_request(
+            "site_id must be 1 to 64 letters, digits, - or _",
+        ));
+    }
+    if state.store.site(&request.site_id)?.is_some() {
+        return Err(OAuthError::new(
+            StatusCode::CONFLICT,
+            "invalid_request",
+            format!("site {} exists already", request.site_id),
+        ));
+    }
+    let backing = match request.backing.as_deref() {
+        None | Some("repository") => Backing::Repository,
+        Some("ehr") => Backing::Ehr,
+        Some(other) => {
+            return Err(OAuthError::invalid_request(format!(
+                "backing {other} is not repository or ehr"
+            )));
+        }
+    };
+    if backing == Backing::Ehr && request.upstream_base_url.is_none() {
+        return Err(OAuthError::invalid_request(
+            "an EHR-backed site needs upstream_base_url",
+        ));
+    }
+    let event = site_registered(
+        &request.site_id,
+        &request.name,
+        backing,
+        request.upstream_base_url.clone(),
+        request.dynamic_registration,
+    );
+    record(&state, &request.site_id, event).await?;
+    let site = state
+        .store
+        .site(&request.site_id)?
+        .ok_or_else(|| OAuthError::server_error("the registered site is missing from the store"))?;
+    Ok((StatusCode::CREATED, Json(site_json(&site))).into_response())
+}
+
+fn site_registered(
+    site_id: &str,
+    name: &str,
+    backing: Backing,
+    upstream: Option<String>,
+    dynamic_registration: bool,
+) -> SiteRegistered {
+    SiteRegistered {
+        event_id: new_id(),
+        occurred_at: now_micros(),
+        site_id: site_id.to_string(),
+        name: name.to_string(),
+        fhir_base_path: fhir_base_path(site_id),
+        backing,
+        upstream_base_url: upstream,
+        upstream_auth_method: UpstreamAuthMethod::None,
+        upstream_client_id: None,
+        upstream_token_url: None,
+        upstream_scope: None,
+        upstream_fhir_version: None,
+        dynamic_registration,
+        cache_freshness_s: BTreeMap::new(),
+        default_cache_freshness_s: 0,
+        actor: "admin".to_string(),
+    }
+}
+
+/// Registers the `default` site, backed by the repository, unless it exists.
+pub async fn ensure_default_site(state: &AuthState) -> OAuthResult<()> {
+    if state.store.site(DEFAULT_SITE)?.is_some() {
+        return Ok(());
+    }
+    let event = site_registered(
+        DEFAULT_SITE,
+        "Default site",
+        Backing::Repository,
+        None,
+        false,
+    );
+    record(state, DEFAULT_SITE, event).await?;
+    Ok(())
+}
+
+async fn list_sites(State(state): State<AuthState>, headers: HeaderMap) -> AdminResult {
+    require_admin(&state, &headers)?;
+    let sites: Vec<Value> = state.store.sites()?.iter().map(site_json).collect();
+    Ok(Json(json!({"sites": sites})).into_response())
+}
+
+async fn site_apps(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    Path(site_id): Path<String>,
+) -> AdminResult {
+    require_admin(&state, &headers)?;
+    find_site(&state, &site_id)?;
+    let apps: Vec<Value> = state
+        .store
+        .active_apps(&site_id)?
+        .iter()
+        .map(|a| app_json(a, std::slice::from_ref(&site_id)))
+        .collect();
+    Ok(Json(json!({"apps": apps})).into_response())
+}
+
+fn find_site(state: &AuthState, site_id: &str) -> OAuthResult<Site> {
+    state.store.site(site_id)?.ok_or_else(|| {
+        OAuthError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request",
+            format!("no site {site_id}"),
+        )
+    })
+}
+
+/// Activates an app at a site.
+pub async fn activate_app(state: &AuthState, site_id: &str, client_id: &str) -> OAuthResult<()> {
+    find_site(state, site_id)?;
+    find_app(state, client_id)?;
+    let event = AppActivated {
+        event_id: new_id(),
+        occurred_at: now_micros(),
+        site_id: site_id.to_string(),
+        client_id: client_id.to_string(),
+        actor: "admin".to_string(),
+    };
+    record(state, client_id, event).await?;
+    Ok(())
+}
+
+async fn activate(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    Path((site_id, client_id)): Path<(String, String)>,
+) -> AdminResult {
+    require_admin(&state, &headers)?;
+    activate_app(&state, &site_id, &client_id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn deactivate(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    Path((site_id, client_id)): Path<(String, String)>,
+) -> AdminResult {
+    require_admin(&state, &headers)?;
+    find_site(&state, &site_id)?;
+    let event = AppDeactivated {
+        event_id: new_id(),
+        occurred_at: now_micros(),
+        site_id,
+        client_id: client_id.clone(),
+        actor: "admin".to_string(),
+    };
+    record(&state, &client_id, event).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct GrantQuery {
+    client_id: Option<String>,
+    site_id: Option<String>,
+}
+
+fn grant_json(grant: &Grant) -> Value {
+    let approval = &grant.approval;
+    json!({
+        "grant_id": approval.grant_id,
+        "client_id": approval.client_id,
+        "site_id": approval.site_id,
+        "user_id": approval.user_id,
+        "fhir_user": approval.fhir_user,
+        "patient": approval.patient,
+        "scope": approval.scope_granted,
+        "granted_at": hearth_cdr::format_instant(approval.occurred_at),
+        "revoked": grant.is_revoked(),
+        "revoked_reason": grant.revoked_reason,
+    })
+}
+
+async fn list_grants(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    Query(query): Query<GrantQuery>,
+) -> AdminResult {
+    require_admin(&state, &headers)?;
+    let grants = state
+        .store
+        .grants(query.client_id.as_deref(), query.site_id.as_deref())?;
+    let grants: Vec<Value> = grants.iter().map(grant_json).collect();
+    Ok(Json(json!({"grants": grants})).into_response())
+}
+
+async fn revoke_grant(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    Path(grant_id): Path<String>,
+) -> AdminResult {
+    require_admin(&state, &headers)?;
+    let grant = state.store.grant(&grant_id)?.ok_or_else(|| {
+        OAuthError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request",
+            format!("no grant {grant_id}"),
+        )
+    })?;
+    revoke(&state, &grant, RevocationReason::Admin, "admin").await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn revoke(
+    state: &AuthState,
+    grant: &Grant,
+    reason: RevocationReason,
+    actor: &str,
+) -> OAuthResult<()> {
+    let approval = &grant.approval;
+    let event = GrantRevoked {
+        event_id: new_id(),
+        occurred_at: now_micros(),
+        grant_id: approval.grant_id.clone(),
+        client_id: approval.client_id.clone(),
+        site_id: approval.site_id.clone(),
+        reason,
+        actor: actor.to_string(),
+        detail: None,
+    };
+    record(state, &approval.grant_id, event).await?;
+    Ok(())
+}
+
+/// The body of `POST /admin/users`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserRequest {
+    username: String,
+    password: String,
+    fhir_user: Option<String>,
+    display_name: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    site_id: Option<String>,
+    vendor: Option<String>,
+}
+
+fn user_json(user: &User) -> Value {
+    let r = &user.registration;
+    json!({
+        "user_id": r.user_id,
+        "username": r.username,
+        "fhir_user": r.fhir_user,
+        "display_name": r.display_name,
+        "roles": r.roles,
+        "site_id": r.site_id,
+        "vendor": r.vendor,
+        "disabled": user.disabled,
+    })
+}
+
+async fn create_user(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> AdminResult {
+    require_admin(&state, &headers)?;
+    let request: UserRequest = json_body(&body)?;
+    if request.username.trim().is_empty() || request.password.len() < 8 {
+        return Err(OAuthError::invalid_request(
+            "username must not be empty and password needs at least 8 characters",
+        ));
+    }
+    for role in &request.roles {
+        if !matches!(
+            role.as_str(),
+            "platform-admin" | "site-admin" | "app-vendor"
+        ) {
+            return Err(OAuthError::invalid_request(format!(
+                "role {role} is not platform-admin, site-admin or app-vendor"
+            )));
+        }
+    }
+    if let Some(fhir_user) = &request.fhir_user {
+        let valid = fhir_user.split_once('/').is_some_and(|(t, id)| {
+            matches!(
+                t,
+                "Patient" | "Practitioner" | "PractitionerRole" | "RelatedPerson" | "Person"
+            ) && hearth_fhir_core::id::is_valid_id(id)
+        });
+        if !valid {
+            return Err(OAuthError::invalid_request(
+                "fhir_user must be a reference such as Practitioner/123 or Patient/456",
+            ));
+        }
+    }
+    let password_hash =
+        hearth_smart::secret::hash_password(&request.password).map_err(OAuthError::server_error)?;
+    let user_id = new_id();
+    let event = UserRegistered {
+        event_id: new_id(),
+        occurred_at: now_micros(),
+        user_id: user_id.clone(),
+        username: request.username.clone(),
+        password_hash,
+        fhir_user: request.fhir_user.clone(),
+        display_name: request.display_name.clone(),
+        roles: request.roles.clone(),
+        site_id: request.site_id.clone(),
+        vendor: request.vendor.clone(),
+        actor: "admin".to_string(),
+    };
+    if record(&state, &user_id, event).await? == AuthOutcome::Refused(Refusal::UsernameTaken) {
+        return Err(OAuthError::new(
+            StatusCode::CONFLICT,
+            "invalid_request",
+            format!("username {} is taken", request.username),
+        ));
+    }
+    let user = state
+        .store
+        .user(&user_id)?
+        .ok_or_else(|| OAuthError::server_error("the registered user is missing from the store"))?;
+    Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
+}
+
+async fn list_users(State(state): State<AuthState>, headers: HeaderMap) -> AdminResult {
+    require_admin(&state, &headers)?;
+    let users: Vec<Value> = state.store.users()?.iter().map(user_json).collect();
+    Ok(Json(json!({"users": users})).into_response())
+}
+
+async fn rotate_keys(State(state): State<AuthState>, headers: HeaderMap) -> AdminResult {
+    require_admin(&state, &headers)?;
+    state
+        .keys
+        .write()
+        .rotate()
+        .map_err(OAuthError::server_error)?;
+    Ok(Json(state.keys.read().jwks()).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct EventQuery {
+    /// `hearth.auth`, `hearth.api`, `hearth.resources`, `hearth.bulk` or `hearth.ehr`.
+    topic: String,
+    #[serde(default)]
+    partition: u32,
+    #[serde(default)]
+    from: u64,
+    limit: Option<usize>,
+}
+
+/// Reads events of a topic from an offset, decoded to JSON; for operators and tests.
+/// Resource events are summarized without the resources, which carry patient data.
+async fn list_events(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    Query(query): Query<EventQuery>,
+) -> AdminResult {
+    require_admin(&state, &headers)?;
+    let known = [
+        hearth_log::topics::AUTH,
+        hearth_log::topics::API,
+        hearth_log::topics::RESOURCES,
+        hearth_log::topics::BULK,
+        hearth_log::topics::EHR,
+    ];
+    if !known.contains(&query.topic.as_str()) {
+        return Err(OAuthError::invalid_request(format!(
+            "unknown topic {}",
+            query.topic
+        )));
+    }
+    let limit = query.limit.unwrap_or(100).min(1000);
+    let ends = state
+        .log
+        .end_offsets(&query.topic)
+        .await
+        .map_err(OAuthError::temporarily_unavailable)?;
+    let end = ends.get(query.partition as usize).copied().unwrap_or(0);
+    let mut events = Vec::new();
+    if query.from < end {
+        let mut reader = state
+            .log
+            .read(&query.topic, query.partition, query.from)
+            .await
+            .map_err(OAuthError::temporarily_unavailable)?;
+        while events.len() < limit.min((end - query.from) as usize) {
+            let batch = reader
+                .next_batch(limit - events.len(), std::time::Duration::from_secs(2))
+                .await
+                .map_err(OAuthError::temporarily_unavailable)?;
+            if batch.is_empty() {
+                break;
+            }
+            for record in batch {
+                events.push(event_json(&record));
+            }
+        }
+    }
+    Ok(Json(json!({"topic": query.topic, "end": end, "events": events})).into_response())
+}
+
+fn event_json(record: &hearth_log::Record) -> Value {
+    let decoded = hearth_schemas::decode_any(&record.value);
+    let (name, fields) = match decoded {
+        Ok(hearth_schemas::AnyEvent::ResourceTransaction(event)) => {
+            let entries: Vec<Value> = event
+                .entries
+                .iter()
+                .map(|e| json!({"action": e.action, "resource_type": e.resource_type, "id": e.id}))
+                .collect();
+            (
+                "hearth.events.ResourceTransaction".to_string(),
+                json!({"event_id": event.event_id, "occurred_at": event.occurred_at, "kind": event.kind, "entries": entries}),
+            )
+        }
+        Ok(event) => (event.name().to_string(), event.to_json()),
+        Err(error) => (
+            "undecodable".to_string(),
+            json!({"error": error.to_string()}),
+        ),
+    };
+    json!({"offset": record.offset, "event": name, "fields": fields})
+}

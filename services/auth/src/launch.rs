@@ -1,0 +1,133 @@
+//! EHR launch: the EHR or portal creates a launch context, then opens the app with the
+//! returned `launch` value; the token response carries the context.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hearth_auth_store::Site;
+use hearth_schemas::LaunchCreated;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::AuthState;
+use crate::admin::require_admin;
+use crate::events::{new_id, now_micros, record};
+use crate::oauth_error::{OAuthError, OAuthResult};
+
+/// The body of `POST /auth/launch`. Unknown members become custom context parameters of
+/// the token response.
+#[derive(Debug, Deserialize)]
+pub struct LaunchRequest {
+    pub client_id: Option<String>,
+    pub patient: Option<String>,
+    pub encounter: Option<String>,
+    #[serde(rename = "fhirContext")]
+    pub fhir_context: Option<Vec<Value>>,
+    pub intent: Option<String>,
+    pub need_patient_banner: Option<bool>,
+    pub smart_style_url: Option<String>,
+    pub tenant: Option<String>,
+    /// The user the EHR has signed in, as a relative FHIR reference.
+    pub user: Option<String>,
+    #[serde(flatten)]
+    pub custom: Map<String, Value>,
+}
+
+/// Parameters a launch may not set, because the token response defines them.
+const RESERVED: &[&str] = &[
+    "access_token",
+    "token_type",
+    "expires_in",
+    "scope",
+    "refresh_token",
+    "id_token",
+    "state",
+    "code",
+];
+
+pub async fn create_launch(
+    State(state): State<AuthState>,
+    Extension(site): Extension<Site>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match create(&state, &site, &headers, &body).await {
+        Ok(body) => (StatusCode::CREATED, Json(body)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn create(
+    state: &AuthState,
+    site: &Site,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> OAuthResult<Value> {
+    require_admin(state, headers)?;
+    let request: LaunchRequest = serde_json::from_slice(body).map_err(|e| {
+        OAuthError::invalid_request(format!("the launch request is not valid JSON: {e}"))
+    })?;
+    if let Some(reserved) = request
+        .custom
+        .keys()
+        .find(|k| RESERVED.contains(&k.as_str()))
+    {
+        return Err(OAuthError::invalid_request(format!(
+            "a launch cannot set the token parameter {reserved}"
+        )));
+    }
+    if let Some(client_id) = &request.client_id
+        && !state.store.is_active(&site.site_id, client_id)?
+    {
+        return Err(OAuthError::unauthorized_client(
+            "the client is not active at this site",
+        ));
+    }
+    if let Some(patient) = &request.patient {
+        check_exists(state, "Patient", patient)?;
+    }
+    if let Some(encounter) = &request.encounter {
+        check_exists(state, "Encounter", encounter)?;
+    }
+
+    let launch_id = hearth_smart::secret::generate_token(16);
+    let expires_at = now_micros() + state.settings.launch_seconds * 1_000_000;
+    let custom =
+        (!request.custom.is_empty()).then(|| Value::Object(request.custom.clone()).to_string());
+    let event = LaunchCreated {
+        event_id: new_id(),
+        occurred_at: now_micros(),
+        launch_id: launch_id.clone(),
+        site_id: site.site_id.clone(),
+        client_id: request.client_id.clone(),
+        expires_at,
+        patient: request.patient.clone(),
+        encounter: request.encounter.clone(),
+        fhir_context: request
+            .fhir_context
+            .as_ref()
+            .map(|c| Value::Array(c.clone()).to_string()),
+        need_patient_banner: request.need_patient_banner,
+        smart_style_url: request.smart_style_url.clone(),
+        intent: request.intent.clone(),
+        tenant: request.tenant.clone(),
+        user: request.user.clone(),
+        custom_context: custom,
+    };
+    record(state, &launch_id, event).await?;
+    Ok(json!({"launch": launch_id, "expires_in": state.settings.launch_seconds}))
+}
+
+/// Checks that a context resource exists in the repository, so a typo fails here and not
+/// inside the app.
+fn check_exists(state: &AuthState, resource_type: &str, id: &str) -> OAuthResult<()> {
+    match state.repository.read(resource_type, id) {
+        Ok(Some(stored)) if !stored.is_deleted() => Ok(()),
+        Ok(_) => Err(OAuthError::invalid_request(format!(
+            "{resource_type}/{id} does not exist"
+        ))),
+        Err(error) => Err(OAuthError::server_error(error)),
+    }
+}

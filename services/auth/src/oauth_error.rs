@@ -1,0 +1,148 @@
+//! Errors of the authorization server in the formats RFC 6749 defines: error JSON from
+//! the token, introspection, revocation and registration endpoints, error redirects from
+//! the authorize endpoint, and an error page where redirecting would be unsafe.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::json;
+
+/// An RFC 6749 error for the JSON endpoints.
+#[derive(Debug, Clone)]
+pub struct OAuthError {
+    pub status: StatusCode,
+    /// The RFC 6749 (or RFC 7591, RFC 7009) error code, such as `invalid_grant`.
+    pub error: &'static str,
+    pub description: String,
+}
+
+impl OAuthError {
+    pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        OAuthError {
+            status,
+            error,
+            description: description.into(),
+        }
+    }
+
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    /// Client authentication failed: 401, as RFC 6749 section 5.2 asks.
+    pub fn invalid_client(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
+    }
+
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
+    }
+
+    pub fn unauthorized_client(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", description)
+    }
+
+    pub fn unsupported_grant_type(description: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            description,
+        )
+    }
+
+    pub fn invalid_scope(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
+    }
+
+    /// A failure of the server itself: the detail is logged, the client gets RFC 6749's
+    /// `server_error` with a generic description.
+    pub fn server_error(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "authorization request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the server failed to process the request; the failure is logged",
+        )
+    }
+
+    /// The log or a store is unavailable for now.
+    pub fn temporarily_unavailable(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "authorization request could not be recorded");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the server cannot record the request right now; try again later",
+        )
+    }
+}
+
+impl From<rusqlite::Error> for OAuthError {
+    fn from(error: rusqlite::Error) -> Self {
+        OAuthError::server_error(error)
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": self.error, "error_description": self.description});
+        let mut response = (self.status, axum::Json(body)).into_response();
+        response
+            .extensions_mut()
+            .insert(hearth_fhir::audit::ErrorCode(self.error));
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if self.error == "invalid_client" && self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"hearth\""),
+            );
+        }
+        response
+    }
+}
+
+pub type OAuthResult<T> = Result<T, OAuthError>;
+
+/// Builds the redirect of an authorization error to a verified redirect URI, with
+/// `error`, `error_description` and `state` (RFC 6749 section 4.1.2.1).
+pub fn error_redirect(
+    redirect_uri: &str,
+    error: &str,
+    description: &str,
+    state: Option<&str>,
+) -> Response {
+    let mut pairs = vec![("error", error), ("error_description", description)];
+    if let Some(state) = state {
+        pairs.push(("state", state));
+    }
+    redirect_with(redirect_uri, &pairs)
+}
+
+/// A 302 to `uri` with the pairs added to its query.
+pub fn redirect_with(uri: &str, pairs: &[(&str, &str)]) -> Response {
+    let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
+    let separator = if uri.contains('?') { '&' } else { '?' };
+    let location = format!("{uri}{separator}{query}");
+    let mut response = StatusCode::FOUND.into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// An error page for requests that cannot be redirected: an unknown client or a
+/// redirect URI that is not registered (RFC 6749 section 4.1.2.1 forbids redirecting).
+pub fn error_page(status: StatusCode, error: &'static str, description: &str) -> Response {
+    let body = crate::pages::error_page(error, description);
+    let mut response = (status, Html(body)).into_response();
+    response
+        .extensions_mut()
+        .insert(hearth_fhir::audit::ErrorCode(error));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

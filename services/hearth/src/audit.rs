@@ -1,0 +1,209 @@
+//! One `ApiCall` event on `hearth.api` for every HTTP call, rejected or not.
+//!
+//! Events go through a bounded queue to a background task that appends them in groups,
+//! so a request never waits for the log. The cost is that a crash can lose the events of
+//! the last moments, and that a full queue (a log unavailable for long) drops events; both
+//! are logged. Events carry no tokens, secrets, bodies or query strings.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use futures::future::join_all;
+use hearth_fhir::audit::{CallInfo, CallRecord, ErrorCode};
+use hearth_log::{Log, topics};
+use hearth_schemas::{ApiCall, Surface, UserType};
+use tokio::sync::mpsc;
+
+/// Events waiting for the log, at most.
+const QUEUE: usize = 100_000;
+/// Events appended concurrently, so the log commits them together.
+const GROUP: usize = 512;
+
+/// The sending side of the audit queue.
+#[derive(Clone)]
+pub struct Auditor {
+    sender: mpsc::Sender<ApiCall>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Auditor {
+    /// Starts the background task that appends queued events to `hearth.api`.
+    pub fn start(log: Arc<dyn Log>) -> Auditor {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(append_events(log, receiver));
+        Auditor {
+            sender,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn submit(&self, event: ApiCall) {
+        if self.sender.try_send(event).is_err() {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(dropped, "the API call queue is full; dropping audit events");
+            }
+        }
+    }
+}
+
+async fn append_events(log: Arc<dyn Log>, mut receiver: mpsc::Receiver<ApiCall>) {
+    let mut batch = Vec::with_capacity(GROUP);
+    while receiver.recv_many(&mut batch, GROUP).await > 0 {
+        let appends = batch.drain(..).map(|event| {
+            let log = log.clone();
+            async move {
+                let value = match hearth_schemas::encode(&event) {
+                    Ok(value) => value,
+                    Err(error) => {
+                        tracing::error!(%error, "encoding an API call event failed");
+                        return;
+                    }
+                };
+                let key = event.site_id.clone().unwrap_or_default();
+                let mut backoff = Duration::from_millis(100);
+                loop {
+                    match log.append(topics::API, key.as_bytes(), &value).await {
+                        Ok(_) => return,
+                        Err(error) => {
+                            tracing::warn!(%error, ?backoff, "appending an API call event failed; retrying");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                        }
+                    }
+                }
+            }
+        });
+        join_all(appends).await;
+    }
+}
+
+/// Outermost middleware: times the call, lets the inner layers fill its record, and
+/// queues the `ApiCall` event. Also sets `X-Request-Id`.
+pub async fn record_calls(
+    State(auditor): State<Auditor>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let occurred_at = hearth_fhir_now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let record = CallRecord::default();
+    request.extensions_mut().insert(record.clone());
+    let method = request.method().to_string();
+    let surface = surface(request.uri().path());
+    let request_bytes = content_length(request.headers());
+
+    let mut response = next.run(request).await;
+
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    let info = record.0.lock().clone();
+    let error_code = response
+        .extensions()
+        .get::<ErrorCode>()
+        .map(|c| c.0.to_string());
+    let response_bytes = content_length(response.headers()).max(
+        axum::body::HttpBody::size_hint(response.body())
+            .exact()
+            .map_or(0, |n| n as i64),
+    );
+    auditor.submit(event(EventParts {
+        info,
+        request_id,
+        occurred_at,
+        surface,
+        method,
+        status: i32::from(response.status().as_u16()),
+        latency_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
+        request_bytes,
+        response_bytes,
+        error_code,
+    }));
+    response
+}
+
+struct EventParts {
+    info: CallInfo,
+    request_id: String,
+    occurred_at: i64,
+    surface: Surface,
+    method: String,
+    status: i32,
+    latency_us: i64,
+    request_bytes: i64,
+    response_bytes: i64,
+    error_code: Option<String>,
+}
+
+fn event(parts: EventParts) -> ApiCall {
+    let info = parts.info;
+    ApiCall {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        occurred_at: parts.occurred_at,
+        request_id: parts.request_id,
+        site_id: info.site_id,
+        surface: parts.surface,
+        method: parts.method,
+        route: info.route.unwrap_or_else(|| "unmatched".to_string()),
+        interaction: info.interaction,
+        operation: info.operation,
+        resource_type: info.resource_type,
+        status: parts.status,
+        latency_us: parts.latency_us,
+        request_bytes: parts.request_bytes,
+        response_bytes: parts.response_bytes,
+        client_id: info.client_id,
+        grant_id: info.grant_id,
+        user_type: info.user_type.as_deref().map(user_type),
+        user_id: info.user_id,
+        patient: info.patient,
+        backing: None,
+        cache: None,
+        upstream_status: None,
+        upstream_latency_us: None,
+        error_code: parts.error_code,
+    }
+}
+
+fn user_type(name: &str) -> UserType {
+    match name {
+        "Patient" => UserType::Patient,
+        "Practitioner" => UserType::Practitioner,
+        "RelatedPerson" => UserType::RelatedPerson,
+        "system" => UserType::System,
+        _ => UserType::Other,
+    }
+}
+
+/// The part of Hearth a path belongs to, after site paths were rewritten.
+fn surface(path: &str) -> Surface {
+    if path.starts_with("/fhir") {
+        Surface::Fhir
+    } else if path.starts_with("/auth") {
+        Surface::Auth
+    } else if path.starts_with("/admin") {
+        Surface::Admin
+    } else {
+        Surface::Console
+    }
+}
+
+fn content_length(headers: &axum::http::HeaderMap) -> i64 {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn hearth_fhir_now() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
