@@ -1,6 +1,7 @@
 //! Measures how fast the repository applies load events, without HTTP or the log.
 //!
 //! Usage: cargo run --release -p hearth-cdr --example apply_throughput -- DIR [EVENTS_PER_COMMIT]
+//! [STORE]
 //!
 //! DIR holds FHIR Bundles (for example the unpacked tests/data/synthea-r4.tar.xz). Each
 //! file becomes one load event, as `hearth load` sends it; events are applied in
@@ -9,39 +10,38 @@
 
 use std::time::Instant;
 
-use hearth_cdr::RepositoryProjection;
-use hearth_fhir_core::bundle::{Action, Semantics, parse_document};
+use hearth_cdr::{RepositoryProjection, TransactionOutcome};
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use hearth_fhir_core::bundle::{Action, Entry, Semantics, parse_document};
+use hearth_fhir_core::reference::for_each_reference;
 use hearth_log::Record;
-use hearth_projection::{Projection, open_connection};
+use hearth_projection::{Checkpointer, Projection, WRITER_AUTOCHECKPOINT_PAGES, open_connection};
 use hearth_schemas::{ResourceAction, ResourceOperation, ResourceTransaction, TransactionKind};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let dir = args
         .next()
-        .expect("usage: apply_throughput DIR [EVENTS_PER_COMMIT]");
+        .expect("usage: apply_throughput DIR [EVENTS_PER_COMMIT] [STORE]");
     let per_commit: usize = args
         .next()
         .map_or(1, |n| n.parse().expect("EVENTS_PER_COMMIT is a number"));
 
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort_by_key(|p| {
-        let name = p.file_name().unwrap().to_string_lossy().to_string();
-        (
-            !name.contains("Information"),
-            name.starts_with("group"),
-            name,
-        )
-    });
-
     let started = Instant::now();
+    let mut documents = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let entries = parse_document(&std::fs::read(&path).unwrap(), Semantics::Load).unwrap();
+        documents.push((path, entries));
+    }
+    documents.sort_by(|a, b| a.0.cmp(&b.0));
+    let documents = dependency_order(documents);
+
     let mut records = Vec::new();
     let mut resources = 0;
-    for (offset, path) in files.iter().enumerate() {
-        let entries = parse_document(&std::fs::read(path).unwrap(), Semantics::Load).unwrap();
+    for (offset, entries) in documents.into_iter().enumerate() {
         resources += entries.len();
         let event = ResourceTransaction {
             event_id: format!("e{offset}"),
@@ -84,31 +84,50 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
+    // The store goes to STORE when given, to look at afterwards, or else to a temporary file.
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = open_connection(&dir.path().join("repository.db")).unwrap();
+    let store = args
+        .next()
+        .map_or_else(|| dir.path().join("repository.db"), Into::into);
+    let mut conn = open_connection(&store).unwrap();
+    // As in the runner, a thread of its own checkpoints the WAL.
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
+        .unwrap();
+    let checkpointer = Checkpointer::start(&store, "repository").unwrap();
     let mut projection = RepositoryProjection;
     projection.migrate(&conn).unwrap();
     let started = Instant::now();
+    let cpu_started = thread_cpu_seconds();
     let mut prepared: Vec<_> = records.iter().map(RepositoryProjection::prepare).collect();
     let prepare_seconds = started.elapsed().as_secs_f64();
+    let prepare_cpu = thread_cpu_seconds() - cpu_started;
     println!(
-        "prepare (decode, parse, extract) in {prepare_seconds:.2} s: {:.0} resources/s",
+        "prepare (decode, parse, extract) in {prepare_seconds:.2} s, {prepare_cpu:.2} s on CPU: {:.0} resources/s",
         resources as f64 / prepare_seconds
     );
 
     let started = Instant::now();
+    let cpu_started = thread_cpu_seconds();
     let mut prepared = prepared.drain(..);
     for chunk in records.chunks(per_commit) {
         let tx = conn.transaction().unwrap();
         for record in chunk {
             let prepared = prepared.next().unwrap();
-            projection.apply(&tx, record, prepared).unwrap();
+            let outcome = projection.apply(&tx, record, prepared).unwrap();
+            if !matches!(outcome, TransactionOutcome::Applied(_)) {
+                println!(
+                    "event at offset {} was not applied: {outcome:?}",
+                    record.offset
+                );
+            }
         }
         tx.commit().unwrap();
+        checkpointer.committed();
     }
     let apply_seconds = started.elapsed().as_secs_f64();
+    let apply_cpu = thread_cpu_seconds() - cpu_started;
     println!(
-        "apply (writer) in {apply_seconds:.2} s: {:.0} resources/s",
+        "apply (writer) in {apply_seconds:.2} s, {apply_cpu:.2} s on CPU: {:.0} resources/s",
         resources as f64 / apply_seconds
     );
     for table in [
@@ -139,4 +158,46 @@ fn main() {
         resources as f64 / total,
         resources as f64 / prepare_seconds.max(apply_seconds)
     );
+}
+
+/// Orders documents as `hearth load` sends them: each after the documents that define the
+/// `urn:uuid:` placeholders it uses, and otherwise by file name.
+fn dependency_order(mut pending: Vec<(PathBuf, Vec<Entry>)>) -> Vec<Vec<Entry>> {
+    let mut defined: HashSet<String> = HashSet::new();
+    let mut ordered = Vec::new();
+    while !pending.is_empty() {
+        let ready = |entries: &[Entry]| {
+            let own: HashSet<&str> = entries
+                .iter()
+                .filter_map(|e| e.full_url.as_deref())
+                .collect();
+            let mut missing = false;
+            for resource in entries.iter().filter_map(|e| e.resource.as_ref()) {
+                for_each_reference(resource, &mut |reference| {
+                    missing |= reference.starts_with("urn:uuid:")
+                        && !own.contains(reference)
+                        && !defined.contains(reference);
+                });
+            }
+            !missing
+        };
+        // A document whose placeholders are never defined goes last rather than never.
+        let index = pending.iter().position(|(_, e)| ready(e)).unwrap_or(0);
+        let (_, entries) = pending.remove(index);
+        defined.extend(entries.iter().filter_map(|e| e.full_url.clone()));
+        ordered.push(entries);
+    }
+    ordered
+}
+
+/// Returns the time this thread has spent on a CPU, from Linux's schedstat, so that runs on a
+/// busy machine can be compared; 0 where that file does not exist.
+fn thread_cpu_seconds() -> f64 {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let nanos: f64 = text
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    nanos / 1e9
 }

@@ -19,10 +19,11 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::Value;
 
 use crate::criteria::{self, CriteriaError};
+use crate::index_store::IndexBatch;
 use crate::outcome::{EntryOutcome, Rejection, TransactionOutcome};
 use crate::prepare::{self, PreparedEntry, PreparedEvent};
 use crate::schema;
-use crate::write::{NextIds, write_planned};
+use crate::write::{NextIds, stage, write_staged};
 
 /// Action codes stored in `versions.action`.
 pub(crate) const ACTION_CREATE: i64 = 0;
@@ -107,6 +108,10 @@ impl From<CriteriaError> for Failure {
 
 /// Applies `event`, using the prepared work in `prepared` (one slot per entry) where it
 /// fits the decisions.
+///
+/// Every rejection is decided before the first write of the entries it covers (see
+/// [`apply_entries`]), so a rejected transaction or batch entry leaves nothing to roll
+/// back, and no savepoint is needed. A store error fails the runner's whole batch.
 fn apply_event(
     conn: &Connection,
     event: &ResourceTransaction,
@@ -115,32 +120,18 @@ fn apply_event(
     let last_updated = last_updated(event);
     let all_or_nothing = !matches!(event.kind, TransactionKind::Batch);
     if all_or_nothing {
-        conn.execute_batch("SAVEPOINT resource_event")?;
         let indexed: Vec<(usize, &ResourceOperation)> = event.entries.iter().enumerate().collect();
         match apply_entries(conn, event, &indexed, prepared, last_updated) {
-            Ok(outcomes) => {
-                conn.execute_batch("RELEASE resource_event")?;
-                Ok(TransactionOutcome::Applied(outcomes))
-            }
-            Err(failure) => {
-                conn.execute_batch("ROLLBACK TO resource_event; RELEASE resource_event")?;
-                match failure {
-                    Failure::Reject(rejection) => Ok(TransactionOutcome::Rejected(rejection)),
-                    Failure::Store(error) => Err(error),
-                }
-            }
+            Ok(outcomes) => Ok(TransactionOutcome::Applied(outcomes)),
+            Err(Failure::Reject(rejection)) => Ok(TransactionOutcome::Rejected(rejection)),
+            Err(Failure::Store(error)) => Err(error),
         }
     } else {
         let mut outcomes = Vec::with_capacity(event.entries.len());
         for (index, entry) in event.entries.iter().enumerate() {
-            conn.execute_batch("SAVEPOINT resource_entry")?;
             match apply_entries(conn, event, &[(index, entry)], prepared, last_updated) {
-                Ok(mut done) => {
-                    conn.execute_batch("RELEASE resource_entry")?;
-                    outcomes.append(&mut done);
-                }
+                Ok(mut done) => outcomes.append(&mut done),
                 Err(Failure::Reject(rejection)) => {
-                    conn.execute_batch("ROLLBACK TO resource_entry; RELEASE resource_entry")?;
                     outcomes.push(EntryOutcome {
                         status: rejection.status,
                         resource_type: entry.resource_type.clone(),
@@ -257,12 +248,29 @@ fn apply_entries(
         }
     }
 
-    let mut ids = NextIds::load(conn)?;
-    let mut outcomes = Vec::with_capacity(planned.len());
+    let mut staged = Vec::with_capacity(planned.len());
     for item in planned {
-        let outcome = write_planned(conn, &mut ids, item, last_updated)?;
-        outcomes.push(outcome);
+        let index = item.index;
+        staged.push(stage(item, last_updated).map_err(|f| at_entry(f, index))?);
     }
+
+    // Nothing was written so far, and from here on only a store error can stop the entries.
+    // Old index rows go as each entry is written, and the new ones are inserted together
+    // at the end. No row removed belongs to another entry, because an event writes each
+    // resource once.
+    let mut ids = NextIds::load(conn)?;
+    let mut index_rows = IndexBatch::default();
+    let mut outcomes = Vec::with_capacity(staged.len());
+    for item in staged {
+        outcomes.push(write_staged(
+            conn,
+            &mut ids,
+            &mut index_rows,
+            item,
+            last_updated,
+        )?);
+    }
+    index_rows.insert(conn)?;
     Ok(outcomes)
 }
 

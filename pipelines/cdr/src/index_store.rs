@@ -1,10 +1,12 @@
 //! Writing and removing the search index rows of one resource version.
 
+use std::cmp::Ordering;
+
 use hearth_fhir_core::index::{self, IndexRows};
 use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde_json::Value;
 
-use crate::params;
+use crate::{body, params};
 
 /// The index rows of one resource version with their parameter ids, in the column order of
 /// their tables. Made by [`IndexEntries::extract`], which needs no store, so it can run
@@ -141,15 +143,6 @@ impl IndexEntries {
         IndexEntries { rows: entries }
     }
 
-    /// Inserts the rows for resource `rid`.
-    pub fn insert(&self, conn: &Connection, rid: i64) -> rusqlite::Result<()> {
-        let mut statements = Statements::new(conn, Mode::Insert);
-        for row in &self.rows {
-            statements.execute(row, rid)?;
-        }
-        Ok(())
-    }
-
     /// Deletes the rows of resource `rid`, each by its whole key.
     fn delete(&self, conn: &Connection, rid: i64) -> rusqlite::Result<()> {
         let mut statements = Statements::new(conn, Mode::Delete);
@@ -157,6 +150,161 @@ impl IndexEntries {
             statements.execute(row, rid)?;
         }
         Ok(())
+    }
+}
+
+/// The index rows of several resources, inserted together in key order so that consecutive
+/// inserts land on the same B-tree pages.
+#[derive(Debug, Default)]
+pub struct IndexBatch {
+    rows: Vec<(IndexRow, i64)>,
+}
+
+impl IndexBatch {
+    /// Adds the rows of resource `rid`.
+    pub fn add(&mut self, entries: IndexEntries, rid: i64) {
+        self.rows
+            .extend(entries.rows.into_iter().map(|row| (row, rid)));
+    }
+
+    /// Inserts every row added, sorted by table and key.
+    pub fn insert(mut self, conn: &Connection) -> rusqlite::Result<()> {
+        self.rows
+            .sort_unstable_by(|(a, a_rid), (b, b_rid)| a.key_order(b).then(a_rid.cmp(b_rid)));
+        let mut statements = Statements::new(conn, Mode::Insert);
+        for (row, rid) in &self.rows {
+            statements.execute(row, *rid)?;
+        }
+        Ok(())
+    }
+}
+
+impl IndexRow {
+    /// Returns the table's position in the `*_SQL` constants, which orders rows of different
+    /// tables.
+    fn table(&self) -> usize {
+        match self {
+            IndexRow::Token { .. } => 0,
+            IndexRow::String { .. } => 1,
+            IndexRow::Reference { .. } => 2,
+            IndexRow::Date { .. } => 3,
+            IndexRow::Number { .. } => 4,
+            IndexRow::Quantity { .. } => 5,
+            IndexRow::Uri { .. } => 6,
+        }
+    }
+
+    /// Orders rows by table, then by the table's primary key up to `rid`. Floats compare by
+    /// `total_cmp`, which agrees with SQLite for the finite values and infinities stored.
+    fn key_order(&self, other: &IndexRow) -> Ordering {
+        use IndexRow as R;
+        match (self, other) {
+            (
+                R::Token {
+                    param: p,
+                    code: c,
+                    system: s,
+                    ..
+                },
+                R::Token {
+                    param: q,
+                    code: d,
+                    system: t,
+                    ..
+                },
+            ) => p.cmp(q).then_with(|| c.cmp(d)).then_with(|| s.cmp(t)),
+            (
+                R::String {
+                    param: p,
+                    value: v,
+                    exact: e,
+                },
+                R::String {
+                    param: q,
+                    value: w,
+                    exact: f,
+                },
+            ) => p.cmp(q).then_with(|| v.cmp(w)).then_with(|| e.cmp(f)),
+            (
+                R::Reference {
+                    param: p,
+                    target_id: i,
+                    target_type: t,
+                    url: u,
+                },
+                R::Reference {
+                    param: q,
+                    target_id: j,
+                    target_type: s,
+                    url: v,
+                },
+            ) => p
+                .cmp(q)
+                .then_with(|| i.cmp(j))
+                .then_with(|| t.cmp(s))
+                .then_with(|| u.cmp(v)),
+            (
+                R::Date {
+                    param: p,
+                    low: l,
+                    high: h,
+                },
+                R::Date {
+                    param: q,
+                    low: m,
+                    high: i,
+                },
+            ) => p.cmp(q).then(l.cmp(m)).then(h.cmp(i)),
+            (
+                R::Number {
+                    param: p,
+                    value: v,
+                    low: l,
+                    high: h,
+                },
+                R::Number {
+                    param: q,
+                    value: w,
+                    low: m,
+                    high: i,
+                },
+            ) => p
+                .cmp(q)
+                .then(v.total_cmp(w))
+                .then(l.total_cmp(m))
+                .then(h.total_cmp(i)),
+            (
+                R::Quantity {
+                    param: p,
+                    value: v,
+                    low: l,
+                    high: h,
+                    system: s,
+                    code: c,
+                    unit: u,
+                },
+                R::Quantity {
+                    param: q,
+                    value: w,
+                    low: m,
+                    high: i,
+                    system: t,
+                    code: d,
+                    unit: n,
+                },
+            ) => p
+                .cmp(q)
+                .then(v.total_cmp(w))
+                .then(l.total_cmp(m))
+                .then(h.total_cmp(i))
+                .then_with(|| s.cmp(t))
+                .then_with(|| c.cmp(d))
+                .then_with(|| u.cmp(n)),
+            (R::Uri { param: p, value: v }, R::Uri { param: q, value: w }) => {
+                p.cmp(q).then_with(|| v.cmp(w))
+            }
+            _ => self.table().cmp(&other.table()),
+        }
     }
 }
 
@@ -168,14 +316,15 @@ pub fn remove_version(
     rid: i64,
     vid: i64,
 ) -> rusqlite::Result<()> {
-    let json: Option<String> = conn
-        .prepare_cached("SELECT json FROM versions WHERE vid = ?1")?
+    let stored: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT body FROM versions WHERE vid = ?1")?
         .query_row([vid], |row| row.get(0))
         .optional()?
         .flatten();
-    let Some(json) = json else {
+    let Some(stored) = stored else {
         return Ok(());
     };
+    let json = body::decompress(&stored)?;
     let Ok(resource) = serde_json::from_str::<Value>(&json) else {
         return Ok(());
     };

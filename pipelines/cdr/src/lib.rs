@@ -7,6 +7,7 @@
 //! [`Repository`], which uses pooled read-only connections.
 
 mod apply;
+mod body;
 mod criteria;
 mod index_store;
 mod outcome;

@@ -2,7 +2,8 @@
 //!
 //! [`prepare`] decodes the event. For each entry whose outcome it can foresee, it then does
 //! what the writer would otherwise do: parse the resource, rewrite its references to other
-//! entries, set `id` and `meta` as for version 1, serialize it and extract its index rows.
+//! entries, set `id` and `meta` as for version 1, extract its index rows, then serialize and
+//! compress it.
 //! The writer uses that work when the entry turns out to create a new resource, which is
 //! what loads do; otherwise it starts again from the prepared JSON.
 //!
@@ -18,6 +19,7 @@ use hearth_log::Record;
 use hearth_schemas::{ResourceAction, ResourceOperation, ResourceTransaction, TransactionKind};
 use serde_json::Value;
 
+use crate::body;
 use crate::index_store::IndexEntries;
 use crate::write::set_identity;
 
@@ -35,9 +37,9 @@ pub(crate) struct DecodedEvent {
 /// An entry's resource as it is stored when the entry creates it.
 #[derive(Debug)]
 pub(crate) struct PreparedEntry {
-    /// The resource JSON with references rewritten, `id` set, and `meta.versionId` 1 and
-    /// `meta.lastUpdated` from the event.
-    pub json: String,
+    /// The compressed resource JSON with references rewritten, `id` set, and
+    /// `meta.versionId` 1 and `meta.lastUpdated` from the event.
+    pub body: Vec<u8>,
     /// The index rows of that JSON.
     pub index: IndexEntries,
 }
@@ -129,5 +131,8 @@ fn prepare_entry(
     set_identity(&mut resource, id, 1, last_updated);
     let json = serde_json::to_string(&resource).ok()?;
     let index = IndexEntries::extract(&entry.resource_type, &resource);
-    Some(PreparedEntry { json, index })
+    Some(PreparedEntry {
+        body: body::compress(&json),
+        index,
+    })
 }

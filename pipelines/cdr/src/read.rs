@@ -8,6 +8,7 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use crate::Result;
 use crate::apply::ACTION_DELETE;
+use crate::body;
 use crate::criteria::build_filter;
 
 /// One version of a resource as stored.
@@ -51,7 +52,7 @@ pub struct Repository {
     pool: ReadPool,
 }
 
-const VERSION_COLUMNS: &str = "r.type, r.id, v.version, v.last_updated, v.action, v.json";
+const VERSION_COLUMNS: &str = "r.type, r.id, v.version, v.last_updated, v.action, v.body";
 
 fn stored_from_row(row: &Row<'_>) -> rusqlite::Result<StoredResource> {
     let action = match row.get::<_, i64>(4)? {
@@ -65,7 +66,11 @@ fn stored_from_row(row: &Row<'_>) -> rusqlite::Result<StoredResource> {
         version: row.get(2)?,
         last_updated: row.get(3)?,
         action,
-        json: row.get(5)?,
+        json: row
+            .get_ref(5)?
+            .as_blob_or_null()?
+            .map(body::decompress)
+            .transpose()?,
     })
 }
 

@@ -1,7 +1,7 @@
 //! Tables of the clinical data repository.
 //!
 //! `resources` has one row per resource with its current version; `versions` has every
-//! version, its JSON included, so reads, vreads and history come from one table. The
+//! version, its JSON included (compressed, see [`crate::body`]), so reads, vreads and history come from one table. The
 //! `idx_*` tables hold one row per search-parameter value of each current version, keyed
 //! by the parameter's integer id (see [`crate::params`]) and the value. They have no index
 //! by resource: when a resource changes, its old rows are computed again from the old JSON
@@ -15,8 +15,8 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::params;
 
-/// Changes whenever index extraction or the index tables change what they store.
-pub const INDEX_VERSION: i64 = 2;
+/// Changes whenever the tables or index extraction change what the store holds.
+pub const INDEX_VERSION: i64 = 3;
 
 const TABLES: &[&str] = &[
     "resources",
@@ -90,7 +90,7 @@ fn create(conn: &Connection) -> rusqlite::Result<()> {
             version INTEGER NOT NULL,
             last_updated INTEGER NOT NULL,
             action INTEGER NOT NULL,
-            json TEXT
+            body BLOB
         );
         CREATE UNIQUE INDEX IF NOT EXISTS versions_by_resource ON versions (rid, version);
 

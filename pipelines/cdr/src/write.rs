@@ -6,7 +6,8 @@ use serde_json::Value;
 use crate::apply::{
     ACTION_CREATE, ACTION_DELETE, ACTION_UPDATE, Current, Failure, Plan, Planned, Resource,
 };
-use crate::index_store::{self, IndexEntries};
+use crate::body;
+use crate::index_store::{self, IndexBatch, IndexEntries};
 use crate::outcome::{EntryOutcome, Rejection};
 use crate::prepare::PreparedEntry;
 use crate::time_format::format_instant;
@@ -33,24 +34,82 @@ impl NextIds {
     }
 }
 
-/// Stores the version an entry's plan calls for and its index rows.
-pub(crate) fn write_planned(
-    conn: &Connection,
-    ids: &mut NextIds,
-    item: Planned,
-    last_updated: i64,
-) -> Result<EntryOutcome, Failure> {
+/// An entry ready to be written: its plan with the JSON and index rows of a new version
+/// computed, so that writing it can fail only in the store.
+pub(crate) struct Staged {
+    resource_type: String,
+    id: String,
+    step: Step,
+}
+
+enum Step {
+    Nothing {
+        status: u16,
+        version: i64,
+    },
+    Write {
+        current: Option<Current>,
+        version: i64,
+        /// The compressed JSON.
+        body: Vec<u8>,
+        index: IndexEntries,
+    },
+    Delete {
+        current: Current,
+    },
+}
+
+/// Computes what an entry's plan writes. Rejects a resource that cannot be serialized.
+pub(crate) fn stage(item: Planned, last_updated: i64) -> Result<Staged, Failure> {
     let Planned {
         resource_type,
         id,
         plan,
         ..
     } = item;
-    let (status, version) = match plan {
-        Plan::Nothing { status, version } => (status, version),
+    let step = match plan {
+        Plan::Nothing { status, version } => Step::Nothing { status, version },
         Plan::Write { resource, current } => {
             let version = current.map_or(1, |c| c.version + 1);
-            let (json, index) = stored_form(resource, &resource_type, &id, version, last_updated)?;
+            let (body, index) = stored_form(resource, &resource_type, &id, version, last_updated)?;
+            Step::Write {
+                current,
+                version,
+                body,
+                index,
+            }
+        }
+        Plan::Delete { current } => Step::Delete { current },
+    };
+    Ok(Staged {
+        resource_type,
+        id,
+        step,
+    })
+}
+
+/// Stores the version a staged entry calls for, and adds its index rows to `index_rows`
+/// for the caller to insert.
+pub(crate) fn write_staged(
+    conn: &Connection,
+    ids: &mut NextIds,
+    index_rows: &mut IndexBatch,
+    item: Staged,
+    last_updated: i64,
+) -> rusqlite::Result<EntryOutcome> {
+    let Staged {
+        resource_type,
+        id,
+        step,
+    } = item;
+    let (status, version) = match step {
+        Step::Nothing { status, version } => (status, version),
+        Step::Write {
+            current,
+            version,
+            body,
+            index,
+        } => {
             let action = if current.is_some_and(|c| !c.deleted) {
                 ACTION_UPDATE
             } else {
@@ -63,21 +122,21 @@ pub(crate) fn write_planned(
                 version,
                 last_updated,
                 action,
-                json: Some(&json),
+                body: Some(&body),
             };
             let rid = store_version(conn, ids, &resource_type, &id, current, version_row)?;
-            index.insert(conn, rid)?;
+            index_rows.add(index, rid);
             let status = if action == ACTION_UPDATE { 200 } else { 201 };
             (status, version)
         }
-        Plan::Delete { current } => {
+        Step::Delete { current } => {
             let version = current.version + 1;
             index_store::remove_version(conn, &resource_type, current.rid, current.vid)?;
             let version_row = VersionRow {
                 version,
                 last_updated,
                 action: ACTION_DELETE,
-                json: None,
+                body: None,
             };
             store_version(conn, ids, &resource_type, &id, Some(current), version_row)?;
             (204, version)
@@ -93,31 +152,35 @@ pub(crate) fn write_planned(
     })
 }
 
-/// Returns the JSON to store for `version` of the resource and its index rows. A prepared
-/// resource is used as it is when it is the first version, which it was prepared as.
+/// Returns the compressed JSON to store for `version` of the resource and its index rows.
+/// A prepared resource is used as it is when it is the first version, which it was
+/// prepared as.
 fn stored_form(
     resource: Resource,
     resource_type: &str,
     id: &str,
     version: i64,
     last_updated: i64,
-) -> Result<(String, IndexEntries), Failure> {
+) -> Result<(Vec<u8>, IndexEntries), Failure> {
+    let cannot_store = |e: serde_json::Error| {
+        Rejection::new(400, "invalid", format!("cannot store the resource: {e}"))
+    };
     let mut resource = match resource {
-        Resource::Prepared(PreparedEntry { json, index }) if version == 1 => {
-            return Ok((json, index));
+        Resource::Prepared(PreparedEntry { body, index }) if version == 1 => {
+            return Ok((body, index));
         }
-        // The prepared JSON is the resource with its references resolved; parsing it gives
-        // the same value the writer would have built.
-        Resource::Prepared(prepared) => serde_json::from_str(&prepared.json).map_err(|e| {
-            Rejection::new(400, "invalid", format!("cannot store the resource: {e}"))
-        })?,
+        // The prepared JSON is the resource with its references resolved, so parsing it
+        // gives the same value the writer would have built.
+        Resource::Prepared(prepared) => {
+            let json = body::decompress(&prepared.body)?;
+            serde_json::from_str(&json).map_err(cannot_store)?
+        }
         Resource::Parsed(resource) => resource,
     };
     set_identity(&mut resource, id, version, last_updated);
-    let json = serde_json::to_string(&resource)
-        .map_err(|e| Rejection::new(400, "invalid", format!("cannot store the resource: {e}")))?;
+    let json = serde_json::to_string(&resource).map_err(cannot_store)?;
     let index = IndexEntries::extract(resource_type, &resource);
-    Ok((json, index))
+    Ok((body::compress(&json), index))
 }
 
 /// Sets `id`, `meta.versionId` and `meta.lastUpdated`, keeping the rest of `meta`.
@@ -146,7 +209,8 @@ struct VersionRow<'a> {
     version: i64,
     last_updated: i64,
     action: i64,
-    json: Option<&'a str>,
+    /// The compressed JSON; `None` for a deletion.
+    body: Option<&'a [u8]>,
 }
 
 /// Writes a version and points the resource's row at it, creating that row for a new
@@ -196,7 +260,7 @@ fn store_version(
         }
     };
     conn.prepare_cached(
-        "INSERT INTO versions (vid, rid, version, last_updated, action, json)
+        "INSERT INTO versions (vid, rid, version, last_updated, action, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
@@ -205,7 +269,7 @@ fn store_version(
         row.version,
         row.last_updated,
         row.action,
-        row.json
+        row.body
     ])?;
     ids.vid += 1;
     Ok(rid)

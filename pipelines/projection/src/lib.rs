@@ -10,10 +10,12 @@
 //! the projection in log order. A request handler appends its record, then calls
 //! [`ProjectionHandle::wait_for`] to learn the outcome the projection reached for it.
 
+mod checkpoint;
 mod dump;
 mod pool;
 mod runner;
 
+pub use checkpoint::{Checkpointer, WRITER_AUTOCHECKPOINT_PAGES};
 pub use dump::dump;
 pub use pool::{PooledConnection, ReadPool};
 pub use runner::{ProjectionHandle, RunnerOptions, start};

@@ -16,7 +16,10 @@ use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::{Error, Projection, Result, StoreState, open_connection};
+use crate::{
+    Checkpointer, Error, Projection, Result, StoreState, WRITER_AUTOCHECKPOINT_PAGES,
+    open_connection,
+};
 
 /// How a runner reads and batches.
 #[derive(Debug, Clone)]
@@ -136,6 +139,10 @@ pub async fn start<P: Projection>(
         .map_err(|e| Error::Store(format!("cannot start the prepare thread: {e}")))?;
     shared.threads.lock().push(preparer);
 
+    // The checkpoint thread copies the WAL back into the database, so the writer does not.
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
+    let checkpointer = Checkpointer::start(&options.db_path, name)?;
+
     let writer_shared = shared.clone();
     let writer = std::thread::Builder::new()
         .name(format!("projection-{name}"))
@@ -147,6 +154,7 @@ pub async fn start<P: Projection>(
                 next,
                 max_batch_records: options.max_batch_records,
                 shared: writer_shared,
+                checkpointer,
             };
             writer.run(prepared_receiver);
         })
@@ -242,6 +250,7 @@ struct Writer<P: Projection> {
     next: Vec<u64>,
     max_batch_records: usize,
     shared: Arc<Shared<P::Outcome>>,
+    checkpointer: Checkpointer,
 }
 
 impl<P: Projection> Writer<P> {
@@ -284,6 +293,7 @@ impl<P: Projection> Writer<P> {
         }
         save_offsets(&tx, &self.topic, &self.next, &next)?;
         tx.commit()?;
+        self.checkpointer.committed();
         self.next = next.clone();
 
         self.keep_outcomes(outcomes);

@@ -50,14 +50,14 @@ fn event(kind: TransactionKind, entries: Vec<ResourceOperation>) -> ResourceTran
 
 fn stored_json(conn: &Connection, resource_type: &str, id: &str) -> Option<Value> {
     conn.query_row(
-        "SELECT v.json FROM resources r JOIN versions v ON v.vid = r.vid WHERE r.type = ?1 AND r.id = ?2",
+        "SELECT v.body FROM resources r JOIN versions v ON v.vid = r.vid WHERE r.type = ?1 AND r.id = ?2",
         params![resource_type, id],
-        |row| row.get::<_, Option<String>>(0),
+        |row| row.get::<_, Option<Vec<u8>>>(0),
     )
     .optional()
     .unwrap()
     .flatten()
-    .map(|text| serde_json::from_str(&text).unwrap())
+    .map(|stored| serde_json::from_str(&crate::body::decompress(&stored).unwrap()).unwrap())
 }
 
 fn applied(outcome: TransactionOutcome) -> Vec<EntryOutcome> {
@@ -463,4 +463,139 @@ fn same_resource_twice_in_transaction_is_rejected() {
     );
     assert_eq!(rejection.status, 400);
     assert_eq!(rejection.entry, Some(1));
+}
+
+/// Events that take every path: prepared creates, prepared entries that turn out to update,
+/// placeholders between entries and to earlier loads, conditional references, a batch with
+/// a failing entry, a rejected transaction and a delete.
+fn mixed_events() -> Vec<ResourceTransaction> {
+    let mut observation = operation(
+        ResourceAction::Update,
+        "Observation",
+        Some("o1"),
+        Some(json!({"resourceType": "Observation", "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "8302-2"}], "text": "Height"},
+                    "subject": {"reference": "urn:uuid:p1"},
+                    "valueQuantity": {"value": 170, "unit": "cm", "system": "http://unitsofmeasure.org", "code": "cm"}})),
+    );
+    observation.full_url = Some("urn:uuid:o1".to_string());
+    let mut first_patient = operation(
+        ResourceAction::Update,
+        "Patient",
+        Some("p1"),
+        Some(patient("p1", "1")),
+    );
+    first_patient.full_url = Some("urn:uuid:p1".to_string());
+    let first_load = event(
+        TransactionKind::Load,
+        vec![observation.clone(), first_patient],
+    );
+
+    let linked = operation(
+        ResourceAction::Update,
+        "Observation",
+        Some("o2"),
+        Some(
+            json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                    "subject": {"reference": "urn:uuid:p1"},
+                    "performer": [{"reference": "Patient?identifier=urn:test|1"}]}),
+        ),
+    );
+    let second_load = event(TransactionKind::Load, vec![linked]);
+
+    let mut changed = observation;
+    changed.resource = Some(
+        json!({"resourceType": "Observation", "status": "amended", "code": {"text": "y"},
+                "subject": {"reference": "Patient/p1"}})
+        .to_string(),
+    );
+    let update = event(TransactionKind::Load, vec![changed]);
+
+    let batch = event(
+        TransactionKind::Batch,
+        vec![
+            operation(
+                ResourceAction::Create,
+                "Patient",
+                Some("p2"),
+                Some(patient("p2", "2")),
+            ),
+            operation(
+                ResourceAction::Create,
+                "Patient",
+                Some("p1"),
+                Some(patient("p1", "1")),
+            ),
+        ],
+    );
+    let failing = event(
+        TransactionKind::Transaction,
+        vec![
+            operation(
+                ResourceAction::Update,
+                "Patient",
+                Some("p3"),
+                Some(patient("p3", "3")),
+            ),
+            operation(
+                ResourceAction::Update,
+                "Observation",
+                Some("o3"),
+                Some(
+                    json!({"resourceType": "Observation", "status": "final", "code": {"text": "z"},
+                            "subject": {"reference": "urn:uuid:nowhere"}}),
+                ),
+            ),
+        ],
+    );
+    let delete = event(
+        TransactionKind::Single,
+        vec![operation(
+            ResourceAction::Delete,
+            "Patient",
+            Some("p2"),
+            None,
+        )],
+    );
+    let mut events = vec![first_load, second_load, update, batch, failing, delete];
+    for (index, event) in events.iter_mut().enumerate() {
+        event.event_id = format!("e{index}");
+    }
+    events
+}
+
+#[test]
+fn prepared_and_unprepared_paths_agree() {
+    let prepared_store = store();
+    let unprepared_store = store();
+    for event in mixed_events() {
+        let mut prepared = prepare::prepare_entries(&event);
+        let mut none: Vec<Option<PreparedEntry>> = event.entries.iter().map(|_| None).collect();
+        let with_prepared = super::apply_event(&prepared_store, &event, &mut prepared).unwrap();
+        let without = super::apply_event(&unprepared_store, &event, &mut none).unwrap();
+        assert_eq!(
+            with_prepared, without,
+            "outcomes of event {}",
+            event.event_id
+        );
+    }
+    assert_eq!(
+        hearth_projection::dump(&prepared_store).unwrap(),
+        hearth_projection::dump(&unprepared_store).unwrap()
+    );
+}
+
+#[test]
+fn mixed_events_prepare_some_entries() {
+    let events = mixed_events();
+    let prepared = prepare::prepare_entries(&events[0]);
+    assert!(
+        prepared.iter().all(Option::is_some),
+        "a load linked by fullUrl"
+    );
+    let prepared = prepare::prepare_entries(&events[1]);
+    assert!(
+        prepared[0].is_none(),
+        "a conditional reference needs the store"
+    );
 }
