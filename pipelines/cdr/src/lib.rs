@@ -16,6 +16,7 @@ mod prepare;
 mod read;
 pub mod schema;
 mod time_format;
+mod visibility;
 mod write;
 
 pub use apply::RepositoryProjection;
@@ -24,6 +25,7 @@ pub use outcome::{EntryOutcome, Rejection, TransactionOutcome};
 pub use prepare::PreparedEvent;
 pub use read::{Repository, SearchPage, StoredResource, VersionAction};
 pub use time_format::{format_instant, parse_instant};
+pub use visibility::{Alternative, Visibility};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

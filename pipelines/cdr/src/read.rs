@@ -10,6 +10,7 @@ use crate::Result;
 use crate::apply::ACTION_DELETE;
 use crate::body;
 use crate::criteria::build_filter;
+use crate::visibility::Visibility;
 
 /// One version of a resource as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,13 +123,44 @@ impl Repository {
         Ok(crate::apply::find_by_id(&conn, id)?)
     }
 
-    /// Counts the live resources of a type that match `filters`.
-    pub fn count(&self, resource_type: &str, filters: &[(String, String)]) -> Result<u64> {
+    /// Returns whether the live resource `resource_type/id` is visible.
+    pub fn is_visible(
+        &self,
+        resource_type: &str,
+        id: &str,
+        visibility: &Visibility,
+    ) -> Result<bool> {
+        let (visible, args) = visibility.sql(resource_type)?;
+        let sql = format!(
+            "SELECT count(*) FROM resources r WHERE r.type = ? AND r.id = ? AND r.deleted = 0{visible}"
+        );
+        let mut all_args = vec![
+            SqlValue::Text(resource_type.to_string()),
+            SqlValue::Text(id.to_string()),
+        ];
+        all_args.extend(args);
+        let conn = self.pool.get()?;
+        let count: i64 = conn
+            .prepare_cached(&sql)?
+            .query_row(rusqlite::params_from_iter(all_args), |row| row.get(0))?;
+        Ok(count > 0)
+    }
+
+    /// Counts the live, visible resources of a type that match `filters`.
+    pub fn count(
+        &self,
+        resource_type: &str,
+        filters: &[(String, String)],
+        visibility: &Visibility,
+    ) -> Result<u64> {
         let (filter, args) = build_filter(resource_type, filters)?;
-        let sql =
-            format!("SELECT count(*) FROM resources r WHERE r.type = ? AND r.deleted = 0{filter}");
+        let (visible, visible_args) = visibility.sql(resource_type)?;
+        let sql = format!(
+            "SELECT count(*) FROM resources r WHERE r.type = ? AND r.deleted = 0{filter}{visible}"
+        );
         let mut all_args = vec![SqlValue::Text(resource_type.to_string())];
         all_args.extend(args);
+        all_args.extend(visible_args);
         let conn = self.pool.get()?;
         let count: i64 = conn
             .prepare_cached(&sql)?
@@ -136,25 +168,28 @@ impl Repository {
         Ok(count as u64)
     }
 
-    /// Returns up to `count` live resources of a type that match `filters`, after the
-    /// cursor `after` (exclusive), in storage order.
+    /// Returns up to `count` live, visible resources of a type that match `filters`,
+    /// after the cursor `after` (exclusive), in storage order.
     pub fn search(
         &self,
         resource_type: &str,
         filters: &[(String, String)],
+        visibility: &Visibility,
         count: usize,
         after: Option<i64>,
     ) -> Result<SearchPage> {
         let (filter, args) = build_filter(resource_type, filters)?;
+        let (visible, visible_args) = visibility.sql(resource_type)?;
         let sql = format!(
             "SELECT {VERSION_COLUMNS}, r.rid FROM resources r JOIN versions v ON v.vid = r.vid
-             WHERE r.type = ? AND r.deleted = 0 AND r.rid > ?{filter} ORDER BY r.rid LIMIT ?"
+             WHERE r.type = ? AND r.deleted = 0 AND r.rid > ?{filter}{visible} ORDER BY r.rid LIMIT ?"
         );
         let mut all_args = vec![
             SqlValue::Text(resource_type.to_string()),
             SqlValue::Integer(after.unwrap_or(0)),
         ];
         all_args.extend(args);
+        all_args.extend(visible_args);
         all_args.push(SqlValue::Integer(count as i64 + 1));
 
         let conn = self.pool.get()?;

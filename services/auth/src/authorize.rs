@@ -224,8 +224,8 @@ fn check_request(
     }
     let expected_aud = fhir_base_url(&state.settings.public_url, &site.site_id);
     match get("aud")? {
-        // A trailing slash names the same FHIR base.
-        Some(aud) if aud.trim_end_matches('/') == expected_aud => {}
+        // One trailing slash names the same FHIR base.
+        Some(aud) if aud.strip_suffix('/').unwrap_or(aud) == expected_aud => {}
         Some(_) => return Err(invalid("aud does not name this site's FHIR base URL")),
         None => return Err(invalid("aud is missing")),
     }
@@ -382,7 +382,13 @@ async fn picker(state: &AuthState, pending: &Pending, query: &str) -> Response {
                 .to_string();
         vec![("name".to_string(), encoded)]
     };
-    let choices = match state.repository.search("Patient", &filters, 20, None) {
+    let choices = match state.repository.search(
+        "Patient",
+        &filters,
+        &hearth_cdr::Visibility::everything(),
+        20,
+        None,
+    ) {
         Ok(page) => page
             .resources
             .iter()

@@ -157,9 +157,19 @@ async fn authenticate_caller(
         "{}/token",
         auth_base_url(&state.settings.public_url, &site.site_id)
     );
-    authenticate(state, headers, form, &token_url)
-        .await
-        .map(|_| ())
+    let client = authenticate(state, headers, form, &token_url).await?;
+    require_active(state, site, &client.app.client_id)
+}
+
+/// Rejects a client that authenticated but is not active at the request's site.
+fn require_active(state: &AuthState, site: &Site, client_id: &str) -> OAuthResult<()> {
+    if state.store.is_active(&site.site_id, client_id)? {
+        Ok(())
+    } else {
+        Err(OAuthError::invalid_client(
+            "the client is not active at this site",
+        ))
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -197,6 +207,7 @@ async fn revoke_inner(
         auth_base_url(&state.settings.public_url, &site.site_id)
     );
     let client = authenticate(state, headers, &form, &token_url).await?;
+    require_active(state, site, &client.app.client_id)?;
     let token = form.require("token")?;
     if let Some(hint) = form.get("token_type_hint")?
         && !matches!(hint, "access_token" | "refresh_token")

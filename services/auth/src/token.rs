@@ -7,8 +7,8 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use hearth_auth_store::{AuthOutcome, Grant, Refusal, Site};
 use hearth_schemas::{
-    CodeRedeemed, GrantRevoked, GrantType, RefreshPolicy, RevocationReason, TokenIssued,
-    TokenRefreshed, UserType,
+    ClientType, CodeRedeemed, GrantRevoked, GrantType, RefreshPolicy, RevocationReason,
+    TokenIssued, TokenRefreshed, UserType,
 };
 use hearth_smart::keys::{AccessClaims, IdTokenClaims};
 use hearth_smart::scope::{self, Scope};
@@ -46,7 +46,10 @@ async fn handle(
         "{}/token",
         auth_base_url(&state.settings.public_url, &site.site_id)
     );
-    let client = authenticate(state, headers, &form, &token_url).await?;
+    let client = match public_refresh_client(state, headers, &form, grant_type)? {
+        Some(client) => client,
+        None => authenticate(state, headers, &form, &token_url).await?,
+    };
     if !state
         .store
         .is_active(&site.site_id, &client.app.client_id)?
@@ -72,6 +75,42 @@ async fn handle(
         other => Err(OAuthError::unsupported_grant_type(format!(
             "grant_type {other} is not supported"
         ))),
+    }
+}
+
+/// Identifies a public client by its refresh token when a refresh request names no client.
+/// RFC 6749 section 6 requires client authentication on refresh only from confidential
+/// clients, and the SMART JavaScript client (npm fhirclient 2.6.3) sends no `client_id`
+/// when it refreshes. Returns `None` when the request names or authenticates a client,
+/// or when the token does not belong to a public client, so `authenticate` decides.
+fn public_refresh_client(
+    state: &AuthState,
+    headers: &HeaderMap,
+    form: &Form,
+    grant_type: &str,
+) -> OAuthResult<Option<Client>> {
+    let names_client = headers.contains_key(header::AUTHORIZATION)
+        || form.get("client_id")?.is_some()
+        || form.get("client_secret")?.is_some()
+        || form.get("client_assertion")?.is_some();
+    if grant_type != "refresh_token" || names_client {
+        return Ok(None);
+    }
+    let Some(presented) = form.get("refresh_token")? else {
+        return Ok(None);
+    };
+    let Some(stored) = state.store.refresh_token(&hash_token(presented))? else {
+        return Ok(None);
+    };
+    let Some(grant) = state.store.grant(&stored.grant_id)? else {
+        return Ok(None);
+    };
+    match state.store.app(&grant.approval.client_id)? {
+        Some(app) if app.client_type == ClientType::Public && !app.disabled => Ok(Some(Client {
+            app,
+            proof: Proof::None,
+        })),
+        _ => Ok(None),
     }
 }
 

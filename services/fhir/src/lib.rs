@@ -12,6 +12,7 @@ mod error;
 mod load;
 mod media;
 mod read;
+mod scopes;
 mod search;
 mod write;
 

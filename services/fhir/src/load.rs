@@ -14,14 +14,17 @@ use hearth_fhir_core::bundle::{self, Action, Entry, EntryError, ErrorKind, Seman
 use hearth_schemas::{ResourceAction, ResourceOperation, ResourceTransaction, TransactionKind};
 use serde_json::json;
 
+use crate::access::Principal;
 use crate::error::{FhirError, FhirResult};
 use crate::media::FhirJson;
 use crate::write::{now_micros, submit};
 use crate::{FhirState, SiteContext};
+use hearth_smart::scope::{Context, Interaction};
 
 pub async fn load(
     State(state): State<FhirState>,
     Extension(site): Extension<SiteContext>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Bytes,
 ) -> FhirResult<FhirJson> {
@@ -37,6 +40,7 @@ pub async fn load(
     .map_err(FhirError::internal)?
     .map_err(|e| entry_error(&e))?;
 
+    check_write_access(&principal, &entries)?;
     check_placeholders(&state, &entries)?;
     let event = build_event(&site, entries)?;
     let (position, outcomes) = submit(&state, &event).await?;
@@ -79,6 +83,35 @@ fn is_ndjson(headers: &HeaderMap) -> FhirResult<bool> {
             format!("$load takes application/fhir+json or application/fhir+ndjson, not {other}"),
         )),
     }
+}
+
+/// `$load` writes whatever the files hold, so it needs create and update access without
+/// compartment or query restrictions to every type it stores (system or user scopes).
+fn check_write_access(principal: &Principal, entries: &[Entry]) -> FhirResult<()> {
+    let mut checked = std::collections::HashSet::new();
+    for entry in entries {
+        if !checked.insert(entry.resource_type.as_str()) {
+            continue;
+        }
+        for interaction in [Interaction::Create, Interaction::Update] {
+            let access = principal.scopes.access(
+                &[Context::User, Context::System],
+                &entry.resource_type,
+                interaction,
+            );
+            if !access.is_unrestricted() {
+                return Err(FhirError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "$load needs unrestricted create and update access to {}, such as the scope system/*.cu",
+                        entry.resource_type
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The FHIR error for a body that failed a check, naming the entry or line.

@@ -1,32 +1,58 @@
 //! read and vread.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::header;
 use hearth_cdr::StoredResource;
 use hearth_fhir_core::resource_types::is_resource_type;
 
 use crate::FhirState;
+use crate::access::Principal;
 use crate::error::{FhirError, FhirResult};
 use crate::media::FhirJson;
+use crate::scopes::visibility;
 use crate::search::CommonParams;
+use hearth_cdr::Visibility;
+use hearth_smart::scope::Interaction;
 
 pub async fn read(
     State(state): State<FhirState>,
+    Extension(principal): Extension<Principal>,
     Path((resource_type, id)): Path<(String, String)>,
     Query(common): Query<CommonParams>,
 ) -> FhirResult<FhirJson> {
     check_type(&resource_type)?;
+    let visibility = visibility(&principal, &resource_type, Interaction::Read)?;
     let stored = state.repository.read(&resource_type, &id)?;
     let stored = live(stored, &resource_type, &id)?;
+    check_visible(&state, &resource_type, &id, &visibility)?;
     Ok(resource_response(stored).pretty(common.pretty()))
+}
+
+/// 404 for a resource the caller's scopes do not reach, so its existence is not revealed.
+pub fn check_visible(
+    state: &FhirState,
+    resource_type: &str,
+    id: &str,
+    visibility: &Visibility,
+) -> FhirResult<()> {
+    if visibility.is_everything() || state.repository.is_visible(resource_type, id, visibility)? {
+        Ok(())
+    } else {
+        Err(FhirError::not_found(format!(
+            "{resource_type}/{id} is not known"
+        )))
+    }
 }
 
 pub async fn vread(
     State(state): State<FhirState>,
+    Extension(principal): Extension<Principal>,
     Path((resource_type, id, version)): Path<(String, String, String)>,
     Query(common): Query<CommonParams>,
 ) -> FhirResult<FhirJson> {
     check_type(&resource_type)?;
+    let visibility = visibility(&principal, &resource_type, Interaction::Read)?;
+    check_visible(&state, &resource_type, &id, &visibility)?;
     let number: i64 = version.parse().map_err(|_| {
         FhirError::not_found(format!("{resource_type}/{id} has no version '{version}'"))
     })?;

@@ -10,11 +10,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use hearth_fhir_core::search_params;
 use serde::Deserialize;
 
+use crate::access::Principal;
 use crate::bundle_json::{BundleEntry, write_bundle};
 use crate::error::{FhirError, FhirResult};
 use crate::media::FhirJson;
 use crate::read::check_type;
+use crate::scopes::visibility;
 use crate::{FhirState, SiteContext};
+use hearth_smart::scope::Interaction;
 
 /// Query parameters every interaction accepts.
 #[derive(Debug, Default, Deserialize)]
@@ -40,17 +43,19 @@ const RESULT_PARAMS: &[&str] = &[
 pub async fn search_type(
     State(state): State<FhirState>,
     Extension(site): Extension<SiteContext>,
+    Extension(principal): Extension<Principal>,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> FhirResult<FhirJson> {
     let pairs = split_query(query.as_deref().unwrap_or(""));
-    run_search(&state, &site, &resource_type, pairs, &headers)
+    run_search(&state, &site, &principal, &resource_type, pairs, &headers)
 }
 
 pub async fn search_type_post(
     State(state): State<FhirState>,
     Extension(site): Extension<SiteContext>,
+    Extension(principal): Extension<Principal>,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -70,7 +75,7 @@ pub async fn search_type_post(
         .map_err(|_| FhirError::bad_request("the form body is not valid UTF-8"))?;
     let mut pairs = split_query(query.as_deref().unwrap_or(""));
     pairs.extend(split_query(body));
-    run_search(&state, &site, &resource_type, pairs, &headers)
+    run_search(&state, &site, &principal, &resource_type, pairs, &headers)
 }
 
 /// Splits a query string into (decoded name, still-encoded value) pairs.
@@ -186,18 +191,24 @@ fn strict_handling(headers: &HeaderMap) -> bool {
 fn run_search(
     state: &FhirState,
     site: &SiteContext,
+    principal: &Principal,
     resource_type: &str,
     pairs: Vec<(String, String)>,
     headers: &HeaderMap,
 ) -> FhirResult<FhirJson> {
     check_type(resource_type)?;
+    let visibility = visibility(principal, resource_type, Interaction::Search)?;
     let request = understand(state, resource_type, pairs, strict_handling(headers))?;
     let base = site.fhir_base_url.as_str();
 
     let self_link = link(base, resource_type, &request.echoed, request.after);
     let total_needed = request.summary_count || request.want_total || request.count == 0;
     let total = if total_needed {
-        Some(state.repository.count(resource_type, &request.filters)?)
+        Some(
+            state
+                .repository
+                .count(resource_type, &request.filters, &visibility)?,
+        )
     } else {
         None
     };
@@ -209,6 +220,7 @@ fn run_search(
     let page = state.repository.search(
         resource_type,
         &request.filters,
+        &visibility,
         request.count,
         request.after,
     )?;
