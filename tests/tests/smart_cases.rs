@@ -1,0 +1,33 @@
+//! End-to-end tests of Hearth's SMART authorization server: the authorization cases,
+//! bad input at every endpoint, EHR launch context, sites, dynamic registration, and
+//! scope enforcement at the FHIR API. Each test starts its own `hearth serve` with two
+//! Synthea patients loaded, registers apps and users through the admin API, and drives
+//! the HTTP flows as a browser and an app would.
+
+#[path = "smart_cases/browser.rs"]
+mod browser;
+#[path = "smart_cases/http.rs"]
+mod http;
+#[path = "smart_cases/sample.rs"]
+mod sample;
+#[path = "smart_cases/support.rs"]
+mod support;
+
+#[path = "smart_cases/authorize.rs"]
+mod authorize;
+#[path = "smart_cases/bad_input.rs"]
+mod bad_input;
+#[path = "smart_cases/client_auth.rs"]
+mod client_auth;
+#[path = "smart_cases/discovery.rs"]
+mod discovery;
+#[path = "smart_cases/introspection.rs"]
+mod introspection;
+#[path = "smart_cases/launch.rs"]
+mod launch;
+#[path = "smart_cases/lifecycle.rs"]
+mod lifecycle;
+#[path = "smart_cases/scopes.rs"]
+mod scopes;
+#[path = "smart_cases/sites.rs"]
+mod sites;
