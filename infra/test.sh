@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs every check and test of Hearth, the way CI does, on a machine with only the Rust
-# toolchain and python3: formatting, clippy, unit tests, then end-to-end tests that run
-# the hearth binary against a Kafka-protocol broker this script installs and starts on
-# 127.0.0.1 (and stops again on exit).
+# toolchain, python3 and Node.js with npm: formatting, clippy, unit tests, then end-to-end
+# tests. Those run the hearth binary against a Kafka-protocol broker that this script
+# installs and starts on 127.0.0.1 (and stops again on exit), and against real SMART
+# clients. For the clients it installs Debian's Chromium with apt-get when it is missing
+# (which needs root), and keeps the npm packages of tests/clients/node and a Python
+# virtual environment with tests/clients/python/requirements.txt under HEARTH_CACHE_DIR.
 #
 # Usage: infra/test.sh [extra arguments for the end-to-end cargo test run]
 #
@@ -50,6 +53,47 @@ trap stop_broker EXIT
 HEARTH_TEST_KAFKA_BROKERS="$(infra/kafka/start.sh "$port")"
 export HEARTH_TEST_KAFKA_BROKERS
 echo "broker at $HEARTH_TEST_KAFKA_BROKERS" >&2
+
+step "SMART clients"
+install_smart_clients() {
+    local clients="$root/tests/clients"
+    local installed="$cache_root/smart-clients"
+
+    if [[ ! -x /usr/bin/chromium ]]; then
+        if [[ $EUID -ne 0 ]]; then
+            echo "/usr/bin/chromium is missing; install Debian's chromium package as root" >&2
+            return 1
+        fi
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
+    echo "chromium: $(/usr/bin/chromium --version 2>/dev/null)" >&2
+
+    # Each install is redone only when its lock or requirements file changed. The copy
+    # of that file beside the install is written last, so an interrupted install is
+    # redone too.
+    local node_dir="$installed/node"
+    if ! cmp -s "$clients/node/package-lock.json" "$node_dir/installed-package-lock.json"; then
+        rm -rf "$node_dir"
+        mkdir -p "$node_dir"
+        cp "$clients/node/package.json" "$clients/node/package-lock.json" "$node_dir/"
+        (cd "$node_dir" && npm ci --legacy-peer-deps --no-audit --no-fund --loglevel=error)
+        cp "$clients/node/package-lock.json" "$node_dir/installed-package-lock.json"
+    fi
+    export HEARTH_TEST_NODE_DIR="$node_dir"
+
+    local venv="$installed/python"
+    if ! cmp -s "$clients/python/requirements.txt" "$venv/installed-requirements.txt"; then
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check \
+            -r "$clients/python/requirements.txt"
+        cp "$clients/python/requirements.txt" "$venv/installed-requirements.txt"
+    fi
+    export HEARTH_TEST_PYTHON="$venv/bin/python"
+    echo "node packages in $HEARTH_TEST_NODE_DIR, python at $HEARTH_TEST_PYTHON" >&2
+}
+install_smart_clients
 
 step "unit and component tests"
 cargo test --workspace --exclude hearth-e2e --locked
