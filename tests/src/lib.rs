@@ -194,8 +194,7 @@ impl Server {
             .arg("--quiet")
             .arg("--url")
             .arg(&self.base_url)
-            .arg("--admin-token")
-            .arg(self.admin_token());
+            .arg(format!("--admin-token={}", self.admin_token()));
         for path in paths {
             command.arg(path);
         }

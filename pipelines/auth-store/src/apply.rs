@@ -6,14 +6,14 @@
 //!   presented a second time revokes the grant.
 //! - `TokenRefreshed`: the presented refresh token must be the grant's current one. A
 //!   rotated refresh token presented again revokes the grant.
-//! - `TokenIssued` for client credentials: the client assertion's `jti` must be unused.
+//! - `TokenIssued`: the client assertion's `jti`, when the client sent one, must be unused.
 //! - `UserRegistered`: the username must not belong to another user.
 //!
 //! Expiry is compared with the event's `occurred_at`, never the clock of the replica.
 
 use hearth_log::Record;
 use hearth_projection::{Error as ProjectionError, Projection, StoreState};
-use hearth_schemas::{AnyEvent, GrantType, TokenKind};
+use hearth_schemas::{AnyEvent, TokenKind};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::models::{App, IssuedToken, Site, User};
@@ -178,8 +178,7 @@ pub(crate) fn apply_event(conn: &Connection, event: &AnyEvent) -> rusqlite::Resu
             return redeem_code(conn, &e.grant_id, &e.code_hash, e.occurred_at);
         }
         AnyEvent::TokenIssued(e) => {
-            if e.grant_type == GrantType::ClientCredentials
-                && let Some(jti) = &e.assertion_jti
+            if let Some(jti) = &e.assertion_jti
                 && !record_assertion(conn, &e.client_id, jti, e.expires_at)?
             {
                 return Ok(AuthOutcome::Refused(Refusal::AssertionReplayed));

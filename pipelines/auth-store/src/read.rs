@@ -217,6 +217,16 @@ impl AuthStore {
         }))
     }
 
+    /// Returns whether a client assertion id was used before by this client.
+    pub fn assertion_seen(&self, client_id: &str, jti: &str) -> rusqlite::Result<bool> {
+        let conn = self.pool.get()?;
+        let found: Option<i64> = conn
+            .prepare_cached("SELECT 1 FROM assertion_ids WHERE client_id = ?1 AND jti = ?2")?
+            .query_row(params![client_id, jti], |row| row.get(0))
+            .optional()?;
+        Ok(found.is_some())
+    }
+
     /// Returns whether an access token may still be used: issued, not revoked, and its
     /// grant (if any) live. Expiry is the caller's check, from the token itself.
     pub fn token_is_live(&self, token_id: &str) -> rusqlite::Result<bool> {

@@ -7,6 +7,7 @@
 //! `state`.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -42,8 +43,12 @@ pub async fn authorize_post(
     State(state): State<AuthState>,
     Extension(site): Extension<Site>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_error(rejection),
+    };
     if crate::client_auth::require_form(&headers).is_err() {
         return error_page(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -450,7 +455,14 @@ fn patient_label(state: &AuthState, id: &str) -> String {
 }
 
 /// POST from the sign-in page.
-pub async fn login(State(state): State<AuthState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn login(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Ok(body) = body else {
+        return expired();
+    };
     let Some((form, pending)) = pending_from(&state, &headers, &body) else {
         return expired();
     };
@@ -504,8 +516,11 @@ pub async fn login(State(state): State<AuthState>, headers: HeaderMap, body: Byt
 pub async fn pick_patient(
     State(state): State<AuthState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let Ok(body) = body else {
+        return expired();
+    };
     let Some((form, mut pending)) = pending_from(&state, &headers, &body) else {
         return expired();
     };
@@ -532,7 +547,14 @@ pub async fn pick_patient(
 }
 
 /// POST from the approval page.
-pub async fn decide(State(state): State<AuthState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn decide(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Ok(body) = body else {
+        return expired();
+    };
     let Some((form, pending)) = pending_from(&state, &headers, &body) else {
         return expired();
     };
@@ -668,6 +690,21 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == SESSION_COOKIE)
         .map(|(_, value)| value.to_string())
+}
+
+/// An error page for a request body the framework could not read, such as one over the
+/// size limit.
+fn body_error(rejection: BytesRejection) -> Response {
+    let status = rejection.status();
+    let description = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "the request body is larger than the limit of {} bytes",
+            crate::MAX_BODY_BYTES
+        )
+    } else {
+        "the request body could not be read".to_string()
+    };
+    error_page(status, "invalid_request", &description)
 }
 
 fn expired() -> Response {

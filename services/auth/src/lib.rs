@@ -35,7 +35,7 @@ use parking_lot::RwLock;
 
 pub use admin::{admin_router, ensure_default_site};
 pub use guard::require_token;
-pub use oauth_error::{OAuthError, OAuthResult};
+pub use oauth_error::{MAX_BODY_BYTES, OAuthError, OAuthResult, oauth_for_framework_errors};
 pub use site::{SiteId, resolve_site, route_site};
 
 /// Compares two secrets in time that does not depend on where they differ.

@@ -146,3 +146,34 @@ pub fn error_page(status: StatusCode, error: &'static str, description: &str) ->
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
+
+/// Largest request body of the authorization server and admin API, in bytes.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Response mapper of the authorization server and admin API: turns the plain-text or
+/// empty error responses that the HTTP framework produces itself (a body over
+/// [`MAX_BODY_BYTES`], a method a route does not have, an unmatched path) into RFC 6749
+/// error JSON with the same status.
+pub async fn oauth_for_framework_errors(response: Response) -> Response {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let own = content_type.contains("json") || content_type.contains("html");
+    if !(status.is_client_error() || status.is_server_error()) || own {
+        return response;
+    }
+    let description = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("the request body is larger than the limit of {MAX_BODY_BYTES} bytes")
+        }
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "this endpoint does not support the request's HTTP method".to_string()
+        }
+        StatusCode::NOT_FOUND => "no endpoint at this path".to_string(),
+        _ => "the request could not be processed".to_string(),
+    };
+    OAuthError::new(status, "invalid_request", description).into_response()
+}

@@ -154,6 +154,15 @@ async fn authorization_code(
         ));
     }
 
+    // A replayed assertion must fail before the code is used up. The store checks again
+    // when it records the tokens, for two exchanges racing with one assertion.
+    if let Proof::Assertion { jti, .. } = &client.proof
+        && state.store.assertion_seen(&client.app.client_id, jti)?
+    {
+        return Err(OAuthError::invalid_client(
+            "the client assertion's jti was used before",
+        ));
+    }
     let token_id = new_id();
     let outcome = record(
         state,
@@ -214,7 +223,13 @@ async fn authorization_code(
         id_token_issued: issuance.wants_id_token(&scopes),
         assertion_jti: assertion_jti(client),
     };
-    record(state, &approval.grant_id, event).await?;
+    if record(state, &approval.grant_id, event).await?
+        == AuthOutcome::Refused(Refusal::AssertionReplayed)
+    {
+        return Err(OAuthError::invalid_client(
+            "the client assertion's jti was used before",
+        ));
+    }
     issuance.respond(state, &grant, &scopes, refresh.map(|(token, _)| token))
 }
 

@@ -112,3 +112,47 @@ impl From<hearth_cdr::Error> for FhirError {
 }
 
 pub type FhirResult<T> = Result<T, FhirError>;
+
+/// Response mapper of the FHIR routes: turns the plain-text or empty error responses that
+/// the HTTP framework produces itself (a body over the size limit, a method a route does
+/// not have, an unmatched path) into OperationOutcomes with the same status.
+pub async fn outcome_for_framework_errors(
+    axum::extract::State(limits): axum::extract::State<std::sync::Arc<crate::FhirSettings>>,
+    response: Response,
+) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => FhirError::new(
+            status,
+            "too-costly",
+            format!(
+                "the request body is larger than the limit: {} bytes for resources and bundles, {} bytes for $load",
+                limits.max_body_bytes, limits.max_load_bytes
+            ),
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => FhirError::not_supported(
+            status,
+            "this endpoint does not support the request's HTTP method",
+        ),
+        StatusCode::NOT_FOUND => FhirError::not_found("no FHIR endpoint at this path"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            FhirError::not_supported(status, "the request's Content-Type is not supported")
+        }
+        _ => FhirError::new(status, "invalid", "the request could not be processed"),
+    };
+    let mut mapped = error.into_response();
+    for name in [header::ALLOW, header::WWW_AUTHENTICATE] {
+        if let Some(value) = response.headers().get(&name) {
+            mapped.headers_mut().insert(name, value.clone());
+        }
+    }
+    mapped
+}

@@ -27,7 +27,7 @@ use hearth_log::Log;
 use hearth_projection::ProjectionHandle;
 
 pub use access::{Principal, SiteContext};
-pub use error::{FhirError, FhirResult, operation_outcome};
+pub use error::{FhirError, FhirResult, operation_outcome, outcome_for_framework_errors};
 pub use media::FHIR_JSON;
 
 /// Settings of the FHIR API.
@@ -73,6 +73,8 @@ pub struct FhirState {
 /// [`SiteContext`] extension naming its site.
 pub fn router(state: FhirState) -> Router {
     let load_limit = state.settings.max_load_bytes;
+    let body_limit = state.settings.max_body_bytes;
+    let settings = state.settings.clone();
     Router::new()
         .route("/metadata", get(capability::metadata))
         .route(
@@ -83,5 +85,15 @@ pub fn router(state: FhirState) -> Router {
         .route("/{resource_type}/_search", post(search::search_type_post))
         .route("/{resource_type}/{id}", get(read::read))
         .route("/{resource_type}/{id}/_history/{version}", get(read::vread))
+        .fallback(unknown_endpoint)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::map_response_with_state(
+            settings,
+            outcome_for_framework_errors,
+        ))
         .with_state(state)
+}
+
+async fn unknown_endpoint() -> FhirError {
+    FhirError::not_found("no FHIR endpoint at this path")
 }

@@ -138,10 +138,17 @@ fn router(fhir: FhirState, auth: AuthState) -> Router {
             auth.clone(),
             hearth_auth::resolve_site,
         ));
-    let auth_routes = hearth_auth::auth_router(auth.clone()).layer(middleware::from_fn_with_state(
-        auth.clone(),
-        hearth_auth::resolve_site,
-    ));
+    let auth_routes = hearth_auth::auth_router(auth.clone())
+        .layer(axum::extract::DefaultBodyLimit::max(
+            hearth_auth::MAX_BODY_BYTES,
+        ))
+        .layer(middleware::map_response(
+            hearth_auth::oauth_for_framework_errors,
+        ))
+        .layer(middleware::from_fn_with_state(
+            auth.clone(),
+            hearth_auth::resolve_site,
+        ));
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods(Any)
@@ -157,7 +164,16 @@ fn router(fhir: FhirState, auth: AuthState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .nest("/fhir", fhir_routes)
         .nest("/auth", auth_routes)
-        .nest("/admin", hearth_auth::admin_router(auth))
+        .nest(
+            "/admin",
+            hearth_auth::admin_router(auth)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    hearth_auth::MAX_BODY_BYTES,
+                ))
+                .layer(middleware::map_response(
+                    hearth_auth::oauth_for_framework_errors,
+                )),
+        )
         .layer(cors)
 }
 
@@ -174,7 +190,8 @@ fn admin_token(settings: &Settings) -> anyhow::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-    let token = hearth_smart::secret::generate_token(32);
+    // Hex, so the token never starts with `-` and passes as a command-line value.
+    let token = hearth_smart::secret::hash_token(&hearth_smart::secret::generate_token(32));
     write_private(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
     tracing::info!(path = %path.display(), "created the admin token");
     Ok(token)
