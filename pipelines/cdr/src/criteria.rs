@@ -68,6 +68,12 @@ pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, CriteriaError> 
     Ok(pairs)
 }
 
+/// Most search parameters in one search. SQLite limits the depth of one expression, so a
+/// search must stay well below it.
+pub const MAX_PARAMETERS: usize = 50;
+/// Most comma-separated values of one parameter.
+pub const MAX_VALUES: usize = 100;
+
 /// Builds ` AND (...)` conditions on `r.rid` / `r.id` for (name, encoded value) pairs:
 /// pairs are ANDed, comma-separated values ORed.
 pub fn build_filter(
@@ -76,7 +82,19 @@ pub fn build_filter(
 ) -> Result<(String, Vec<SqlValue>), CriteriaError> {
     let mut sql = String::new();
     let mut args = Vec::new();
+    if pairs.len() > MAX_PARAMETERS {
+        return Err(CriteriaError::Invalid {
+            criteria: format!("{} parameters", pairs.len()),
+            reason: format!("a search takes at most {MAX_PARAMETERS} parameters"),
+        });
+    }
     for (name, value) in pairs {
+        if value.split(',').count() > MAX_VALUES {
+            return Err(CriteriaError::Invalid {
+                criteria: name.clone(),
+                reason: format!("a parameter takes at most {MAX_VALUES} comma-separated values"),
+            });
+        }
         let invalid = |reason: String| CriteriaError::Invalid {
             criteria: format!("{name}={value}"),
             reason,

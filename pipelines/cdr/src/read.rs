@@ -123,6 +123,23 @@ impl Repository {
         Ok(crate::apply::find_by_id(&conn, id)?)
     }
 
+    /// Returns up to `limit` live resources (id, version) matching conditional criteria
+    /// such as `identifier=system|value`, as a conditional write or reference would.
+    pub fn criteria_matches(
+        &self,
+        resource_type: &str,
+        criteria: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>> {
+        let conn = self.pool.get()?;
+        Ok(crate::criteria::find(
+            &conn,
+            resource_type,
+            criteria,
+            limit,
+        )?)
+    }
+
     /// Returns whether the live resource `resource_type/id` is visible.
     pub fn is_visible(
         &self,

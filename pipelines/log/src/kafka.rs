@@ -318,6 +318,63 @@ pub(crate) fn kafka_error(context: &str, err: KafkaError) -> Error {
 #[async_trait]
 impl Log for KafkaLog {
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        let result = self.ensure_topic_physical(topic, partitions).await;
+        result.map_err(|e| self.logical_error(e))
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<u32> {
+        let result = self.partition_count_physical(topic).await;
+        result.map_err(|e| self.logical_error(e))
+    }
+
+    async fn append(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<Position> {
+        let result = self.append_physical(topic, key, value).await;
+        result.map_err(|e| self.logical_error(e))
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from_offset: u64,
+    ) -> Result<Box<dyn PartitionReader>> {
+        let result = self.read_physical(topic, partition, from_offset).await;
+        result.map_err(|e| self.logical_error(e))
+    }
+
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>> {
+        let result = self.end_offsets_physical(topic).await;
+        result.map_err(|e| self.logical_error(e))
+    }
+
+    async fn join_group(&self, group: &str, topics: &[&str]) -> Result<Box<dyn GroupConsumer>> {
+        let result = self.join_group_physical(group, topics).await;
+        result.map_err(|e| self.logical_error(e))
+    }
+}
+
+impl KafkaLog {
+    /// Reports topic names as the caller knows them, without the deployment's prefix.
+    fn logical_error(&self, error: Error) -> Error {
+        let prefix = self.config.topic_prefix.as_str();
+        let strip = |name: String| {
+            name.strip_prefix(prefix)
+                .map(str::to_string)
+                .unwrap_or(name)
+        };
+        match error {
+            Error::UnknownTopic(topic) => Error::UnknownTopic(strip(topic)),
+            Error::UnknownPartition { topic, partition } => Error::UnknownPartition {
+                topic: strip(topic),
+                partition,
+            },
+            other => other,
+        }
+    }
+}
+
+impl KafkaLog {
+    async fn ensure_topic_physical(&self, topic: &str, partitions: u32) -> Result<()> {
         validate_topic_name(topic)?;
         validate_partition_count(partitions)?;
         let physical = self.config.physical(topic);
@@ -369,7 +426,7 @@ impl Log for KafkaLog {
         }
     }
 
-    async fn partition_count(&self, topic: &str) -> Result<u32> {
+    async fn partition_count_physical(&self, topic: &str) -> Result<u32> {
         let physical = self.config.physical(topic);
         let topic = physical.as_str();
         self.fetch_partition_count(topic)
@@ -377,7 +434,7 @@ impl Log for KafkaLog {
             .ok_or_else(|| Error::UnknownTopic(topic.to_string()))
     }
 
-    async fn append(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<Position> {
+    async fn append_physical(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<Position> {
         let size = key.len() + value.len();
         let max = self.config.max_record_bytes;
         if size > max {
@@ -405,7 +462,7 @@ impl Log for KafkaLog {
         })
     }
 
-    async fn read(
+    async fn read_physical(
         &self,
         topic: &str,
         partition: u32,
@@ -423,7 +480,7 @@ impl Log for KafkaLog {
         Ok(Box::new(reader))
     }
 
-    async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>> {
+    async fn end_offsets_physical(&self, topic: &str) -> Result<Vec<u64>> {
         let physical = self.config.physical(topic);
         let count = self.known_partition_count(&physical).await?;
         let consumer: rdkafka::consumer::BaseConsumer<TracingContext> = self
@@ -449,7 +506,11 @@ impl Log for KafkaLog {
         .map_err(|err| Error::Kafka(format!("watermark task failed: {err}")))?
     }
 
-    async fn join_group(&self, group: &str, topics: &[&str]) -> Result<Box<dyn GroupConsumer>> {
+    async fn join_group_physical(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn GroupConsumer>> {
         if group.is_empty() {
             return Err(Error::InvalidArgument(
                 "consumer group name must not be empty".to_string(),

@@ -82,6 +82,18 @@ pub enum Error {
     Timeout(std::time::Duration),
     #[error("projection store failed: {0}")]
     Store(String),
+    /// The store applied records the log no longer has: the log was replaced, emptied or
+    /// lost its tail. Serving from such a store would hide the loss, so the runner refuses.
+    #[error(
+        "the {name} store has applied {topic} up to offsets {applied:?}, but the log ends at {end:?}: \
+         the log lost records or is another log. Rebuild the store from the log with `hearth replay {name}`"
+    )]
+    AheadOfLog {
+        name: &'static str,
+        topic: String,
+        applied: Vec<u64>,
+        end: Vec<u64>,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

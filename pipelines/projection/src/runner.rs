@@ -103,6 +103,15 @@ pub async fn start<P: Projection>(
         clear_offsets(&conn)?;
     }
     let next = load_offsets(&conn, &options.topic, partitions)?;
+    let ends = log.end_offsets(&options.topic).await?;
+    if next.iter().zip(&ends).any(|(applied, end)| applied > end) {
+        return Err(Error::AheadOfLog {
+            name,
+            topic: options.topic.clone(),
+            applied: next,
+            end: ends,
+        });
+    }
     tracing::info!(projection = name, topic = %options.topic, offsets = ?next, "projection starting");
 
     let (progress, _) = watch::channel(Progress {

@@ -38,10 +38,13 @@ pub struct FhirSettings {
     pub public_url: String,
     /// Largest request body of a single resource or a transaction, in bytes.
     pub max_body_bytes: usize,
-    /// Largest body of a `$load` request, in bytes.
+    /// Largest body of a `$load` request, in bytes. One body is one event, so this stays
+    /// under the log's record limit (64 MiB by default) with room for the encoding.
     pub max_load_bytes: usize,
     /// How long a write waits for the repository to apply it.
     pub write_timeout: Duration,
+    /// How long a `$load` waits for the repository; loads can queue behind each other.
+    pub load_timeout: Duration,
     /// Search page size when `_count` is absent, and the largest `_count` honoured.
     pub default_page_size: usize,
     pub max_page_size: usize,
@@ -52,8 +55,9 @@ impl FhirSettings {
         FhirSettings {
             public_url: public_url.trim_end_matches('/').to_string(),
             max_body_bytes: 16 * 1024 * 1024,
-            max_load_bytes: 256 * 1024 * 1024,
+            max_load_bytes: 48 * 1024 * 1024,
             write_timeout: Duration::from_secs(60),
+            load_timeout: Duration::from_secs(600),
             default_page_size: 50,
             max_page_size: 1000,
         }

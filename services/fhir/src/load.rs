@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use hearth_fhir_core::bundle::{self, Action, Entry, EntryError, ErrorKind, Semantics};
+use hearth_fhir_core::reference::{ReferenceKind, classify};
 use hearth_schemas::{ResourceAction, ResourceOperation, ResourceTransaction, TransactionKind};
 use serde_json::json;
 
@@ -40,10 +41,17 @@ pub async fn load(
     .map_err(FhirError::internal)?
     .map_err(|e| entry_error(&e))?;
 
+    if entries.is_empty() {
+        return Err(FhirError::bad_request(
+            "the body holds no resources to store",
+        ));
+    }
     check_write_access(&principal, &entries)?;
+    check_identities(&entries)?;
     check_placeholders(&state, &entries)?;
+    check_conditional_references(&state, &entries)?;
     let event = build_event(&site, entries)?;
-    let (position, outcomes) = submit(&state, &event).await?;
+    let (position, outcomes) = submit(&state, &event, state.settings.load_timeout).await?;
 
     let mut stored: BTreeMap<&str, u64> = BTreeMap::new();
     for outcome in &outcomes {
@@ -124,6 +132,89 @@ pub fn entry_error(error: &EntryError) -> FhirError {
         ErrorKind::NotSupported => (StatusCode::BAD_REQUEST, "not-supported"),
     };
     FhirError::new(status, code, error.to_string()).with_expression(error.position.expression())
+}
+
+/// Rejects a body that writes one resource twice, which FHIR forbids in a transaction.
+fn check_identities(entries: &[Entry]) -> FhirResult<()> {
+    let mut seen = HashMap::new();
+    for entry in entries {
+        let Some(id) = &entry.id else {
+            continue;
+        };
+        if entry.criteria.is_some() || entry.if_none_exist.is_some() {
+            continue;
+        }
+        let key = (entry.resource_type.as_str(), id.as_str());
+        if let Some(first) = seen.insert(key, entry.position) {
+            return Err(entry_error(&EntryError {
+                position: entry.position,
+                full_url: entry.full_url.clone(),
+                kind: ErrorKind::Invalid,
+                message: format!(
+                    "{}/{id} is also written by {first}; a body may write each resource once",
+                    entry.resource_type
+                ),
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// Rejects conditional references (`Type?criteria`) that name an unknown type, use
+/// criteria the repository cannot evaluate, or match no or several resources now. The
+/// repository evaluates them again when it applies the event, in log order.
+fn check_conditional_references(state: &FhirState, entries: &[Entry]) -> FhirResult<()> {
+    for entry in entries {
+        let Some(resource) = &entry.resource else {
+            continue;
+        };
+        let mut problem = None;
+        hearth_fhir_core::reference::for_each_reference(resource, &mut |reference| {
+            if problem.is_some() {
+                return;
+            }
+            if let ReferenceKind::Conditional {
+                resource_type,
+                query,
+            } = classify(reference)
+            {
+                problem = conditional_problem(state, reference, resource_type, query).err();
+            }
+        });
+        if let Some(error) = problem {
+            let mut error = error;
+            error.diagnostics = format!("{}: {}", entry.position, error.diagnostics);
+            return Err(error.with_expression(entry.position.expression()));
+        }
+    }
+    Ok(())
+}
+
+fn conditional_problem(
+    state: &FhirState,
+    reference: &str,
+    resource_type: &str,
+    query: &str,
+) -> FhirResult<()> {
+    if !hearth_fhir_core::resource_types::is_resource_type(resource_type) {
+        return Err(FhirError::bad_request(format!(
+            "conditional reference {reference} names the unknown resource type {resource_type}"
+        )));
+    }
+    let matches = state.repository.criteria_matches(resource_type, query, 2)?;
+    match matches.len() {
+        1 => Ok(()),
+        0 => Err(FhirError::new(
+            StatusCode::BAD_REQUEST,
+            "not-found",
+            format!("conditional reference {reference} matches no resource"),
+        )),
+        _ => Err(FhirError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "multiple-matches",
+            format!("conditional reference {reference} matches more than one resource"),
+        )),
+    }
 }
 
 /// Rejects the body when a `urn:uuid:` placeholder names neither an entry nor a stored

@@ -18,23 +18,33 @@ const RESOURCES_KEY: &[u8] = b"repository";
 pub async fn submit(
     state: &FhirState,
     event: &ResourceTransaction,
+    timeout: std::time::Duration,
 ) -> FhirResult<(Position, Vec<EntryOutcome>)> {
     let value = hearth_schemas::encode(event).map_err(FhirError::internal)?;
     let position = state
         .log
         .append(topics::RESOURCES, RESOURCES_KEY, &value)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "appending a resource event failed");
-            FhirError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "transient",
-                "the event log is unavailable; nothing was stored, try again later",
-            )
+        .map_err(|e| match e {
+            hearth_log::Error::RecordTooLarge { size, max } => FhirError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-costly",
+                format!(
+                    "the write is {size} bytes as an event, more than the log's limit of {max} bytes; send it in smaller bundles"
+                ),
+            ),
+            other => {
+                tracing::error!(error = %other, "appending a resource event failed");
+                FhirError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "transient",
+                    "the event log is unavailable; nothing was stored, try again later",
+                )
+            }
         })?;
     let outcome = state
         .projection
-        .wait_for(position, state.settings.write_timeout)
+        .wait_for(position, timeout)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, offset = position.offset, "waiting for the repository failed");

@@ -33,7 +33,7 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
     /// Largest NDJSON request body in bytes; bigger files are sent in several requests
-    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub ndjson_chunk_bytes: usize,
     /// Hide the progress bar
     #[arg(long)]
@@ -150,14 +150,25 @@ async fn send_file(
         FileKind::Json => post(client, endpoint, token, body, "application/fhir+json").await,
         FileKind::Ndjson => {
             let chunks = plan::ndjson_chunks(&body, chunk_bytes)?;
-            let mut stored = BTreeMap::new();
+            let mut stored: BTreeMap<String, u64> = BTreeMap::new();
+            let mut any_stored = false;
             for (first_line, range) in chunks {
                 let part = body[range].to_vec();
-                let counts = post(client, endpoint, token, part, "application/fhir+ndjson")
-                    .await
-                    .map_err(|e| renumber_lines(e, first_line))?;
-                for (resource_type, count) in counts {
-                    *stored.entry(resource_type).or_default() += count;
+                let result = post(client, endpoint, token, part, "application/fhir+ndjson").await;
+                match result {
+                    Ok(counts) => {
+                        for (resource_type, count) in counts {
+                            *stored.entry(resource_type).or_default() += count;
+                        }
+                        any_stored = true;
+                    }
+                    Err(error) => {
+                        let message = plan::in_file(&format!("{error:#}"), first_line);
+                        if !any_stored {
+                            bail!("{message}");
+                        }
+                        return Err(PartialLoad { stored, message }.into());
+                    }
                 }
             }
             Ok(stored)
@@ -165,13 +176,25 @@ async fn send_file(
     }
 }
 
-/// Turns the line numbers of a chunk's error into line numbers of the file.
-fn renumber_lines(error: anyhow::Error, first_line: usize) -> anyhow::Error {
-    if first_line == 1 {
-        return error;
-    }
-    anyhow::anyhow!("{error:#} (the chunk starts at line {first_line} of the file)")
+/// An NDJSON file of several requests that failed after some requests were stored.
+#[derive(Debug)]
+struct PartialLoad {
+    stored: BTreeMap<String, u64>,
+    message: String,
 }
+
+impl std::fmt::Display for PartialLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total: u64 = self.stored.values().sum();
+        write!(
+            f,
+            "{} ({total} resources from earlier parts of the file were stored and stay stored)",
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for PartialLoad {}
 
 async fn post(
     client: &reqwest::Client,

@@ -1,65 +1,98 @@
 //! `hearth replay`: rebuilds a projection store from offset zero of the log.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
+use hearth_auth_store::AuthProjection;
 use hearth_cdr::RepositoryProjection;
-use hearth_log::topics;
-use hearth_projection::RunnerOptions;
+use hearth_log::{Log, topics};
+use hearth_projection::{Projection, RunnerOptions};
 
 use crate::config::ServeArgs;
-use crate::serve::{init_tracing, open_log};
+use crate::serve::{init_tracing, lock_data_dir, open_log};
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
-    /// The projection to rebuild: `repository`
-    pub projection: String,
+    /// The projection to rebuild
+    pub projection: ProjectionName,
     #[command(flatten)]
     pub serve: ServeArgs,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ProjectionName {
+    /// The clinical data repository (repository.db, from hearth.resources)
+    Repository,
+    /// The auth state store (auth.db, from hearth.auth)
+    Auth,
+}
+
 pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
-    if args.projection != "repository" {
-        bail!(
-            "unknown projection '{}': the projections are: repository",
-            args.projection
-        );
-    }
     let settings = args.serve.resolve()?;
-    let path = settings.data_dir.join("repository.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let file = path.with_file_name(format!("repository.db{suffix}"));
-        match std::fs::remove_file(&file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot delete {}", file.display())),
+    // The lock comes first: a running server must never lose its store under it.
+    let _lock = lock_data_dir(&settings.data_dir)?;
+    let log = open_log(&settings).await?;
+    match args.projection {
+        ProjectionName::Repository => {
+            let path = settings.data_dir.join("repository.db");
+            rebuild(log, RepositoryProjection, topics::RESOURCES, path).await
+        }
+        ProjectionName::Auth => {
+            let path = settings.data_dir.join("auth.db");
+            rebuild(log, AuthProjection, topics::AUTH, path).await
         }
     }
-    let log = open_log(&settings).await?;
+}
+
+async fn rebuild<P: Projection>(
+    log: Arc<dyn Log>,
+    projection: P,
+    topic: &str,
+    path: PathBuf,
+) -> anyhow::Result<ExitCode> {
+    delete_store(&path)?;
     let ends = log
-        .end_offsets(topics::RESOURCES)
+        .end_offsets(topic)
         .await
         .context("cannot read the end of the log")?;
     let started = std::time::Instant::now();
-    let handle = hearth_projection::start(
-        log,
-        RepositoryProjection,
-        RunnerOptions::new(topics::RESOURCES, path),
-    )
-    .await
-    .context("cannot start the repository projection")?;
+    let handle = hearth_projection::start(log, projection, RunnerOptions::new(topic, path))
+        .await
+        .context("cannot start the projection")?;
     handle
         .wait_for_offsets(&ends, Duration::from_secs(24 * 3600))
         .await
         .context("the rebuild did not finish")?;
     handle.stop().await;
     println!(
-        "rebuilt the repository from {} records in {:.1} s",
+        "rebuilt from {} records of {topic} in {:.1} s",
         ends.iter().sum::<u64>(),
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn delete_store(path: &Path) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    for suffix in ["", "-wal", "-shm"] {
+        let file = path.with_file_name(format!("{name}{suffix}"));
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot delete {}", file.display())),
+        }
+    }
+    if path.exists() {
+        bail!("{} still exists after deleting it", path.display());
+    }
+    Ok(())
 }

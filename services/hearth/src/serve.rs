@@ -45,6 +45,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             settings.data_dir.display()
         )
     })?;
+    let _lock = lock_data_dir(&settings.data_dir)?;
     let log = open_log(&settings).await?;
     for (topic, partitions) in TOPICS {
         log.ensure_topic(topic, *partitions)
@@ -109,16 +110,60 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     tracing::info!(listen = %settings.listen, fhir_base = %format!("{}/fhir", settings.public_url), "hearth ready");
     let service = MapRequestLayer::new(hearth_auth::route_site).layer(app);
-    axum::serve(listener, ServiceExt::<Request>::into_make_service(service))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+    let (stopping, stop_requested) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, ServiceExt::<Request>::into_make_service(service))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stopping.send(true);
+        });
+    tokio::select! {
+        result = server => result.context("the HTTP server failed")?,
+        () = shutdown_deadline(stop_requested) => {
+            tracing::warn!(seconds = SHUTDOWN_GRACE.as_secs(), "requests still open after the shutdown grace period; stopping anyway");
+        }
+    }
 
     tracing::info!("stopping projections");
     repository_projection.stop().await;
     auth_projection.stop().await;
     tracing::info!("hearth stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long in-flight requests may take to finish after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Resolves `SHUTDOWN_GRACE` after shutdown was requested, so a client that never finishes
+/// its request cannot keep the process alive.
+async fn shutdown_deadline(mut stop_requested: tokio::sync::watch::Receiver<bool>) {
+    if stop_requested.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
+}
+
+/// Locks the data directory for this process, so a second server or a `hearth replay`
+/// cannot change its stores while it runs. The lock ends with the process.
+pub fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let path = dir.join("hearth.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another hearth process is using the data directory {}; stop it first",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 /// All routes: the FHIR API and the authorization server of every site, and the admin

@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use hearth_fhir_core::bundle::{self, Semantics};
 use memchr::memmem;
 
 use super::is_ndjson_path;
@@ -175,10 +176,11 @@ pub fn waves(files: &[Planned]) -> Vec<Vec<usize>> {
     waves
 }
 
-/// Checks every line of an NDJSON file, then splits it at line boundaries into chunks of
-/// at most `max_bytes` (a longer single line is a chunk of its own). Returns each chunk's
-/// first line number (1-based) and byte range. Nothing is sent when any line is bad, so a
-/// bad file stores nothing.
+/// Splits an NDJSON file at line boundaries into chunks of at most `max_bytes` (a longer
+/// single line is a chunk of its own), and checks every chunk the way the server will:
+/// JSON syntax, a known resource type, a valid id. Returns each chunk's first line number
+/// (1-based) and byte range. Nothing is sent when any line is bad, so a bad file stores
+/// nothing; errors name the line of the file.
 pub fn ndjson_chunks(body: &[u8], max_bytes: usize) -> anyhow::Result<Vec<(usize, Range<usize>)>> {
     let mut chunks = Vec::new();
     let mut chunk_start = 0;
@@ -186,19 +188,6 @@ pub fn ndjson_chunks(body: &[u8], max_bytes: usize) -> anyhow::Result<Vec<(usize
     let mut offset = 0;
     for (index, line) in body.split_inclusive(|b| *b == b'\n').enumerate() {
         let number = index + 1;
-        let content = line.trim_ascii();
-        if !content.is_empty() {
-            let value: serde_json::Value = serde_json::from_slice(content).map_err(|e| {
-                let text = hearth_fhir_core::bundle::json_error_text(&e);
-                anyhow::anyhow!(
-                    "line {number}: invalid JSON at column {}: {text}",
-                    e.column()
-                )
-            })?;
-            if value.get("resourceType").and_then(|v| v.as_str()).is_none() {
-                bail!("line {number}: missing resourceType: the line is not a FHIR resource");
-            }
-        }
         if offset > chunk_start && offset + line.len() - chunk_start > max_bytes {
             chunks.push((chunk_first_line, chunk_start..offset));
             chunk_start = offset;
@@ -209,7 +198,25 @@ pub fn ndjson_chunks(body: &[u8], max_bytes: usize) -> anyhow::Result<Vec<(usize
     if offset > chunk_start {
         chunks.push((chunk_first_line, chunk_start..offset));
     }
+    for (first_line, range) in &chunks {
+        if let Err(error) = bundle::parse_ndjson(&body[range.clone()], Semantics::Load) {
+            bail!("{}", in_file(&error.to_string(), *first_line));
+        }
+    }
     Ok(chunks)
+}
+
+/// Rewrites a message that starts with `line N` (a line of a chunk) to name the line of
+/// the file, for a chunk that starts at `first_line`.
+pub fn in_file(message: &str, first_line: usize) -> String {
+    let Some(rest) = message.strip_prefix("line ") else {
+        return message.to_string();
+    };
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    match digits.parse::<usize>() {
+        Ok(line) => format!("line {}{}", line + first_line - 1, &rest[digits.len()..]),
+        Err(_) => message.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -265,6 +272,12 @@ mod tests {
 
         let bad = b"{\"resourceType\":\"Patient\"}\n{\"resourceType\":\n";
         let error = ndjson_chunks(bad, 60).unwrap_err();
+        let unknown = b"{\"resourceType\":\"Patient\"}\n{\"resourceType\":\"Patient\"}\n{\"resourceType\":\"Patientt\"}\n";
+        let type_error = ndjson_chunks(unknown, 60).unwrap_err();
+        assert!(
+            format!("{type_error:#}").starts_with("line 3: unknown resourceType"),
+            "{type_error:#}"
+        );
         assert!(
             format!("{error:#}").starts_with("line 2: invalid JSON"),
             "{error:#}"
