@@ -140,7 +140,7 @@ event_catalog! {
     AuthorizationDenied in "hearth.auth", versions [1];
     CodeRedeemed in "hearth.auth", versions [1];
     TokenIssued in "hearth.auth", versions [1];
-    TokenRefreshed in "hearth.auth", versions [1];
+    TokenRefreshed in "hearth.auth", versions [1, 2];
     TokenRevoked in "hearth.auth", versions [1];
     GrantRevoked in "hearth.auth", versions [1];
     UserRegistered in "hearth.auth", versions [1];

@@ -6,7 +6,8 @@
 //!   presented a second time revokes the grant.
 //! - `TokenRefreshed`: the presented refresh token must be the grant's current one. A
 //!   rotated refresh token presented again revokes the grant.
-//! - `TokenIssued`: the client assertion's `jti`, when the client sent one, must be unused.
+//! - `TokenIssued` and `TokenRefreshed`: the client assertion's `jti`, when the client
+//!   sent one, must be unused.
 //! - `UserRegistered`: the username must not belong to another user.
 //!
 //! Expiry is compared with the event's `occurred_at`, never the clock of the replica.
@@ -315,6 +316,11 @@ fn refresh(
     }
     if expires_at.is_some_and(|at| event.occurred_at > at) {
         return Ok(AuthOutcome::Refused(Refusal::RefreshExpired));
+    }
+    if let Some(jti) = &event.assertion_jti
+        && !record_assertion(conn, &event.client_id, jti, event.expires_at)?
+    {
+        return Ok(AuthOutcome::Refused(Refusal::AssertionReplayed));
     }
 
     conn.prepare_cached("UPDATE refresh_tokens SET current = 0 WHERE hash = ?1")?

@@ -116,6 +116,7 @@ fn refreshed(previous: &str, next: &str, token_id: &str) -> TokenRefreshed {
         scope: "patient/*.rs".to_string(),
         expires_at: 10_000_000,
         refresh_expires_at: None,
+        assertion_jti: None,
     }
 }
 
@@ -260,4 +261,27 @@ fn username_belongs_to_one_user() {
             .user_id,
         "u1"
     );
+}
+
+#[test]
+fn refresh_assertion_id_is_single_use() {
+    let f = fixture();
+    f.apply(granted("g1", "h1", 5_000));
+    f.apply(redeemed("g1", "h1", 2_000));
+    f.apply(issued("t1", Some("g1"), Some("r1"), Some("jti-a")));
+
+    let mut replayed = refreshed("r1", "r2", "t2");
+    replayed.assertion_jti = Some("jti-a".to_string());
+    assert_eq!(
+        f.apply(replayed),
+        AuthOutcome::Refused(Refusal::AssertionReplayed)
+    );
+    assert!(
+        f.store.refresh_token("r1").unwrap().unwrap().current,
+        "a refused refresh rotates nothing"
+    );
+
+    let mut fresh = refreshed("r1", "r2", "t2");
+    fresh.assertion_jti = Some("jti-b".to_string());
+    assert_eq!(f.apply(fresh), AuthOutcome::Applied);
 }

@@ -65,6 +65,9 @@ pub struct TokenRefreshed {
     pub expires_at: i64,
     /// Expiry of the new refresh token. None when it lasts as long as the login session.
     pub refresh_expires_at: Option<i64>,
+    /// The jti of the client assertion a confidential asymmetric client authenticated with;
+    /// single use. Added in version 2 of the schema.
+    pub assertion_jti: Option<String>,
 }
 
 /// A single token was revoked, for example through the RFC 7009 revocation endpoint. Access tokens

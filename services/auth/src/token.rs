@@ -292,6 +292,7 @@ async fn refresh_token(
             scope: scopes.to_string(),
             expires_at: issuance.expires_at * 1_000_000,
             refresh_expires_at,
+            assertion_jti: assertion_jti(client),
         },
     )
     .await?;
@@ -315,6 +316,9 @@ async fn refresh_token(
         AuthOutcome::Refused(Refusal::GrantRevoked) => {
             Err(OAuthError::invalid_grant("the grant was revoked"))
         }
+        AuthOutcome::Refused(Refusal::AssertionReplayed) => Err(OAuthError::invalid_client(
+            "the client assertion's jti was used before",
+        )),
         _ => Err(OAuthError::invalid_grant("the refresh token is not valid")),
     }
 }
