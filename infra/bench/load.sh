@@ -56,7 +56,9 @@ run() {
     server_pid=$!
     wait_ready "$port"
     local summary
-    summary="$("$hearth" load --quiet --url "http://127.0.0.1:$port" "$data" | tail -n 1)"
+    # The server writes its admin credential into its data directory at start.
+    summary="$(HEARTH_ADMIN_TOKEN="$(cat "$work/data/admin-token")" \
+        "$hearth" load --quiet --url "http://127.0.0.1:$port" "$data" | tail -n 1)"
     echo "$name: $summary"
     kill "$server_pid"
     wait "$server_pid" || true

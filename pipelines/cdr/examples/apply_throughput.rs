@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use hearth_cdr::{RepositoryProjection, TransactionOutcome};
+use hearth_cdr::{Repository, RepositoryProjection, TransactionOutcome, Visibility};
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -157,6 +157,43 @@ fn main() {
         "both on one thread: {:.0} resources/s; overlapped as the runner does: {:.0} resources/s",
         resources as f64 / total,
         resources as f64 / prepare_seconds.max(apply_seconds)
+    );
+
+    measure_patient_reads(&store);
+}
+
+/// Reads every Patient over and over through [`Repository::read`], on one thread, and prints
+/// the rate and the 99th percentile latency.
+fn measure_patient_reads(store: &std::path::Path) {
+    let repository = Repository::open(store);
+    let ids: Vec<String> = repository
+        .search("Patient", &[], &Visibility::everything(), 10_000, None)
+        .unwrap()
+        .resources
+        .into_iter()
+        .map(|resource| resource.id)
+        .collect();
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    while latencies.len() < 50_000 && !ids.is_empty() {
+        for id in &ids {
+            let read_started = Instant::now();
+            let found = repository.read("Patient", id).unwrap();
+            latencies.push(read_started.elapsed());
+            assert!(found.is_some_and(|resource| resource.json.is_some()));
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let p99 = latencies
+        .get(latencies.len() * 99 / 100)
+        .copied()
+        .unwrap_or_default();
+    println!(
+        "Patient reads on one thread: {} in {seconds:.2} s, {:.0} reads/s, p99 {:.3} ms",
+        latencies.len(),
+        latencies.len() as f64 / seconds,
+        p99.as_secs_f64() * 1000.0
     );
 }
 
