@@ -44,6 +44,13 @@ pub(crate) struct PreparedEntry {
     pub index: IndexEntries,
 }
 
+/// Events with fewer entries are prepared on one thread, because starting threads would
+/// cost more than it saves.
+const MIN_ENTRIES_TO_SPLIT: usize = 64;
+
+/// Threads that prepare the entries of one event, at most.
+const MAX_THREADS_PER_EVENT: usize = 4;
+
 /// Decodes `record` and prepares what can be prepared of its entries.
 pub fn prepare(record: &Record) -> PreparedEvent {
     let decoded = match hearth_schemas::decode::<ResourceTransaction>(&record.value) {
@@ -57,6 +64,16 @@ pub fn prepare(record: &Record) -> PreparedEvent {
 }
 
 pub(crate) fn prepare_entries(event: &ResourceTransaction) -> Vec<Option<PreparedEntry>> {
+    // Entries are independent of each other here, so a large event is split across cores:
+    // the writer waits for it, and a load request waits for the writer.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_THREADS_PER_EVENT);
+    prepare_entries_on(event, threads)
+}
+
+/// Prepares the entries of `event` on up to `threads` threads.
+fn prepare_entries_on(event: &ResourceTransaction, threads: usize) -> Vec<Option<PreparedEntry>> {
     let has_criteria = event
         .entries
         .iter()
@@ -74,18 +91,38 @@ pub(crate) fn prepare_entries(event: &ResourceTransaction) -> Vec<Option<Prepare
     } else {
         full_urls(&event.entries)
     };
-    event
-        .entries
-        .iter()
-        .map(|entry| {
-            if batch {
-                let urls = full_urls(std::slice::from_ref(entry));
-                prepare_entry(entry, &urls, last_updated)
-            } else {
-                prepare_entry(entry, &event_urls, last_updated)
-            }
-        })
-        .collect()
+    let prepare_all = |entries: &[ResourceOperation]| -> Vec<Option<PreparedEntry>> {
+        entries
+            .iter()
+            .map(|entry| {
+                if batch {
+                    let urls = full_urls(std::slice::from_ref(entry));
+                    prepare_entry(entry, &urls, last_updated)
+                } else {
+                    prepare_entry(entry, &event_urls, last_updated)
+                }
+            })
+            .collect()
+    };
+
+    if threads < 2 || event.entries.len() < MIN_ENTRIES_TO_SPLIT {
+        return prepare_all(&event.entries);
+    }
+    let chunk = event.entries.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = event
+            .entries
+            .chunks(chunk)
+            .map(|entries| scope.spawn(|| prepare_all(entries)))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| {
+                part.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// Maps each entry's `fullUrl` to the `Type/id` it writes, a later entry replacing an
@@ -135,4 +172,44 @@ fn prepare_entry(
         body: body::compress(&json),
         index,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_event_prepares_like_one_thread() {
+        let entries = (0..150)
+            .map(|n| ResourceOperation {
+                action: ResourceAction::Update,
+                resource_type: "Observation".to_string(),
+                id: Some(format!("o{n}")),
+                full_url: Some(format!("urn:uuid:o{n}")),
+                resource: Some(format!(
+                    r#"{{"resourceType":"Observation","status":"final","code":{{"text":"n{n}"}},"hasMember":[{{"reference":"urn:uuid:o{}"}}]}}"#,
+                    (n + 1) % 150
+                )),
+                if_match: None,
+                if_none_exist: None,
+                criteria: None,
+            })
+            .collect();
+        let event = ResourceTransaction {
+            event_id: "e1".to_string(),
+            occurred_at: 1_780_000_000_000_000,
+            site_id: "default".to_string(),
+            kind: TransactionKind::Load,
+            entries,
+            client_id: None,
+            user_id: None,
+            request_id: None,
+        };
+
+        let one = prepare_entries_on(&event, 1);
+        let three = prepare_entries_on(&event, 3);
+        assert_eq!(one.len(), 150);
+        assert!(one.iter().all(Option::is_some));
+        assert_eq!(format!("{one:?}"), format!("{three:?}"));
+    }
 }
