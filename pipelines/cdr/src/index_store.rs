@@ -6,6 +6,7 @@ use hearth_fhir_core::index::{self, IndexRows};
 use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde_json::Value;
 
+use crate::index_composite::{self, CompositeKey};
 use crate::{body, params};
 
 /// The index rows of one resource version with their parameter ids, in the column order of
@@ -59,6 +60,7 @@ enum IndexRow {
         param: i64,
         value: String,
     },
+    Composite(CompositeKey),
 }
 
 impl IndexEntries {
@@ -73,6 +75,9 @@ impl IndexEntries {
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows.tokens {
             if let Some(param) = param(row.param) {
+                entries.extend(
+                    CompositeKey::from_identifier_type(param, &row).map(IndexRow::Composite),
+                );
                 entries.push(IndexRow::Token {
                     param,
                     code: text(row.code),
@@ -92,6 +97,16 @@ impl IndexEntries {
         }
         for row in rows.references {
             if let Some(param) = param(row.param) {
+                // Reference.identifier goes to idx_token under the reference parameter's
+                // id, for `:identifier`.
+                if row.identifier_system.is_some() || row.identifier_value.is_some() {
+                    entries.push(IndexRow::Token {
+                        param,
+                        code: row.identifier_value.clone().unwrap_or_default(),
+                        system: row.identifier_system.clone().unwrap_or_default(),
+                        text: None,
+                    });
+                }
                 entries.push(IndexRow::Reference {
                     param,
                     target_id: text(row.target_id),
@@ -138,6 +153,12 @@ impl IndexEntries {
                     param,
                     value: row.value,
                 });
+            }
+        }
+        for row in &rows.composites {
+            if let Some(param) = param(row.param) {
+                let keys = CompositeKey::from_composite(param, row);
+                entries.extend(keys.into_iter().map(IndexRow::Composite));
             }
         }
         IndexEntries { rows: entries }
@@ -191,6 +212,7 @@ impl IndexRow {
             IndexRow::Number { .. } => 4,
             IndexRow::Quantity { .. } => 5,
             IndexRow::Uri { .. } => 6,
+            IndexRow::Composite(_) => 7,
         }
     }
 
@@ -303,6 +325,7 @@ impl IndexRow {
             (R::Uri { param: p, value: v }, R::Uri { param: q, value: w }) => {
                 p.cmp(q).then_with(|| v.cmp(w))
             }
+            (R::Composite(a), R::Composite(b)) => a.key_order(b),
             _ => self.table().cmp(&other.table()),
         }
     }
@@ -372,12 +395,15 @@ const URI_SQL: [&str; 2] = [
     "DELETE FROM idx_uri WHERE param = ?1 AND value = ?2 AND rid = ?3",
 ];
 
+static COMPOSITE_SQL: std::sync::LazyLock<[String; 2]> =
+    std::sync::LazyLock::new(index_composite::statements);
+
 /// The cached statements of one mode, taken from the connection's cache on first use.
 struct Statements<'conn> {
     conn: &'conn Connection,
     mode: Mode,
     /// One slot per table, in the order of the `*_SQL` constants above.
-    cached: [Option<rusqlite::CachedStatement<'conn>>; 7],
+    cached: [Option<rusqlite::CachedStatement<'conn>>; 8],
 }
 
 impl<'conn> Statements<'conn> {
@@ -460,6 +486,13 @@ impl<'conn> Statements<'conn> {
                 .execute(params![param, value, low, high, system, code, unit, rid])?,
             IndexRow::Uri { param, value } => {
                 self.get(6, URI_SQL)?.execute(params![param, value, rid])?
+            }
+            IndexRow::Composite(key) => {
+                let [insert, delete] = &*COMPOSITE_SQL;
+                let mut values = key.values();
+                values.push(rusqlite::types::Value::Integer(rid));
+                self.get(7, [insert, delete])?
+                    .execute(rusqlite::params_from_iter(values))?
             }
         };
         Ok(())

@@ -9,6 +9,7 @@
 mod apply;
 mod body;
 mod criteria;
+mod index_composite;
 mod index_store;
 mod outcome;
 mod params;

@@ -3,9 +3,16 @@
 //! `resources` has one row per resource with its current version; `versions` has every
 //! version, its JSON included (compressed, see [`crate::body`]), so reads, vreads and history come from one table. The
 //! `idx_*` tables hold one row per search-parameter value of each current version, keyed
-//! by the parameter's integer id (see [`crate::params`]) and the value. They have no index
-//! by resource: when a resource changes, its old rows are computed again from the old JSON
-//! and deleted by key, which keeps the write path to one B-tree per table.
+//! by the parameter's integer id (see [`crate::params`]) and the value. When a resource
+//! changes, its old rows are computed again from the old JSON and deleted by key, so the
+//! write path needs no index by resource. Only `idx_date`, `idx_string` and
+//! `idx_reference` have one (`rid`, `param`), because search sorts by dates and strings
+//! per resource and follows a resource's references for `_include`, `_has` and
+//! `$everything`; the other tables are sorted by one pass over the parameter's rows.
+//!
+//! `Reference.identifier` values are stored in `idx_token` under the id of their reference
+//! parameter, so `:identifier` matches them like a token. `idx_composite` is described at
+//! [`composite_table`].
 //!
 //! Index rows depend on the extraction code and on the parameter ids, so `meta` records
 //! the index version and the parameter fingerprint; a store built with other values is
@@ -13,10 +20,10 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::params;
+use crate::{index_composite, params};
 
 /// Changes whenever the tables or index extraction change what the store holds.
-pub const INDEX_VERSION: i64 = 3;
+pub const INDEX_VERSION: i64 = 4;
 
 const TABLES: &[&str] = &[
     "resources",
@@ -28,6 +35,7 @@ const TABLES: &[&str] = &[
     "idx_number",
     "idx_quantity",
     "idx_uri",
+    "idx_composite",
 ];
 
 /// Creates the tables, first emptying a store built by an incompatible version. Returns
@@ -156,6 +164,52 @@ fn create(conn: &Connection) -> rusqlite::Result<()> {
             PRIMARY KEY (param, value, rid)
         ) WITHOUT ROWID;
         ",
+    )?;
+    conn.execute_batch(&composite_table())?;
+    conn.execute_batch(
+        "
+        CREATE INDEX IF NOT EXISTS idx_date_by_resource ON idx_date (rid, param);
+        CREATE INDEX IF NOT EXISTS idx_string_by_resource ON idx_string (rid, param);
+        CREATE INDEX IF NOT EXISTS idx_reference_by_resource ON idx_reference (rid, param);
+        ",
+    )
+}
+
+/// `idx_composite`: one row per combination of the component rows of a composite value.
+/// Component `i` fills `ci_text1..3` and `ci_low`, `ci_high`, `ci_value` by its type:
+///
+/// | type | text1 | text2 | text3 | low, high, value |
+/// | --- | --- | --- | --- | --- |
+/// | token | code | system | | |
+/// | string | normalized value | exact value | | |
+/// | reference | target id | target type | url | |
+/// | uri | value | | | |
+/// | date | | | | low, high (INTEGER microseconds) |
+/// | number | | | | low, high, value (REAL) |
+/// | quantity | code | system | unit | low, high, value (REAL) |
+///
+/// Unused columns contain `''` or 0. The table also stores identifier types for `:of-type`
+/// under the id of the token parameter: component 0 is the Identifier.type coding and
+/// component 1 the identifier's value and system.
+fn composite_table() -> String {
+    let columns = index_composite::column_names();
+    let definitions: Vec<String> = columns
+        .iter()
+        .map(|name| match name.as_str() {
+            "param" => "param INTEGER NOT NULL".to_owned(),
+            name if name.contains("_text") => format!("{name} TEXT NOT NULL"),
+            // No declared type, so dates stay INTEGER and numbers REAL.
+            name => format!("{name} NOT NULL"),
+        })
+        .collect();
+    format!(
+        "CREATE TABLE IF NOT EXISTS idx_composite (
+            {},
+            rid INTEGER NOT NULL,
+            PRIMARY KEY ({}, rid)
+        ) WITHOUT ROWID;",
+        definitions.join(",\n            "),
+        columns.join(", ")
     )
 }
 
