@@ -343,10 +343,20 @@ fn plan_entry(
                 version: 0,
             },
         },
-        ResourceAction::Patch => {
-            let message = "JSON Patch is not supported by this repository version";
-            return Err(Rejection::new(400, "not-supported", message).into());
-        }
+        ResourceAction::Patch => match current {
+            Some(current) if !current.deleted => {
+                let patched = apply_patch(conn, entry, current, &resource_type, &id)?;
+                Plan::Write {
+                    resource: Resource::Parsed(patched),
+                    current: Some(current),
+                }
+            }
+            _ => {
+                let message =
+                    format!("{resource_type}/{id} does not exist, so it cannot be patched");
+                return Err(Rejection::new(404, "not-found", message).into());
+            }
+        },
     };
     Ok(Planned {
         index: 0,
@@ -354,6 +364,56 @@ fn plan_entry(
         id,
         plan,
     })
+}
+
+/// Applies the entry's JSON Patch (RFC 6902) to the current version. The patched resource
+/// must keep its type and id; `meta.versionId` and `meta.lastUpdated` are set afterwards as
+/// for any write.
+fn apply_patch(
+    conn: &Connection,
+    entry: &ResourceOperation,
+    current: Current,
+    resource_type: &str,
+    id: &str,
+) -> Result<Value, Failure> {
+    let Some(text) = entry.resource.as_deref() else {
+        return Err(Rejection::new(400, "required", "the entry has no JSON Patch document").into());
+    };
+    let patch: json_patch::Patch = serde_json::from_str(text).map_err(|e| {
+        Rejection::new(
+            400,
+            "invalid",
+            format!("the JSON Patch document is not valid: {e}"),
+        )
+    })?;
+    let stored: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT body FROM versions WHERE vid = ?1")?
+        .query_row([current.vid], |row| row.get(0))
+        .optional()?
+        .flatten();
+    let Some(stored) = stored else {
+        let message = format!("{resource_type}/{id} has no stored content to patch");
+        return Err(Rejection::new(404, "not-found", message).into());
+    };
+    let mut resource: Value = serde_json::from_str(&crate::body::decompress(&stored)?)
+        .map_err(|e| Failure::Store(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+    json_patch::patch(&mut resource, &patch).map_err(|e| {
+        Rejection::new(
+            422,
+            "processing",
+            format!("the JSON Patch cannot be applied: {e}"),
+        )
+    })?;
+    let kept_type = resource.get("resourceType").and_then(Value::as_str) == Some(resource_type);
+    let kept_id = resource
+        .get("id")
+        .and_then(Value::as_str)
+        .is_none_or(|patched| patched == id);
+    if !kept_type || !kept_id {
+        let message = "a JSON Patch may not change the resource's type or id";
+        return Err(Rejection::new(422, "processing", message).into());
+    }
+    Ok(resource)
 }
 
 fn nothing(resource_type: String, id: String, status: u16, version: i64) -> Planned {

@@ -9,6 +9,7 @@
 mod apply;
 mod body;
 mod criteria;
+mod history;
 mod index_composite;
 mod index_store;
 mod outcome;
@@ -22,6 +23,7 @@ mod write;
 
 pub use apply::RepositoryProjection;
 pub use criteria::CriteriaError;
+pub use history::{HistoryPage, HistoryScope};
 pub use outcome::{EntryOutcome, Rejection, TransactionOutcome};
 pub use prepare::PreparedEvent;
 pub use read::{Repository, SearchPage, StoredResource, VersionAction};

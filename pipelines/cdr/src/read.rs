@@ -50,12 +50,13 @@ pub struct SearchPage {
 /// Read access to the repository store.
 #[derive(Clone)]
 pub struct Repository {
-    pool: ReadPool,
+    pub(crate) pool: ReadPool,
 }
 
-const VERSION_COLUMNS: &str = "r.type, r.id, v.version, v.last_updated, v.action, v.body";
+pub(crate) const VERSION_COLUMNS: &str =
+    "r.type, r.id, v.version, v.last_updated, v.action, v.body";
 
-fn stored_from_row(row: &Row<'_>) -> rusqlite::Result<StoredResource> {
+pub(crate) fn stored_from_row(row: &Row<'_>) -> rusqlite::Result<StoredResource> {
     let action = match row.get::<_, i64>(4)? {
         ACTION_DELETE => VersionAction::Deleted,
         0 => VersionAction::Created,

@@ -22,6 +22,8 @@ pub enum Action {
     Update,
     Delete,
     Patch,
+    /// A GET or HEAD entry of a batch or transaction; its URL is in `request_url`.
+    Read,
 }
 
 /// How the ids and methods of a body are read.
@@ -31,6 +33,10 @@ pub enum Semantics {
     /// fullUrl), so references across separately loaded files resolve. Every kind of
     /// Bundle is applied all or nothing.
     Load,
+    /// The FHIR REST rules for a Bundle POSTed to the base: only batch and transaction
+    /// Bundles; POST entries create resources with ids the server assigns; PATCH entries
+    /// carry a JSON Patch in a Binary; GET and HEAD entries read.
+    Rest,
 }
 
 /// One checked write.
@@ -47,6 +53,8 @@ pub struct Entry {
     pub if_none_exist: Option<String>,
     /// Search criteria of a conditional update or delete.
     pub criteria: Option<String>,
+    /// The URL of a read entry (`request.url` of a GET or HEAD), relative to the base.
+    pub request_url: Option<String>,
 }
 
 /// Where in a body an entry or an error is.
@@ -134,6 +142,11 @@ pub fn parse_document(body: &[u8], semantics: Semantics) -> Result<Vec<Entry>, E
             format!("invalid JSON: {e}"),
         )
     })?;
+    parse_value(value, semantics)
+}
+
+/// Like [`parse_document`], for a body already parsed as JSON.
+pub fn parse_value(value: Value, semantics: Semantics) -> Result<Vec<Entry>, EntryError> {
     let resource_type = check_resource(&value, Position::Document)?;
     let entries = if resource_type == "Bundle" {
         parse_bundle(value, semantics)?
@@ -261,6 +274,7 @@ fn bare_entry(
         if_match: None,
         if_none_exist: None,
         criteria: None,
+        request_url: None,
     })
 }
 
@@ -268,6 +282,13 @@ fn parse_bundle(mut bundle: Value, semantics: Semantics) -> Result<Vec<Entry>, E
     let bundle_type = bundle.get("type").and_then(Value::as_str).unwrap_or("");
     let has_requests = match bundle_type {
         "transaction" | "batch" => true,
+        "collection" if semantics == Semantics::Rest => {
+            return Err(error(
+                Position::Document,
+                ErrorKind::NotSupported,
+                "a Bundle POSTed to the base must be a transaction or a batch, not a collection",
+            ));
+        }
         "collection" => false,
         "" => {
             return Err(error(
@@ -345,6 +366,11 @@ fn parse_bundle_entry(
     };
     let resource = object.remove("resource");
     let request = object.remove("request");
+    if semantics == Semantics::Rest
+        && let Some(read) = read_entry(request.as_ref(), position)
+    {
+        return Ok(Entry { full_url, ..read });
+    }
 
     let resource_type = match &resource {
         Some(resource) => Some(check_resource(resource, position).map_err(with_url)?),
@@ -365,7 +391,7 @@ fn parse_bundle_entry(
     let mut parsed =
         build_entry(resource, resource_type, request, position, semantics).map_err(with_url)?;
     parsed.full_url = full_url;
-    if parsed.id.is_none() && parsed.action != Action::Delete {
+    if semantics == Semantics::Load && parsed.id.is_none() && parsed.action != Action::Delete {
         parsed.id = parsed
             .full_url
             .as_deref()
@@ -374,6 +400,44 @@ fn parse_bundle_entry(
             .map(str::to_string);
     }
     Ok(parsed)
+}
+
+/// The version id of a weak or strong ETag: `W/"3"` or `"3"` gives `3`. A bare number is
+/// taken as the version id too.
+pub fn version_of_etag(etag: &str) -> Option<String> {
+    let etag = etag.trim();
+    let quoted = etag.strip_prefix("W/").unwrap_or(etag);
+    let version = quoted
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(quoted);
+    (!version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| version.to_string())
+}
+
+/// A GET or HEAD entry: a read, whose URL is checked when it runs.
+fn read_entry(request: Option<&Value>, position: Position) -> Option<Entry> {
+    let request = request?;
+    let method = request.get("method").and_then(Value::as_str)?;
+    if !matches!(method, "GET" | "HEAD") {
+        return None;
+    }
+    let url = request
+        .get("url")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Some(Entry {
+        position,
+        action: Action::Read,
+        resource_type: String::new(),
+        id: None,
+        full_url: None,
+        resource: None,
+        if_match: None,
+        if_none_exist: None,
+        criteria: None,
+        request_url: Some(url.to_string()),
+    })
 }
 
 /// An entry's `request`, split into its parts.
@@ -422,7 +486,16 @@ fn parse_request(request: &Value, position: Position) -> Result<Request, EntryEr
         resource_type,
         id,
         query,
-        if_match: text("ifMatch"),
+        if_match: match text("ifMatch") {
+            Some(etag) => Some(version_of_etag(&etag).ok_or_else(|| {
+                error(
+                    position,
+                    ErrorKind::Invalid,
+                    format!("entry.request.ifMatch '{etag}' is not an ETag such as W/\"3\""),
+                )
+            })?),
+            None => None,
+        },
         if_none_exist: text("ifNoneExist"),
     })
 }
@@ -432,7 +505,7 @@ fn build_entry(
     resource_type: Option<String>,
     request: Option<Request>,
     position: Position,
-    _semantics: Semantics,
+    semantics: Semantics,
 ) -> Result<Entry, EntryError> {
     let resource_id = resource
         .as_ref()
@@ -449,6 +522,7 @@ fn build_entry(
         if_match: None,
         if_none_exist: None,
         criteria: None,
+        request_url: None,
     };
     let Some(request) = request else {
         if entry.resource.is_none() {
@@ -463,6 +537,7 @@ fn build_entry(
 
     if let Some(resource_type) = &resource_type
         && *resource_type != request.resource_type
+        && request.method != "PATCH"
     {
         return Err(error(
             position,
@@ -486,10 +561,27 @@ fn build_entry(
                     "a POST entry's request.url must be the resource type alone",
                 ));
             }
+            if semantics == Semantics::Rest {
+                // FHIR ignores the id of a resource that is created: the server assigns one.
+                entry.action = Action::Create;
+                entry.id = None;
+            }
             if let Some(criteria) = request.if_none_exist {
                 entry.action = Action::Create;
                 entry.if_none_exist = Some(criteria);
             }
+        }
+        "PATCH" if semantics == Semantics::Rest => {
+            let Some(id) = request.id.filter(|_| request.query.is_none()) else {
+                return Err(error(
+                    position,
+                    ErrorKind::NotSupported,
+                    "a PATCH entry's request.url must be Type/id",
+                ));
+            };
+            entry.action = Action::Patch;
+            entry.id = Some(id);
+            entry.resource = Some(json_patch_of(entry.resource.as_ref(), position)?);
         }
         "PUT" => {
             require_resource(&entry, position)?;
@@ -538,7 +630,7 @@ fn build_entry(
                 }
             }
         }
-        "GET" | "HEAD" | "PATCH" => {
+        "GET" | "HEAD" | "PATCH" if semantics == Semantics::Load => {
             return Err(error(
                 position,
                 ErrorKind::NotSupported,
@@ -557,6 +649,46 @@ fn build_entry(
         }
     }
     Ok(entry)
+}
+
+/// The JSON Patch document of a PATCH entry: a Binary whose `contentType` is
+/// `application/json-patch+json` and whose `data` is the base64 of the patch.
+fn json_patch_of(resource: Option<&Value>, position: Position) -> Result<Value, EntryError> {
+    let invalid = |message: &str| error(position, ErrorKind::Invalid, message);
+    let Some(binary) =
+        resource.filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Binary"))
+    else {
+        return Err(error(
+            position,
+            ErrorKind::NotSupported,
+            "a PATCH entry's resource must be a Binary holding a JSON Patch (FHIRPath Patch is not supported)",
+        ));
+    };
+    let content_type = binary
+        .get("contentType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !content_type.starts_with("application/json-patch+json") {
+        return Err(invalid(
+            "the PATCH entry's Binary must have contentType application/json-patch+json",
+        ));
+    }
+    let data = binary
+        .get("data")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|_| invalid("the PATCH entry's Binary.data is not base64"))?;
+    let patch: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| invalid("the PATCH entry's Binary.data is not a JSON document"))?;
+    if !patch.is_array() {
+        return Err(invalid(
+            "a JSON Patch document must be an array of operations",
+        ));
+    }
+    Ok(patch)
 }
 
 fn require_resource(entry: &Entry, position: Position) -> Result<(), EntryError> {

@@ -9,6 +9,8 @@ pub struct BundleEntry<'a> {
     pub resource: Option<&'a str>,
     /// `search.mode`, for searchset Bundles.
     pub search_mode: Option<&'static str>,
+    /// `request`, for history Bundles.
+    pub request: Option<Value>,
     /// `response`, for transaction-response and batch-response Bundles.
     pub response: Option<Value>,
 }
@@ -72,6 +74,10 @@ fn push_entry(out: &mut String, entry: &BundleEntry<'_>) {
         push_string(out, mode);
         out.push('}');
     }
+    if let Some(request) = &entry.request {
+        out.push_str(",\"request\":");
+        out.push_str(&request.to_string());
+    }
     if let Some(response) = &entry.response {
         out.push_str(",\"response\":");
         out.push_str(&response.to_string());
@@ -96,6 +102,7 @@ mod tests {
             full_url: "http://h/fhir/Patient/1".to_string(),
             resource: Some(r#"{"resourceType":"Patient","id":"1"}"#),
             search_mode: Some("match"),
+            request: None,
             response: None,
         }];
         let text = write_bundle(

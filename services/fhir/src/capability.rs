@@ -63,6 +63,11 @@ fn capability_statement(site: &SiteContext) -> Value {
             "mode": "server",
             "security": security(site),
             "resource": resources,
+            "interaction": [
+                {"code": "transaction"},
+                {"code": "batch"},
+                {"code": "history-system"},
+            ],
         }],
     })
 }
@@ -113,10 +118,21 @@ fn resource_entry(resource_type: &str) -> Value {
         "interaction": [
             {"code": "read"},
             {"code": "vread"},
+            {"code": "update"},
+            {"code": "patch"},
+            {"code": "delete"},
+            {"code": "history-instance"},
+            {"code": "history-type"},
+            {"code": "create"},
             {"code": "search-type"},
         ],
-        "versioning": "versioned",
+        "versioning": "versioned-update",
         "readHistory": true,
+        "updateCreate": true,
+        "conditionalCreate": true,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": true,
+        "conditionalDelete": "single",
         "searchParam": params,
     })
 }

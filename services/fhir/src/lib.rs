@@ -9,11 +9,15 @@ pub mod audit;
 mod bundle_json;
 mod capability;
 mod error;
+mod history;
+mod interactions;
 mod load;
 mod media;
 mod read;
+mod rules;
 mod scopes;
 mod search;
+mod transaction;
 mod write;
 
 use std::sync::Arc;
@@ -85,11 +89,28 @@ pub fn router(state: FhirState) -> Router {
             "/$load",
             post(load::load).layer(DefaultBodyLimit::max(load_limit)),
         )
-        .route("/{resource_type}", get(search::search_type))
+        .route("/", post(transaction::transaction))
+        .route("/_history", get(history::system))
+        .route(
+            "/{resource_type}",
+            get(search::search_type)
+                .post(interactions::create)
+                .put(interactions::conditional_update)
+                .delete(interactions::conditional_delete),
+        )
         .route("/{resource_type}/_search", post(search::search_type_post))
-        .route("/{resource_type}/{id}", get(read::read))
+        .route("/{resource_type}/_history", get(history::of_type))
+        .route(
+            "/{resource_type}/{id}",
+            get(read::read)
+                .put(interactions::update)
+                .patch(interactions::patch)
+                .delete(interactions::delete),
+        )
+        .route("/{resource_type}/{id}/_history", get(history::instance))
         .route("/{resource_type}/{id}/_history/{version}", get(read::vread))
         .fallback(unknown_endpoint)
+        .route_layer(axum::middleware::from_fn(media::negotiate))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response_with_state(
             settings,

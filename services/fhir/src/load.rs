@@ -10,15 +10,15 @@ use std::collections::{BTreeMap, HashMap};
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use hearth_fhir_core::bundle::{self, Action, Entry, EntryError, ErrorKind, Semantics};
+use hearth_fhir_core::bundle::{self, Entry, EntryError, ErrorKind, Semantics};
 use hearth_fhir_core::reference::{ReferenceKind, classify};
-use hearth_schemas::{ResourceAction, ResourceOperation, ResourceTransaction, TransactionKind};
+use hearth_schemas::{ResourceTransaction, TransactionKind};
 use serde_json::json;
 
 use crate::access::Principal;
 use crate::error::{FhirError, FhirResult};
 use crate::media::FhirJson;
-use crate::write::{now_micros, submit};
+use crate::write::submit;
 use crate::{FhirState, SiteContext};
 use hearth_smart::scope::{Context, Interaction};
 
@@ -50,7 +50,7 @@ pub async fn load(
     check_identities(&entries)?;
     check_placeholders(&state, &entries)?;
     check_conditional_references(&state, &entries)?;
-    let event = build_event(&site, entries)?;
+    let event = build_event(&site, &principal, entries)?;
     let (position, outcomes) = submit(&state, &event, state.settings.load_timeout).await?;
 
     let mut stored: BTreeMap<&str, u64> = BTreeMap::new();
@@ -135,7 +135,7 @@ pub fn entry_error(error: &EntryError) -> FhirError {
 }
 
 /// Rejects a body that writes one resource twice, which FHIR forbids in a transaction.
-fn check_identities(entries: &[Entry]) -> FhirResult<()> {
+pub(crate) fn check_identities(entries: &[Entry]) -> FhirResult<()> {
     let mut seen = HashMap::new();
     for entry in entries {
         let Some(id) = &entry.id else {
@@ -246,42 +246,10 @@ fn check_placeholders(state: &FhirState, entries: &[Entry]) -> FhirResult<()> {
     Ok(())
 }
 
-fn build_event(site: &SiteContext, entries: Vec<Entry>) -> FhirResult<ResourceTransaction> {
-    let mut operations = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let resource = match &entry.resource {
-            Some(value) => Some(serde_json::to_string(value).map_err(FhirError::internal)?),
-            None => None,
-        };
-        let id = match (entry.id, entry.action) {
-            (Some(id), _) => Some(id),
-            (None, Action::Delete) => None,
-            (None, _) => Some(uuid::Uuid::new_v4().to_string()),
-        };
-        operations.push(ResourceOperation {
-            action: match entry.action {
-                Action::Create => ResourceAction::Create,
-                Action::Update => ResourceAction::Update,
-                Action::Delete => ResourceAction::Delete,
-                Action::Patch => ResourceAction::Patch,
-            },
-            resource_type: entry.resource_type,
-            id,
-            full_url: entry.full_url,
-            resource,
-            if_match: entry.if_match,
-            if_none_exist: entry.if_none_exist,
-            criteria: entry.criteria,
-        });
-    }
-    Ok(ResourceTransaction {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        occurred_at: now_micros(),
-        site_id: site.site_id.clone(),
-        kind: TransactionKind::Load,
-        entries: operations,
-        client_id: None,
-        user_id: None,
-        request_id: None,
-    })
+fn build_event(
+    site: &SiteContext,
+    principal: &Principal,
+    entries: Vec<Entry>,
+) -> FhirResult<ResourceTransaction> {
+    crate::write::build_event(site, principal, TransactionKind::Load, entries)
 }

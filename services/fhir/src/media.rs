@@ -22,6 +22,11 @@ impl FhirJson {
         }
     }
 
+    pub fn status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
     pub fn header(mut self, name: header::HeaderName, value: &str) -> Self {
         if let Ok(value) = HeaderValue::from_str(value) {
             self.headers.insert(name, value);
@@ -49,5 +54,135 @@ impl IntoResponse for FhirJson {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
         headers.extend(self.headers);
         response
+    }
+}
+
+/// Middleware of the FHIR routes: answers 406 when neither the `Accept` header nor the
+/// `_format` parameter allows JSON, the only format Hearth writes.
+pub async fn negotiate(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if let Some(format) = format_param(request.uri().query())
+        && !json_format(&format)
+    {
+        return not_acceptable(&format!(
+            "_format={format} is not supported; this server writes JSON only"
+        ));
+    }
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(accept) = accept
+        && !accepts_json(&accept)
+    {
+        return not_acceptable(&format!(
+            "Accept: {accept} is not supported; this server writes application/fhir+json or application/json"
+        ));
+    }
+    next.run(request).await
+}
+
+fn not_acceptable(message: &str) -> Response {
+    crate::error::FhirError::not_supported(StatusCode::NOT_ACCEPTABLE, message).into_response()
+}
+
+/// The decoded value of `_format` in a query string.
+fn format_param(query: Option<&str>) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        (name == "_format").then(|| {
+            percent_encoding::percent_decode_str(value)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// `_format` values meaning JSON. A `+` sent unencoded arrives as a space.
+fn json_format(format: &str) -> bool {
+    let essence = format.split(';').next().unwrap_or("").trim();
+    matches!(
+        essence,
+        "json"
+            | "application/json"
+            | "application/fhir+json"
+            | "application/fhir json"
+            | "application/json+fhir"
+    )
+}
+
+/// Whether any media range of an `Accept` header (with a q-value above zero) covers JSON.
+pub fn accepts_json(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';');
+        let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        !refused
+            && matches!(
+                essence.as_str(),
+                "*/*"
+                    | "application/*"
+                    | "application/json"
+                    | "application/fhir+json"
+                    | "application/json+fhir"
+            )
+    })
+}
+
+/// Checks the `Content-Type` of a request that carries a resource: FHIR JSON or JSON, or
+/// none at all (taken as JSON). Anything else is 415.
+pub fn require_json_body(headers: &HeaderMap) -> Result<(), crate::error::FhirError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let content_type = value.to_str().unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if matches!(
+        essence.as_str(),
+        "application/fhir+json" | "application/json" | "application/json+fhir"
+    ) {
+        Ok(())
+    } else {
+        Err(crate::error::FhirError::not_supported(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type {content_type} is not supported; send application/fhir+json"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_headers() {
+        assert!(accepts_json("application/fhir+json"));
+        assert!(accepts_json("application/json"));
+        assert!(accepts_json("text/html, application/xhtml+xml, */*;q=0.8"));
+        assert!(accepts_json("application/fhir+json; charset=utf-8"));
+        assert!(!accepts_json("application/foobar"));
+        assert!(!accepts_json("application/fhir+xml"));
+        assert!(!accepts_json("application/json;q=0"));
+    }
+
+    #[test]
+    fn format_values() {
+        assert!(json_format("json"));
+        assert!(json_format("application/fhir json"));
+        assert!(!json_format("xml"));
+        assert_eq!(
+            format_param(Some("a=1&_format=application%2Ffhir%2Bjson")).as_deref(),
+            Some("application/fhir+json")
+        );
     }
 }

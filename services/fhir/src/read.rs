@@ -20,12 +20,23 @@ pub async fn read(
     Path((resource_type, id)): Path<(String, String)>,
     Query(common): Query<CommonParams>,
 ) -> FhirResult<FhirJson> {
-    check_type(&resource_type)?;
-    let visibility = visibility(&principal, &resource_type, Interaction::Read)?;
-    let stored = state.repository.read(&resource_type, &id)?;
-    let stored = live(stored, &resource_type, &id)?;
-    check_visible(&state, &resource_type, &id, &visibility)?;
+    let stored = read_resource(&state, &principal, &resource_type, &id)?;
     Ok(resource_response(stored).pretty(common.pretty()))
+}
+
+/// Reads the current version of a resource the caller may see.
+pub fn read_resource(
+    state: &FhirState,
+    principal: &Principal,
+    resource_type: &str,
+    id: &str,
+) -> FhirResult<StoredResource> {
+    check_type(resource_type)?;
+    let visibility = visibility(principal, resource_type, Interaction::Read)?;
+    let stored = state.repository.read(resource_type, id)?;
+    let stored = live(stored, resource_type, id)?;
+    check_visible(state, resource_type, id, &visibility)?;
+    Ok(stored)
 }
 
 /// 404 for a resource the caller's scopes do not reach, so its existence is not revealed.

@@ -79,7 +79,7 @@ pub async fn search_type_post(
 }
 
 /// Splits a query string into (decoded name, still-encoded value) pairs.
-fn split_query(query: &str) -> Vec<(String, String)> {
+pub(crate) fn split_query(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -188,7 +188,7 @@ fn strict_handling(headers: &HeaderMap) -> bool {
         .any(|part| part.trim().eq_ignore_ascii_case("handling=strict"))
 }
 
-fn run_search(
+pub(crate) fn run_search(
     state: &FhirState,
     site: &SiteContext,
     principal: &Principal,
@@ -238,6 +238,7 @@ fn run_search(
             full_url: format!("{base}/{}/{}", stored.resource_type, stored.id),
             resource: stored.json.as_deref(),
             search_mode: Some("match"),
+            request: None,
             response: None,
         })
         .collect();

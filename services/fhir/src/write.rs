@@ -20,6 +20,21 @@ pub async fn submit(
     event: &ResourceTransaction,
     timeout: std::time::Duration,
 ) -> FhirResult<(Position, Vec<EntryOutcome>)> {
+    let (position, outcome) = submit_outcome(state, event, timeout).await?;
+    match outcome {
+        TransactionOutcome::Applied(entries) => Ok((position, entries)),
+        TransactionOutcome::Rejected(rejection) => Err(rejection_error(&rejection)),
+        TransactionOutcome::Undecodable(reason) => Err(FhirError::internal(reason)),
+    }
+}
+
+/// Appends the event, waits until the repository applied it, and returns the outcome as
+/// the repository decided it.
+pub async fn submit_outcome(
+    state: &FhirState,
+    event: &ResourceTransaction,
+    timeout: std::time::Duration,
+) -> FhirResult<(Position, TransactionOutcome)> {
     let value = hearth_schemas::encode(event).map_err(FhirError::internal)?;
     let position = state
         .log
@@ -58,9 +73,7 @@ pub async fn submit(
             )
         })?;
     match outcome {
-        Some(TransactionOutcome::Applied(entries)) => Ok((position, entries)),
-        Some(TransactionOutcome::Rejected(rejection)) => Err(rejection_error(&rejection)),
-        Some(TransactionOutcome::Undecodable(reason)) => Err(FhirError::internal(reason)),
+        Some(outcome) => Ok((position, outcome)),
         None => Err(FhirError::internal(format!(
             "the outcome of offset {} was dropped before it was collected",
             position.offset
@@ -83,4 +96,127 @@ pub fn rejection_error(rejection: &Rejection) -> FhirError {
 pub fn now_micros() -> i64 {
     let now = time::OffsetDateTime::now_utc();
     i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+/// Builds the event for checked entries. Entries without an id get a new UUID, except
+/// deletions and patches, which name what they change. Read entries are not part of the
+/// event: they run after it.
+pub fn build_event(
+    site: &crate::SiteContext,
+    principal: &crate::Principal,
+    kind: hearth_schemas::TransactionKind,
+    entries: Vec<hearth_fhir_core::bundle::Entry>,
+) -> FhirResult<ResourceTransaction> {
+    use hearth_fhir_core::bundle::Action;
+    use hearth_schemas::{ResourceAction, ResourceOperation};
+
+    let mut operations = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let action = match entry.action {
+            Action::Create => ResourceAction::Create,
+            Action::Update => ResourceAction::Update,
+            Action::Delete => ResourceAction::Delete,
+            Action::Patch => ResourceAction::Patch,
+            Action::Read => continue,
+        };
+        let resource = match &entry.resource {
+            Some(value) => Some(serde_json::to_string(value).map_err(FhirError::internal)?),
+            None => None,
+        };
+        let id = match (entry.id, entry.action) {
+            (Some(id), _) => Some(id),
+            (None, Action::Delete) => None,
+            (None, _) => Some(uuid::Uuid::new_v4().to_string()),
+        };
+        operations.push(ResourceOperation {
+            action,
+            resource_type: entry.resource_type,
+            id,
+            full_url: entry.full_url,
+            resource,
+            if_match: entry.if_match,
+            if_none_exist: entry.if_none_exist,
+            criteria: entry.criteria,
+        });
+    }
+    let user = principal.fhir_user.clone();
+    Ok(ResourceTransaction {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        occurred_at: now_micros(),
+        site_id: site.site_id.clone(),
+        kind,
+        entries: operations,
+        client_id: Some(principal.client_id.clone()),
+        user_id: user,
+        request_id: None,
+    })
+}
+
+/// Checks that the caller's scopes allow a write of `resource_type`: a scope that allows the
+/// interaction without restriction, or a patient-compartment scope whose patient's
+/// compartment holds the resource (both the new content and, for an existing resource,
+/// the stored one). Scopes with search restrictions do not allow writes, because the
+/// written resource cannot be checked against them before the repository applies it.
+pub fn check_write(
+    state: &FhirState,
+    principal: &crate::Principal,
+    resource_type: &str,
+    id: Option<&str>,
+    resource: Option<&serde_json::Value>,
+    interaction: hearth_smart::scope::Interaction,
+) -> FhirResult<()> {
+    let visibility = crate::scopes::visibility(principal, resource_type, interaction)?;
+    if visibility.is_everything() {
+        return Ok(());
+    }
+    let forbidden = |message: String| FhirError::new(StatusCode::FORBIDDEN, "forbidden", message);
+    let patient = visibility
+        .alternatives
+        .iter()
+        .filter(|a| a.filters.is_empty())
+        .find_map(|a| a.patient_compartment.clone());
+    let Some(patient) = patient else {
+        return Err(forbidden(format!(
+            "the access token's scopes restrict {resource_type} by search parameters, which writes cannot be checked against"
+        )));
+    };
+    if let Some(resource) = resource
+        && !in_compartment(resource_type, resource, &patient)
+    {
+        return Err(forbidden(format!(
+            "the {resource_type} does not belong to the compartment of the patient in context"
+        )));
+    }
+    if let Some(id) = id
+        && state
+            .repository
+            .read(resource_type, id)?
+            .is_some_and(|stored| !stored.is_deleted())
+        && !state
+            .repository
+            .is_visible(resource_type, id, &visibility)?
+    {
+        return Err(forbidden(format!(
+            "{resource_type}/{id} is outside the compartment of the patient in context"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a resource's content places it in `patient`'s compartment.
+fn in_compartment(resource_type: &str, resource: &serde_json::Value, patient: &str) -> bool {
+    if resource_type == "Patient" {
+        return resource.get("id").and_then(serde_json::Value::as_str) == Some(patient);
+    }
+    let params = hearth_fhir_core::search_params::compartment_params(resource_type);
+    if params.is_empty() {
+        // Types outside the compartment definition are reference data, visible to all.
+        return true;
+    }
+    let rows = hearth_fhir_core::index::extract(resource_type, resource);
+    rows.references.iter().any(|row| {
+        params.iter().any(|p| p == row.param)
+            && row.target_type.as_deref() == Some("Patient")
+            && row.target_id.as_deref() == Some(patient)
+    })
 }

@@ -158,3 +158,84 @@ fn rejects_invalid_ids() {
     .unwrap_err();
     assert!(err.message.contains("another id"), "{err}");
 }
+
+fn rest(body: &str) -> Result<Vec<Entry>, EntryError> {
+    parse_document(body.as_bytes(), Semantics::Rest)
+}
+
+#[test]
+fn rest_post_ignores_resource_id_and_full_url() {
+    let entries = rest(
+        r#"{"resourceType":"Bundle","type":"transaction","entry":[
+        {"fullUrl":"urn:uuid:0e6e9c0a-1","resource":{"resourceType":"Patient","id":"mine"},"request":{"method":"POST","url":"Patient"}}
+    ]}"#,
+    )
+    .unwrap();
+    assert_eq!(entries[0].action, Action::Create);
+    assert_eq!(entries[0].id, None);
+    assert_eq!(entries[0].full_url.as_deref(), Some("urn:uuid:0e6e9c0a-1"));
+}
+
+#[test]
+fn rest_rejects_collection() {
+    let err = rest(r#"{"resourceType":"Bundle","type":"collection","entry":[]}"#).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotSupported);
+}
+
+#[test]
+fn rest_get_entries_are_reads() {
+    let entries = rest(
+        r#"{"resourceType":"Bundle","type":"batch","entry":[
+        {"request":{"method":"GET","url":"Patient?name=x&_count=2"}}
+    ]}"#,
+    )
+    .unwrap();
+    assert_eq!(entries[0].action, Action::Read);
+    assert_eq!(
+        entries[0].request_url.as_deref(),
+        Some("Patient?name=x&_count=2")
+    );
+}
+
+#[test]
+fn rest_patch_entry_decodes_binary() {
+    let patch = r#"[{"op":"replace","path":"/gender","value":"male"}]"#;
+    let data = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(patch)
+    };
+    let body = format!(
+        r#"{{"resourceType":"Bundle","type":"transaction","entry":[
+        {{"resource":{{"resourceType":"Binary","contentType":"application/json-patch+json","data":"{data}"}},"request":{{"method":"PATCH","url":"Patient/p1"}}}}
+    ]}}"#
+    );
+    let entries = rest(&body).unwrap();
+    assert_eq!(entries[0].action, Action::Patch);
+    assert_eq!(entries[0].id.as_deref(), Some("p1"));
+    assert_eq!(entries[0].resource.as_ref().unwrap()[0]["op"], "replace");
+
+    let not_binary = r#"{"resourceType":"Bundle","type":"transaction","entry":[
+        {"resource":{"resourceType":"Parameters"},"request":{"method":"PATCH","url":"Patient/p1"}}]}"#;
+    assert_eq!(rest(not_binary).unwrap_err().kind, ErrorKind::NotSupported);
+}
+
+#[test]
+fn if_match_is_normalized() {
+    let entries = rest(
+        r#"{"resourceType":"Bundle","type":"transaction","entry":[
+        {"resource":{"resourceType":"Patient","id":"p1"},"request":{"method":"PUT","url":"Patient/p1","ifMatch":"W/\"4\""}}
+    ]}"#,
+    )
+    .unwrap();
+    assert_eq!(entries[0].if_match.as_deref(), Some("4"));
+    let err = rest(
+        r#"{"resourceType":"Bundle","type":"transaction","entry":[
+        {"resource":{"resourceType":"Patient","id":"p1"},"request":{"method":"PUT","url":"Patient/p1","ifMatch":"garbage"}}
+    ]}"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Invalid);
+    assert_eq!(version_of_etag("W/\"12\"").as_deref(), Some("12"));
+    assert_eq!(version_of_etag("\"3\"").as_deref(), Some("3"));
+    assert_eq!(version_of_etag("W/\"\""), None);
+}

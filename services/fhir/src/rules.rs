@@ -1,0 +1,92 @@
+//! Rules a well-formed resource must follow before Hearth stores it; a breach is 422.
+//!
+//! Hearth stores resources as JSON and does not validate them against the R4
+//! StructureDefinitions; these checks catch what would corrupt its own indexes and links.
+// NOTE: profile and cardinality validation against the R4 StructureDefinitions is not done.
+
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use crate::error::{FhirError, FhirResult};
+
+pub fn check_resource_rules(resource_type: &str, resource: &Value) -> FhirResult<()> {
+    let unprocessable =
+        |message: String| FhirError::new(StatusCode::UNPROCESSABLE_ENTITY, "processing", message);
+    if let Some(id) = resource.get("id") {
+        match id.as_str() {
+            Some(id) if hearth_fhir_core::id::is_valid_id(id) => {}
+            _ => {
+                return Err(unprocessable(format!(
+                    "{resource_type}.id {id} is not a valid id"
+                )));
+            }
+        }
+    }
+    if let Some(meta) = resource.get("meta")
+        && !meta.is_object()
+    {
+        return Err(unprocessable(format!(
+            "{resource_type}.meta must be an object"
+        )));
+    }
+    if let Some(path) = bad_reference(resource, resource_type) {
+        return Err(unprocessable(format!("{path}.reference must be a string")));
+    }
+    if let Some(contained) = resource.get("contained") {
+        let Some(items) = contained.as_array() else {
+            return Err(unprocessable(format!(
+                "{resource_type}.contained must be an array"
+            )));
+        };
+        for item in items {
+            let known = item
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .is_some_and(hearth_fhir_core::resource_types::is_resource_type);
+            if !known {
+                return Err(unprocessable(format!(
+                    "{resource_type}.contained holds an entry that is not an R4 resource"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The path of the first `reference` member that is not a string.
+fn bad_reference(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::Object(map) => map.iter().find_map(|(key, child)| {
+            if key == "reference" && !child.is_string() {
+                return Some(path.to_string());
+            }
+            bad_reference(child, &format!("{path}.{key}"))
+        }),
+        Value::Array(items) => items.iter().find_map(|item| bad_reference(item, path)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rules_reject_broken_resources() {
+        assert!(
+            check_resource_rules("Patient", &json!({"resourceType": "Patient", "id": "a"})).is_ok()
+        );
+        let cases = [
+            json!({"resourceType": "Patient", "id": "bad id"}),
+            json!({"resourceType": "Patient", "meta": "x"}),
+            json!({"resourceType": "Observation", "subject": {"reference": 5}}),
+            json!({"resourceType": "Patient", "contained": [{"resourceType": "Nope"}]}),
+        ];
+        for case in cases {
+            let error =
+                check_resource_rules(case["resourceType"].as_str().unwrap(), &case).unwrap_err();
+            assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY, "{case}");
+        }
+    }
+}
