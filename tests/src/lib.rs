@@ -112,6 +112,16 @@ impl Server {
 
     /// Starts a server on an existing data directory, as after a restart.
     pub fn start_in(backend: &Backend, data_dir: tempfile::TempDir) -> anyhow::Result<Server> {
+        Self::start_with(backend, data_dir, &[], &[])
+    }
+
+    /// Starts a server with extra `serve` arguments and environment variables.
+    pub fn start_with(
+        backend: &Backend,
+        data_dir: tempfile::TempDir,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         let port = free_port();
         let mut command = Command::new(hearth_bin());
         command
@@ -122,6 +132,8 @@ impl Server {
             .arg(format!("127.0.0.1:{port}"))
             .env_remove("HEARTH_CONFIG")
             .env("HEARTH_LOG", "warn")
+            .args(args)
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         if let Backend::Kafka {

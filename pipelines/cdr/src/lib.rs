@@ -17,6 +17,7 @@ mod params;
 mod prepare;
 mod read;
 pub mod schema;
+pub mod search;
 mod time_format;
 mod visibility;
 mod write;

@@ -14,6 +14,8 @@ use hearth_fhir_core::search_params::{self, SearchParam};
 struct ParamIds {
     /// For each resource type, the id of its first parameter and its parameters by code.
     by_type: HashMap<&'static str, (i64, &'static [SearchParam])>,
+    /// The resource type and parameter of each id, indexed by id.
+    by_id: Vec<(&'static str, &'static SearchParam)>,
     fingerprint: String,
 }
 
@@ -21,6 +23,7 @@ static PARAM_IDS: LazyLock<ParamIds> = LazyLock::new(build);
 
 fn build() -> ParamIds {
     let mut by_type = HashMap::new();
+    let mut by_id = Vec::new();
     let mut next_id = 0;
     // FNV-1a over every `Type.code:type`, which is stable across builds and platforms.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -29,6 +32,7 @@ fn build() -> ParamIds {
         by_type.insert(resource_type.as_str(), (next_id, params));
         next_id += params.len() as i64;
         for param in params {
+            by_id.push((resource_type.as_str(), param));
             let entry = format!("{resource_type}.{}:{};", param.code, param.param_type);
             for byte in entry.bytes() {
                 hash ^= u64::from(byte);
@@ -38,6 +42,7 @@ fn build() -> ParamIds {
     }
     ParamIds {
         by_type,
+        by_id,
         fingerprint: format!("{next_id}-{hash:016x}"),
     }
 }
@@ -50,6 +55,12 @@ pub fn id(resource_type: &str, code: &str) -> Option<i64> {
         .binary_search_by(|param| param.code.as_str().cmp(code))
         .ok()?;
     Some(first + index as i64)
+}
+
+/// Returns the resource type and the parameter that `id` was assigned to.
+pub fn describe(id: i64) -> Option<(&'static str, &'static SearchParam)> {
+    let index = usize::try_from(id).ok()?;
+    PARAM_IDS.by_id.get(index).copied()
 }
 
 /// Identifies the parameter list the ids were assigned from: the number of parameters and
@@ -70,6 +81,15 @@ mod tests {
         assert_ne!(patient_name, patient_birthdate);
         assert_ne!(patient_name, observation_code);
         assert_eq!(id("Patient", "name"), Some(patient_name));
+    }
+
+    #[test]
+    fn describe_reverses_id() {
+        let id = id("Observation", "subject").unwrap();
+        let (resource_type, param) = describe(id).unwrap();
+        assert_eq!(resource_type, "Observation");
+        assert_eq!(param.code, "subject");
+        assert!(describe(-1).is_none());
     }
 
     #[test]

@@ -1,10 +1,9 @@
 //! What a caller may see, as conditions that every read and search adds.
 
-use hearth_fhir_core::search_params;
 use rusqlite::types::Value as SqlValue;
 
-use crate::criteria::{CriteriaError, build_filter};
-use crate::params;
+use crate::criteria::CriteriaError;
+use crate::search::{SearchError, SqlBuilder, parse_filters};
 
 /// The resources a caller may see of one type: those matching any alternative.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,50 +43,45 @@ impl Visibility {
         &self,
         resource_type: &str,
     ) -> Result<(String, Vec<SqlValue>), CriteriaError> {
-        let mut alternatives = Vec::with_capacity(self.alternatives.len());
-        let mut args = Vec::new();
-        if self.is_everything() {
-            return Ok((String::new(), args));
-        }
-        for alternative in &self.alternatives {
-            let mut condition = String::from("1");
-            if let Some(patient) = &alternative.patient_compartment {
-                let (clause, clause_args) = compartment(resource_type, patient);
-                condition.push_str(&clause);
-                args.extend(clause_args);
-            }
-            let (filters, filter_args) = build_filter(resource_type, &alternative.filters)?;
-            condition.push_str(&filters);
-            args.extend(filter_args);
-            alternatives.push(format!("({condition})"));
-        }
-        if alternatives.is_empty() {
-            return Ok((" AND 0".to_string(), args));
-        }
-        Ok((format!(" AND ({})", alternatives.join(" OR ")), args))
+        let mut builder = SqlBuilder::new(None);
+        self.push_condition(&mut builder, resource_type, "r")
+            .map_err(|error| CriteriaError::Invalid {
+                criteria: format!("the scope restrictions on {resource_type}"),
+                reason: error.to_string(),
+            })?;
+        Ok((builder.sql, builder.args))
     }
-}
 
-/// ` AND ...`: membership of the patient's compartment, from the reference parameters
-/// that the Patient compartment definition lists for the type.
-fn compartment(resource_type: &str, patient: &str) -> (String, Vec<SqlValue>) {
-    if resource_type == "Patient" {
-        return (
-            " AND r.id = ?".to_string(),
-            vec![SqlValue::Text(patient.to_string())],
-        );
+    /// Appends ` AND (...)`, the condition a visible resource of `resource_type` meets, on
+    /// `alias`, a row of `resources`. Appends nothing when everything is visible.
+    pub(crate) fn push_condition(
+        &self,
+        builder: &mut SqlBuilder<'_>,
+        resource_type: &str,
+        alias: &str,
+    ) -> Result<(), SearchError> {
+        if self.is_everything() {
+            return Ok(());
+        }
+        if self.alternatives.is_empty() {
+            builder.push(" AND 0");
+            return Ok(());
+        }
+        builder.push(" AND (");
+        for (index, alternative) in self.alternatives.iter().enumerate() {
+            if index > 0 {
+                builder.push(" OR ");
+            }
+            builder.push("(1");
+            if let Some(patient) = &alternative.patient_compartment {
+                builder.push(" AND ");
+                builder.compartment(resource_type, alias, patient);
+            }
+            let filters = parse_filters(resource_type, &alternative.filters)?;
+            builder.filters(resource_type, alias, &filters)?;
+            builder.push(")");
+        }
+        builder.push(")");
+        Ok(())
     }
-    let ids: Vec<String> = search_params::compartment_params(resource_type)
-        .iter()
-        .filter_map(|code| params::id(resource_type, code))
-        .map(|id| id.to_string())
-        .collect();
-    if ids.is_empty() {
-        return (" AND 0".to_string(), Vec::new());
-    }
-    let clause = format!(
-        " AND r.rid IN (SELECT rid FROM idx_reference WHERE param IN ({}) AND target_id = ? AND target_type = 'Patient')",
-        ids.join(", ")
-    );
-    (clause, vec![SqlValue::Text(patient.to_string())])
 }

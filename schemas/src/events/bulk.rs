@@ -51,6 +51,17 @@ pub struct BulkJobRequested {
     /// Whether downloading the output files requires an access token (manifest
     /// requiresAccessToken).
     pub requires_access_token: bool,
+    /// Space-separated scopes of the caller's access token. The job exports only what they
+    /// allow. Added in version 2.
+    pub scope: String,
+    /// Id of the patient in the caller's launch context, for patient scopes. Added in
+    /// version 2.
+    pub patient_context: Option<String>,
+    /// The caller's fhirUser, such as `Patient/123`, for user scopes. Added in version 2.
+    pub fhir_user: Option<String>,
+    /// Absolute URL of the site's FHIR base, from which file and status URLs are built.
+    /// Added in version 2.
+    pub base_url: String,
 }
 
 /// A running bulk job reached a checkpoint.

@@ -48,7 +48,13 @@ fn capability_statement(site: &SiteContext) -> Value {
     let base_url = site.fhir_base_url.as_str();
     let resources: Vec<Value> = resource_types::all()
         .iter()
-        .map(|resource_type| resource_entry(resource_type))
+        .map(|resource_type| {
+            let mut entry = resource_entry(resource_type);
+            if let Some(operations) = bulk_operations(base_url, resource_type) {
+                entry["operation"] = operations;
+            }
+            entry
+        })
         .collect();
     json!({
         "resourceType": "CapabilityStatement",
@@ -67,6 +73,10 @@ fn capability_statement(site: &SiteContext) -> Value {
                 {"code": "transaction"},
                 {"code": "batch"},
                 {"code": "history-system"},
+            ],
+            "operation": [
+                {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
+                {"name": "import", "definition": format!("{base_url}/OperationDefinition/import")},
             ],
         }],
     })
@@ -95,6 +105,20 @@ fn security(site: &SiteContext) -> Value {
             ],
         }],
     })
+}
+
+/// The Bulk Data operations of a resource type: Patient- and Group-level `$export`, and
+/// the cohort `$refresh` of a Group.
+fn bulk_operations(base_url: &str, resource_type: &str) -> Option<Value> {
+    let export = |name: &str| json!({"name": "export", "definition": format!("http://hl7.org/fhir/uv/bulkdata/OperationDefinition/{name}")});
+    match resource_type {
+        "Patient" => Some(json!([export("patient-export")])),
+        "Group" => Some(json!([
+            export("group-export"),
+            {"name": "refresh", "definition": format!("{base_url}/OperationDefinition/group-refresh")},
+        ])),
+        _ => None,
+    }
 }
 
 fn resource_entry(resource_type: &str) -> Value {

@@ -38,6 +38,14 @@ pub struct ServeArgs {
     /// DATA_DIR/admin-token]
     #[arg(long, env = "HEARTH_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Object store URL of Bulk Data files, such as s3://bucket/prefix; options such as
+    /// the endpoint and credentials go in [bulk.store_options] of hearth.toml [default:
+    /// DATA_DIR/bulk]
+    #[arg(long, env = "HEARTH_BULK_STORE")]
+    pub bulk_store: Option<String>,
+    /// Lifetime of backend-services access tokens, in seconds, from 1 to 300 [default: 300]
+    #[arg(long, env = "HEARTH_BACKEND_TOKEN_SECONDS", value_parser = clap::value_parser!(i64).range(1..=300))]
+    pub backend_token_seconds: Option<i64>,
 }
 
 /// The keys `hearth.toml` may hold.
@@ -49,6 +57,7 @@ struct FileConfig {
     listen: Option<String>,
     public_url: Option<String>,
     kafka: Option<KafkaFileConfig>,
+    bulk: Option<hearth_bulk::config::BulkConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +79,8 @@ pub struct Settings {
     pub listen: String,
     pub public_url: String,
     pub log: LogBackend,
+    pub bulk: hearth_bulk::config::BulkConfig,
+    pub backend_token_seconds: Option<i64>,
 }
 
 #[derive(Clone)]
@@ -102,6 +113,8 @@ impl fmt::Debug for Settings {
             .field("listen", &self.listen)
             .field("public_url", &self.public_url)
             .field("log", &log)
+            .field("bulk", &self.bulk)
+            .field("backend_token_seconds", &self.backend_token_seconds)
             .finish()
     }
 }
@@ -148,7 +161,14 @@ impl ServeArgs {
             },
             None => LogBackend::Embedded,
         };
+        let mut bulk = file.bulk.unwrap_or_default();
+        if let Some(store) = &self.bulk_store {
+            bulk.store = Some(store.clone());
+        }
+        bulk.validate()?;
         Ok(Settings {
+            bulk,
+            backend_token_seconds: self.backend_token_seconds,
             data_dir,
             admin_token: self.admin_token.clone().or(file.admin_token),
             listen,

@@ -88,8 +88,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let keys = KeyStore::open_or_create(&settings.data_dir.join("keys"))
         .context("cannot open or create the signing keys")?;
     let admin_token = admin_token(&settings)?;
+    let mut auth_settings = AuthSettings::new(&settings.public_url, &admin_token);
+    if let Some(seconds) = settings.backend_token_seconds {
+        auth_settings.backend_token_seconds = seconds;
+    }
     let auth = AuthState::new(
-        AuthSettings::new(&settings.public_url, &admin_token),
+        auth_settings,
         AuthStore::open(&auth_path),
         log.clone(),
         auth_projection.clone(),
@@ -100,8 +104,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot register the default site: {}", e.description))?;
 
+    let bulk = hearth_bulk::service::start(
+        log.clone(),
+        &settings.data_dir,
+        &settings.bulk,
+        fhir.repository.clone(),
+        repository_projection.clone(),
+    )
+    .await
+    .context("cannot start Bulk Data")?;
+    let bulk_projection = bulk.projection.clone();
+
     let auditor = crate::audit::Auditor::start(log.clone());
-    let app = router(fhir, auth).layer(middleware::from_fn_with_state(
+    let app = router(fhir, auth, bulk).layer(middleware::from_fn_with_state(
         auditor,
         crate::audit::record_calls,
     ));
@@ -126,6 +141,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!("stopping projections");
     repository_projection.stop().await;
     auth_projection.stop().await;
+    bulk_projection.stop().await;
     tracing::info!("hearth stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -169,10 +185,11 @@ pub fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
 /// All routes: the FHIR API and the authorization server of every site, and the admin
 /// API. Site paths (`/sites/{site}/...`) reach the same routes through
 /// [`hearth_auth::route_site`].
-fn router(fhir: FhirState, auth: AuthState) -> Router {
+fn router(fhir: FhirState, auth: AuthState, bulk: hearth_bulk::BulkService) -> Router {
     // Route layers run only for matched routes, innermost first: the call record learns
     // the route before the token check, so rejected calls are recorded with it too.
     let fhir_routes = hearth_fhir::router(fhir)
+        .merge(hearth_bulk::http::router(bulk))
         .merge(hearth_auth::discovery_router(auth.clone()))
         .route_layer(middleware::from_fn_with_state(
             auth.clone(),
@@ -204,6 +221,9 @@ fn router(fhir: FhirState, auth: AuthState) -> Router {
             header::CONTENT_LOCATION,
             header::LAST_MODIFIED,
             header::WWW_AUTHENTICATE,
+            header::EXPIRES,
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("x-progress"),
         ]);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))

@@ -1,0 +1,269 @@
+//! Cohorts: the patients of a Group, from its member list or from search criteria.
+//!
+//! A Group whose members come from criteria carries one or more `member-filter` modifier
+//! extensions of the Bulk Data IG (v3), each a FHIR search in `valueExpression`:
+//!
+//! ```json
+//! "modifierExtension": [{
+//!   "url": "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/member-filter",
+//!   "valueExpression": {"language": "application/x-fhir-query",
+//!                       "expression": "Condition?code=http://snomed.info/sct|44054006"}
+//! }]
+//! ```
+//!
+//! A patient is a member when every filter matches: a `Patient?...` filter matches the
+//! patient itself, a filter on another type matches when a resource it finds belongs to
+//! the patient's compartment. Such a Group's `member` list is what the last refresh
+//! found; exports evaluate the filters again. A Group without filters has exactly its
+//! active `member` entries that reference a Patient.
+
+use std::collections::BTreeSet;
+
+use hearth_cdr::{Repository, Visibility};
+use hearth_fhir_core::{resource_types, search_params};
+use serde_json::{Value, json};
+
+use crate::request::query_pairs;
+
+pub const MEMBER_FILTER_URL: &str =
+    "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/member-filter";
+
+/// Matches read per query while evaluating a filter.
+const PAGE: usize = 1000;
+
+/// Why a Group's members cannot be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum CohortError {
+    /// The Group or one of its filters is malformed or unsupported: 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// The caller's scopes do not allow reading what a filter searches: 403.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Repository(#[from] hearth_cdr::Error),
+}
+
+/// Returns the member-filter queries of a Group.
+pub fn member_filters(group: &Value) -> Result<Vec<String>, CohortError> {
+    let mut filters = Vec::new();
+    for extension in group
+        .get("modifierExtension")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if extension.get("url").and_then(Value::as_str) != Some(MEMBER_FILTER_URL) {
+            continue;
+        }
+        let expression = extension.get("valueExpression");
+        let language = expression
+            .and_then(|e| e.get("language"))
+            .and_then(Value::as_str);
+        if language != Some("application/x-fhir-query") {
+            return Err(CohortError::Invalid(
+                "a member-filter valueExpression must have the language application/x-fhir-query"
+                    .to_string(),
+            ));
+        }
+        let query = expression
+            .and_then(|e| e.get("expression"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                CohortError::Invalid(
+                    "a member-filter valueExpression has no expression".to_string(),
+                )
+            })?;
+        filters.push(query.to_string());
+    }
+    Ok(filters)
+}
+
+/// Returns the ids of a Group's patients, sorted. Filters are evaluated with what
+/// `visibility` lets the caller see of each type.
+pub fn members(
+    repository: &Repository,
+    group: &Value,
+    visibility: &dyn Fn(&str) -> Option<Visibility>,
+) -> Result<Vec<String>, CohortError> {
+    if group
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t != "person")
+    {
+        return Err(CohortError::Invalid(
+            "only Groups of type person can be exported".to_string(),
+        ));
+    }
+    let filters = member_filters(group)?;
+    if filters.is_empty() {
+        return Ok(listed_members(group));
+    }
+    let mut result: Option<BTreeSet<String>> = None;
+    for filter in &filters {
+        let matched = patients_matching(repository, filter, visibility)?;
+        result = Some(match result {
+            None => matched,
+            Some(previous) => previous.intersection(&matched).cloned().collect(),
+        });
+    }
+    Ok(result.unwrap_or_default().into_iter().collect())
+}
+
+/// The active `member` entries that reference a Patient.
+fn listed_members(group: &Value) -> Vec<String> {
+    let mut ids = BTreeSet::new();
+    for member in group
+        .get("member")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if member.get("inactive").and_then(Value::as_bool) == Some(true) {
+            continue;
+        }
+        let reference = member
+            .pointer("/entity/reference")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if let Some(id) = patient_reference(reference) {
+            ids.insert(id.to_string());
+        }
+    }
+    ids.into_iter().collect()
+}
+
+fn patient_reference(reference: &str) -> Option<&str> {
+    let mut parts = reference.rsplit('/');
+    let id = parts.next()?;
+    (parts.next() == Some("Patient") && !id.is_empty()).then_some(id)
+}
+
+/// Ids of the patients one filter matches.
+fn patients_matching(
+    repository: &Repository,
+    filter: &str,
+    visibility: &dyn Fn(&str) -> Option<Visibility>,
+) -> Result<BTreeSet<String>, CohortError> {
+    let (resource_type, query) = filter.split_once('?').unwrap_or((filter, ""));
+    if !resource_types::is_resource_type(resource_type) {
+        return Err(CohortError::Invalid(format!(
+            "the member filter '{filter}' does not start with a resource type and ?"
+        )));
+    }
+    if resource_type != "Patient" && search_params::compartment_params(resource_type).is_empty() {
+        return Err(CohortError::Invalid(format!(
+            "the member filter '{filter}' searches {resource_type}, which is outside the Patient compartment"
+        )));
+    }
+    let visible = visibility(resource_type).ok_or_else(|| {
+        CohortError::Forbidden(format!(
+            "the access token's scopes do not allow searching {resource_type}, which the member filter '{filter}' needs"
+        ))
+    })?;
+    let filters = query_pairs(query);
+    let compartment: Vec<_> = search_params::compartment_params(resource_type)
+        .iter()
+        .filter_map(|code| search_params::get(resource_type, code))
+        .collect();
+
+    let mut patients = BTreeSet::new();
+    let mut after = None;
+    loop {
+        let page = repository
+            .search(resource_type, &filters, &visible, PAGE, after)
+            .map_err(|error| match error {
+                hearth_cdr::Error::Criteria(criteria) => {
+                    CohortError::Invalid(format!("the member filter '{filter}': {criteria}"))
+                }
+                other => CohortError::Repository(other),
+            })?;
+        for stored in &page.resources {
+            if resource_type == "Patient" {
+                patients.insert(stored.id.clone());
+                continue;
+            }
+            let Some(resource) = stored
+                .json
+                .as_deref()
+                .and_then(|json| serde_json::from_str::<Value>(json).ok())
+            else {
+                continue;
+            };
+            for param in &compartment {
+                for node in param.path.evaluate(&resource) {
+                    let reference = node.value.get("reference").and_then(Value::as_str);
+                    if let Some(id) = reference.and_then(patient_reference) {
+                        patients.insert(id.to_string());
+                    }
+                }
+            }
+        }
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    Ok(patients)
+}
+
+/// The Group with its `member` list and `quantity` set to `members`, as `$refresh` stores it.
+pub fn with_members(group: &Value, members: &[String]) -> Value {
+    let mut refreshed = group.clone();
+    let entries: Vec<Value> = members
+        .iter()
+        .map(|id| json!({"entity": {"reference": format!("Patient/{id}")}}))
+        .collect();
+    refreshed["quantity"] = json!(members.len());
+    if entries.is_empty() {
+        if let Some(object) = refreshed.as_object_mut() {
+            object.remove("member");
+        }
+    } else {
+        refreshed["member"] = Value::Array(entries);
+    }
+    if let Some(meta) = refreshed.get_mut("meta").and_then(Value::as_object_mut) {
+        meta.remove("versionId");
+        meta.remove("lastUpdated");
+    }
+    refreshed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_members_skip_inactive_and_non_patients() {
+        let group = json!({"resourceType": "Group", "type": "person", "actual": true, "member": [
+            {"entity": {"reference": "Patient/b"}},
+            {"entity": {"reference": "Patient/a"}},
+            {"entity": {"reference": "Patient/c"}, "inactive": true},
+            {"entity": {"reference": "Practitioner/x"}}
+        ]});
+        assert_eq!(listed_members(&group), ["a", "b"]);
+    }
+
+    #[test]
+    fn member_filters_need_fhir_query_language() {
+        let group = json!({"resourceType": "Group", "modifierExtension": [{
+            "url": MEMBER_FILTER_URL,
+            "valueExpression": {"language": "text/cql", "expression": "x"}
+        }]});
+        assert!(member_filters(&group).is_err());
+        let group = json!({"resourceType": "Group", "modifierExtension": [{
+            "url": MEMBER_FILTER_URL,
+            "valueExpression": {"language": "application/x-fhir-query", "expression": "Condition?code=1"}
+        }]});
+        assert_eq!(member_filters(&group).unwrap(), ["Condition?code=1"]);
+    }
+
+    #[test]
+    fn refresh_sets_members_and_quantity() {
+        let group = json!({"resourceType": "Group", "id": "g", "meta": {"versionId": "3"}});
+        let refreshed = with_members(&group, &["a".to_string()]);
+        assert_eq!(refreshed["quantity"], 1);
+        assert_eq!(refreshed["member"][0]["entity"]["reference"], "Patient/a");
+        assert!(refreshed["meta"].get("versionId").is_none());
+    }
+}

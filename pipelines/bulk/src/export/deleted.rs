@@ -1,0 +1,148 @@
+//! The `deleted` section: resources deleted between `_since` and the cutoff, as
+//! transaction Bundles of DELETE entries.
+
+use std::collections::HashSet;
+
+use hearth_cdr::{HistoryScope, StoredResource};
+use hearth_schemas::{BulkFile, BulkFileKind};
+use serde_json::{Value, json};
+
+use super::{Export, file_url, patient_set};
+use crate::Result;
+
+/// Entries in one Bundle line.
+const ENTRIES_PER_BUNDLE: usize = 500;
+
+/// Versions read from history in one query.
+const HISTORY_PAGE: usize = 1000;
+
+impl Export<'_> {
+    /// Writes the deletions of the current type to `deleted-<Type>.ndjson` and returns its
+    /// manifest entry, or nothing when there were none.
+    pub(super) fn deleted_of_type(&mut self) -> Result<Option<BulkFile>> {
+        let Some(since) = self.request.since else {
+            return Ok(None);
+        };
+        let resource_type = self.state.types[self.state.type_index].clone();
+        if (self.context.access)(&resource_type).is_none() {
+            return Ok(None);
+        }
+        let deleted = self.deleted_ids(&resource_type, since)?;
+        if deleted.is_empty() {
+            return Ok(None);
+        }
+        let mut text = String::new();
+        for chunk in deleted.chunks(ENTRIES_PER_BUNDLE) {
+            let entries: Vec<Value> = chunk
+                .iter()
+                .map(|id| json!({"request": {"method": "DELETE", "url": format!("{resource_type}/{id}")}}))
+                .collect();
+            let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+            text.push_str(&bundle.to_string());
+            text.push('\n');
+        }
+        let name = format!("deleted-{resource_type}.ndjson");
+        let bytes = text.len() as i64;
+        let put = self
+            .context
+            .files
+            .put(&self.request.job_id, &name, text.into_bytes());
+        self.context.handle.block_on(put)?;
+        Ok(Some(BulkFile {
+            resource_type: "Bundle".to_string(),
+            url: file_url(self.request, &name),
+            count: deleted.chunks(ENTRIES_PER_BUNDLE).len() as i64,
+            bytes,
+            kind: BulkFileKind::Deleted,
+        }))
+    }
+
+    /// Ids of resources of a type whose deletion falls in the window and that were still
+    /// deleted at the cutoff, oldest deletion first.
+    fn deleted_ids(&self, resource_type: &str, since: i64) -> Result<Vec<String>> {
+        let access = self.context.access;
+        let everything = |t: &str| access(t).map(|_| hearth_cdr::Visibility::everything());
+        let patients = patient_set(self.request);
+        let mut seen = HashSet::new();
+        let mut ids = Vec::new();
+        let mut before = None;
+        loop {
+            let page = self.context.repository.history(
+                HistoryScope::Type(resource_type),
+                Some(since),
+                HISTORY_PAGE,
+                before,
+                &everything,
+            )?;
+            for version in &page.versions {
+                if !version.is_deleted() || version.last_updated > self.cutoff {
+                    continue;
+                }
+                if !seen.insert(version.id.clone()) {
+                    continue;
+                }
+                if !self.deleted_at_cutoff(version)? {
+                    continue;
+                }
+                if !patients.is_empty() && !self.belonged_to(version, &patients)? {
+                    continue;
+                }
+                ids.push(version.id.clone());
+            }
+            match page.next_before {
+                Some(next) => before = Some(next),
+                None => break,
+            }
+        }
+        ids.reverse();
+        Ok(ids)
+    }
+
+    /// Whether the resource was still deleted at the cutoff: it has no later version at or
+    /// before the cutoff.
+    fn deleted_at_cutoff(&self, deletion: &StoredResource) -> Result<bool> {
+        let later = self.context.repository.vread(
+            &deletion.resource_type,
+            &deletion.id,
+            deletion.version + 1,
+        )?;
+        Ok(later.is_none_or(|later| later.last_updated > self.cutoff))
+    }
+
+    /// Whether the version before the deletion referenced one of the export's patients.
+    // NOTE: this looks at every `reference` in the resource, not only the Patient
+    // compartment's parameters, so a deletion can be reported for a patient who was only
+    // mentioned by the resource.
+    fn belonged_to(&self, deletion: &StoredResource, patients: &HashSet<&str>) -> Result<bool> {
+        if deletion.resource_type == "Patient" {
+            return Ok(patients.contains(deletion.id.as_str()));
+        }
+        let previous = self.context.repository.vread(
+            &deletion.resource_type,
+            &deletion.id,
+            deletion.version - 1,
+        )?;
+        let Some(json) = previous.and_then(|p| p.json) else {
+            return Ok(false);
+        };
+        let Ok(value) = serde_json::from_str::<Value>(&json) else {
+            return Ok(false);
+        };
+        Ok(references_patient(&value, patients))
+    }
+}
+
+fn references_patient(value: &Value, patients: &HashSet<&str>) -> bool {
+    match value {
+        Value::Object(map) => map.iter().any(|(key, item)| {
+            let direct = key == "reference"
+                && item
+                    .as_str()
+                    .and_then(|r| r.strip_prefix("Patient/"))
+                    .is_some_and(|id| patients.contains(id));
+            direct || references_patient(item, patients)
+        }),
+        Value::Array(items) => items.iter().any(|item| references_patient(item, patients)),
+        _ => false,
+    }
+}

@@ -1,0 +1,522 @@
+//! The export engine: reads the repository page by page and writes NDJSON or Parquet
+//! files, reporting a checkpoint each time a file is finished.
+//!
+//! Files are cut only at page boundaries and each checkpoint records where the next page
+//! starts (resource type, patient, storage position) and the number of the next file. A
+//! job that resumes from a checkpoint writes the file after the last finished one under
+//! a name that file would have had, so an interrupted upload is simply replaced: the files
+//! of a resumed job neither repeat nor miss a resource.
+
+mod deleted;
+mod lines;
+mod sink;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use hearth_cdr::{Alternative, Repository, StoredResource, Visibility};
+use hearth_fhir_core::{resource_types, search_params};
+use hearth_schemas::{BulkFile, BulkFileKind, BulkJobRequested, ExportLevel};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::runtime::Handle;
+
+use crate::jobs::{JobState, JobStore};
+use crate::request::{OutputFormat, filters_of};
+use crate::storage::FileStore;
+use crate::views::View;
+use crate::{Error, Result};
+
+pub use lines::{one_line, subset_elements};
+use sink::{NdjsonPart, ParquetPart, PartWriter};
+
+/// Limits of the export engine.
+#[derive(Debug, Clone)]
+pub struct ExportSettings {
+    /// Resources read from the repository in one query.
+    pub page_size: usize,
+    /// Resources in one output file, at most (files end at a page boundary after this).
+    pub file_max_resources: i64,
+    /// Resources exported per second by one job, at most; 0 means no limit. Keeps large
+    /// exports from starving interactive requests of the repository.
+    pub max_resources_per_second: u64,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        ExportSettings {
+            page_size: 1000,
+            file_max_resources: 100_000,
+            max_resources_per_second: 0,
+        }
+    }
+}
+
+/// Which part of the job a checkpoint is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    #[default]
+    Output,
+    Deleted,
+    Errors,
+    Done,
+}
+
+/// Where a job resumes: stored as JSON in `BulkJobProgressed.checkpoint`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Resource types of the job in export order, fixed when the job starts.
+    pub types: Vec<String>,
+    pub phase: Phase,
+    pub type_index: usize,
+    /// Index into the job's patient list, for exports limited to patients.
+    pub patient_index: usize,
+    /// Storage position after which the next page starts.
+    pub after: Option<i64>,
+    /// Number of the next file of the current type.
+    pub part: u32,
+    pub resources_written: i64,
+    /// Messages for the error file: parameters left out, resources that failed.
+    pub issues: Vec<String>,
+}
+
+/// What the engine needs besides the job.
+pub struct ExportContext<'a> {
+    pub repository: &'a Repository,
+    pub files: &'a FileStore,
+    pub jobs: &'a JobStore,
+    pub handle: Handle,
+    pub settings: &'a ExportSettings,
+    /// What the job's caller may see of a type, or `None` when its scopes deny the type.
+    pub access: &'a dyn Fn(&str) -> Option<Visibility>,
+}
+
+/// The manifest of a finished export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportResult {
+    pub files: Vec<BulkFile>,
+    pub resources_written: i64,
+}
+
+/// Runs (or resumes) an export. `checkpoint` is the last one reported, `finished` the
+/// files finished before it; `report` is called with each new checkpoint and the files
+/// finished since the previous one, and must make both durable before returning.
+pub fn run(
+    context: &ExportContext<'_>,
+    request: &BulkJobRequested,
+    checkpoint: Option<Checkpoint>,
+    finished: Vec<BulkFile>,
+    report: &mut dyn FnMut(&Checkpoint, Vec<BulkFile>) -> Result<()>,
+) -> Result<ExportResult> {
+    let mut export = Export {
+        context,
+        request,
+        format: OutputFormat::from_mime_type(&request.output_format),
+        cutoff: request.until.map_or(request.transaction_time, |until| {
+            until.min(request.transaction_time)
+        }),
+        state: match checkpoint {
+            Some(checkpoint) => checkpoint,
+            None => plan(context, request)?,
+        },
+        files: finished,
+        started: Instant::now(),
+        scanned: 0,
+    };
+    export.run_phases(report)?;
+    Ok(ExportResult {
+        files: export.files,
+        resources_written: export.state.resources_written,
+    })
+}
+
+/// The first checkpoint of a job: its resource types and the issues found at kick-off.
+fn plan(context: &ExportContext<'_>, request: &BulkJobRequested) -> Result<Checkpoint> {
+    let compartment_only = request.level != ExportLevel::System;
+    let candidates: Vec<String> = if request.types.is_empty() {
+        resource_types::all()
+            .iter()
+            .filter(|t| !compartment_only || in_patient_compartment(t))
+            .cloned()
+            .collect()
+    } else {
+        request.types.clone()
+    };
+    let mut types = Vec::new();
+    for resource_type in candidates {
+        if compartment_only && !in_patient_compartment(&resource_type) {
+            continue;
+        }
+        if (context.access)(&resource_type).is_none() {
+            continue;
+        }
+        // Skip types with no resource at all, so a system export does not scan 146 types.
+        let any =
+            context
+                .repository
+                .search(&resource_type, &[], &Visibility::everything(), 1, None)?;
+        if any.resources.is_empty() && request.since.is_none() {
+            continue;
+        }
+        types.push(resource_type);
+    }
+    Ok(Checkpoint {
+        types,
+        ..Checkpoint::default()
+    })
+}
+
+/// Whether resources of a type can belong to a patient's compartment.
+pub fn in_patient_compartment(resource_type: &str) -> bool {
+    resource_type == "Patient" || !search_params::compartment_params(resource_type).is_empty()
+}
+
+struct Export<'a> {
+    context: &'a ExportContext<'a>,
+    request: &'a BulkJobRequested,
+    format: OutputFormat,
+    /// Versions written after this time (the transaction time, or `_until`) are not
+    /// exported; the version current at that time is.
+    cutoff: i64,
+    state: Checkpoint,
+    files: Vec<BulkFile>,
+    started: Instant,
+    scanned: u64,
+}
+
+impl Export<'_> {
+    fn run_phases(
+        &mut self,
+        report: &mut dyn FnMut(&Checkpoint, Vec<BulkFile>) -> Result<()>,
+    ) -> Result<()> {
+        loop {
+            match self.state.phase {
+                Phase::Output => {
+                    while self.state.type_index < self.state.types.len() {
+                        self.export_type(report)?;
+                    }
+                    self.next_phase(Phase::Deleted);
+                }
+                Phase::Deleted => {
+                    if self.request.since.is_some() {
+                        while self.state.type_index < self.state.types.len() {
+                            let file = self.deleted_of_type()?;
+                            self.state.type_index += 1;
+                            let new_files: Vec<BulkFile> = file.into_iter().collect();
+                            self.files.extend(new_files.clone());
+                            report(&self.state, new_files)?;
+                        }
+                    }
+                    self.next_phase(Phase::Errors);
+                }
+                Phase::Errors => {
+                    let file = self.write_errors()?;
+                    self.files.extend(file);
+                    self.next_phase(Phase::Done);
+                }
+                Phase::Done => return Ok(()),
+            }
+        }
+    }
+
+    fn next_phase(&mut self, phase: Phase) {
+        self.state.phase = phase;
+        self.state.type_index = 0;
+        self.state.patient_index = 0;
+        self.state.after = None;
+        self.state.part = 0;
+    }
+
+    /// Exports the current type from the checkpoint's position to its end.
+    fn export_type(
+        &mut self,
+        report: &mut dyn FnMut(&Checkpoint, Vec<BulkFile>) -> Result<()>,
+    ) -> Result<()> {
+        let resource_type = self.state.types[self.state.type_index].clone();
+        let caller = (self.context.access)(&resource_type);
+        let filters = filters_of(&self.request.type_filters, &resource_type);
+        let elements = elements_of(&self.request.elements, &resource_type);
+        let view = (self.format == OutputFormat::Parquet).then(|| View::for_type(&resource_type));
+        let mut part: Option<PartWriter> = None;
+
+        while let Some(caller) = &caller {
+            let patient = match &self.request.patients[..] {
+                [] => None,
+                patients => match patients.get(self.state.patient_index) {
+                    Some(patient) => Some(patient.as_str()),
+                    None => break,
+                },
+            };
+            self.check_running()?;
+            let visibility = combine(caller, &filters, patient);
+            let page = self.context.repository.search(
+                &resource_type,
+                &[],
+                &visibility,
+                self.context.settings.page_size,
+                self.state.after,
+            )?;
+            self.throttle(page.resources.len());
+            for stored in page.resources {
+                let Some(text) = self.exported_text(stored, &elements)? else {
+                    continue;
+                };
+                let writer = match &mut part {
+                    Some(writer) => writer,
+                    None => part.insert(self.open_part(&resource_type, view.clone())?),
+                };
+                writer.write(&text, None)?;
+                self.state.resources_written += 1;
+            }
+            let type_done = match page.next_after {
+                Some(after) => {
+                    self.state.after = Some(after);
+                    false
+                }
+                None if patient.is_some() => {
+                    self.state.after = None;
+                    self.state.patient_index += 1;
+                    false
+                }
+                None => true,
+            };
+            let full = part
+                .as_ref()
+                .is_some_and(|p| p.count() >= self.context.settings.file_max_resources);
+            if full && !type_done {
+                let file = self.close_part(&resource_type, part.take())?;
+                self.state.part += 1;
+                report(&self.state, file)?;
+            }
+            if type_done {
+                break;
+            }
+        }
+
+        let file = self.close_part(&resource_type, part.take())?;
+        self.state.type_index += 1;
+        self.state.patient_index = 0;
+        self.state.after = None;
+        self.state.part = 0;
+        report(&self.state, file)
+    }
+
+    fn open_part(
+        &self,
+        resource_type: &str,
+        view: Option<std::sync::Arc<View>>,
+    ) -> Result<PartWriter> {
+        let name = self.part_name(resource_type);
+        let handle = self.context.handle.clone();
+        let job_id = &self.request.job_id;
+        Ok(match view {
+            Some(view) => PartWriter::Parquet(Box::new(ParquetPart::create(
+                handle,
+                self.context.files,
+                job_id,
+                &name,
+                view,
+            )?)),
+            None => PartWriter::Ndjson(NdjsonPart::create(
+                handle,
+                self.context.files,
+                job_id,
+                &name,
+            )),
+        })
+    }
+
+    fn part_name(&self, resource_type: &str) -> String {
+        format!(
+            "{resource_type}-{}.{}",
+            self.state.part + 1,
+            self.format.extension()
+        )
+    }
+
+    /// Finishes a file and returns its manifest entry (none when nothing was written).
+    fn close_part(
+        &mut self,
+        resource_type: &str,
+        part: Option<PartWriter>,
+    ) -> Result<Vec<BulkFile>> {
+        let Some(part) = part else {
+            return Ok(Vec::new());
+        };
+        let count = part.count();
+        let bytes = part.finish()?;
+        let file = BulkFile {
+            resource_type: resource_type.to_string(),
+            url: file_url(self.request, &self.part_name(resource_type)),
+            count,
+            bytes,
+            kind: BulkFileKind::Output,
+        };
+        self.files.push(file.clone());
+        Ok(vec![file])
+    }
+
+    /// The line to export for a stored resource, or `None` when it is outside the time
+    /// window. A resource changed after the cutoff is exported as it was at the cutoff.
+    fn exported_text(
+        &mut self,
+        stored: StoredResource,
+        elements: &[String],
+    ) -> Result<Option<String>> {
+        let version = if stored.last_updated > self.cutoff {
+            match self.version_at_cutoff(&stored)? {
+                Some(version) => version,
+                None => return Ok(None),
+            }
+        } else {
+            stored
+        };
+        if self
+            .request
+            .since
+            .is_some_and(|since| version.last_updated < since)
+        {
+            return Ok(None);
+        }
+        let Some(json) = version.json else {
+            return Ok(None);
+        };
+        let line = one_line(json);
+        if elements.is_empty() || self.format == OutputFormat::Parquet {
+            return Ok(Some(line));
+        }
+        match subset_elements(&line, elements) {
+            Ok(subset) => Ok(Some(subset)),
+            Err(error) => {
+                self.state.issues.push(format!(
+                    "{}/{}: _elements could not be applied: {error}",
+                    version.resource_type, version.id
+                ));
+                Ok(Some(line))
+            }
+        }
+    }
+
+    fn version_at_cutoff(&self, current: &StoredResource) -> Result<Option<StoredResource>> {
+        for number in (1..current.version).rev() {
+            let Some(version) =
+                self.context
+                    .repository
+                    .vread(&current.resource_type, &current.id, number)?
+            else {
+                continue;
+            };
+            if version.last_updated <= self.cutoff {
+                return Ok((!version.is_deleted()).then_some(version));
+            }
+        }
+        Ok(None)
+    }
+
+    fn check_running(&self) -> Result<()> {
+        match self.context.jobs.state(&self.request.job_id)? {
+            Some(JobState::Running) => Ok(()),
+            _ => Err(Error::Cancelled),
+        }
+    }
+
+    fn throttle(&mut self, resources: usize) {
+        self.scanned += resources as u64;
+        let rate = self.context.settings.max_resources_per_second;
+        if rate == 0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(self.scanned as f64 / rate as f64);
+        let elapsed = self.started.elapsed();
+        if due > elapsed {
+            std::thread::sleep(due - elapsed);
+        }
+    }
+
+    fn write_errors(&mut self) -> Result<Vec<BulkFile>> {
+        if self.state.issues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let name = "errors.ndjson";
+        let mut text = String::new();
+        for issue in &self.state.issues {
+            let outcome = json!({
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "warning", "code": "processing", "diagnostics": issue}]
+            });
+            text.push_str(&outcome.to_string());
+            text.push('\n');
+        }
+        let bytes = text.len() as i64;
+        self.context.handle.block_on(self.context.files.put(
+            &self.request.job_id,
+            name,
+            text.into_bytes(),
+        ))?;
+        Ok(vec![BulkFile {
+            resource_type: "OperationOutcome".to_string(),
+            url: file_url(self.request, name),
+            count: self.state.issues.len() as i64,
+            bytes,
+            kind: BulkFileKind::Error,
+        }])
+    }
+}
+
+/// The URL of a job's file.
+pub fn file_url(request: &BulkJobRequested, name: &str) -> String {
+    format!("{}/$bulk-file/{}/{name}", request.base_url, request.job_id)
+}
+
+/// The `_elements` entries that apply to a type: unprefixed ones and `Type.element`.
+fn elements_of(elements: &[String], resource_type: &str) -> Vec<String> {
+    elements
+        .iter()
+        .filter_map(|element| match element.split_once('.') {
+            Some((prefix, name)) if prefix == resource_type => Some(name.to_string()),
+            Some(_) => None,
+            None => Some(element.clone()),
+        })
+        .collect()
+}
+
+/// What an export of one type may read: the caller's visibility, narrowed by the
+/// `_typeFilter` queries (ORed) and by one patient's compartment.
+pub fn combine(
+    caller: &Visibility,
+    filters: &[Vec<(String, String)>],
+    patient: Option<&str>,
+) -> Visibility {
+    let no_filter = [Vec::new()];
+    let filter_sets: &[Vec<(String, String)>] = if filters.is_empty() {
+        &no_filter
+    } else {
+        filters
+    };
+    let mut alternatives = Vec::new();
+    for alternative in &caller.alternatives {
+        let compartment = match (patient, &alternative.patient_compartment) {
+            (Some(wanted), Some(allowed)) if wanted != allowed => continue,
+            (Some(wanted), _) => Some(wanted.to_string()),
+            (None, allowed) => allowed.clone(),
+        };
+        for filter in filter_sets {
+            let mut all = alternative.filters.clone();
+            all.extend(filter.iter().cloned());
+            alternatives.push(Alternative {
+                patient_compartment: compartment.clone(),
+                filters: all,
+            });
+        }
+    }
+    Visibility { alternatives }
+}
+
+/// Ids kept in a set, for deleted-resource checks of patient-limited exports.
+fn patient_set(request: &BulkJobRequested) -> HashSet<&str> {
+    request.patients.iter().map(String::as_str).collect()
+}
+
+#[cfg(test)]
+mod tests;

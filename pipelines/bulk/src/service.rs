@@ -1,0 +1,152 @@
+//! What the HTTP operations and the worker share: the log, the stores and the settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_cdr::{Repository, TransactionOutcome, Visibility};
+use hearth_fhir::Principal;
+use hearth_log::{Log, Position, topics};
+use hearth_projection::ProjectionHandle;
+use hearth_schemas::{BulkJobRequested, Event};
+use hearth_smart::scope::Interaction;
+use tokio::sync::Notify;
+
+use crate::export::ExportSettings;
+use crate::jobs::{JobOutcome, JobStore};
+use crate::storage::FileStore;
+use crate::{Error, Result};
+
+/// Settings of Bulk Data jobs.
+#[derive(Debug, Clone)]
+pub struct BulkSettings {
+    /// Running jobs (queued or in progress) one client may have; a kick-off past it gets 429.
+    pub max_running_per_client: u32,
+    /// Jobs the worker runs at the same time.
+    pub workers: usize,
+    /// How long finished files stay downloadable.
+    pub file_lifetime: Duration,
+    /// Seconds a client is told to wait between status requests (`Retry-After`).
+    pub retry_after_seconds: u64,
+    /// How long a request waits for a projection to apply its event.
+    pub write_timeout: Duration,
+    pub export: ExportSettings,
+}
+
+impl Default for BulkSettings {
+    fn default() -> Self {
+        BulkSettings {
+            max_running_per_client: 2,
+            workers: 2,
+            file_lifetime: Duration::from_secs(24 * 3600),
+            retry_after_seconds: 2,
+            write_timeout: Duration::from_secs(60),
+            export: ExportSettings::default(),
+        }
+    }
+}
+
+/// Shared state of the Bulk Data operations and the worker.
+#[derive(Clone)]
+pub struct BulkService {
+    pub settings: Arc<BulkSettings>,
+    pub log: Arc<dyn Log>,
+    pub jobs: JobStore,
+    pub projection: ProjectionHandle<JobOutcome>,
+    pub repository: Repository,
+    /// The repository projection, which `$import` and `$refresh` writes wait for.
+    pub repository_projection: ProjectionHandle<TransactionOutcome>,
+    pub files: FileStore,
+    /// Wakes the worker when a job is requested or cancelled.
+    pub wake: Arc<Notify>,
+}
+
+impl BulkService {
+    /// Appends a `hearth.bulk` event keyed by its job, so a job's events stay in order.
+    pub async fn append<E: Event>(&self, job_id: &str, event: &E) -> Result<Position> {
+        let value = hearth_schemas::encode(event).map_err(|e| Error::Log(e.to_string()))?;
+        self.log
+            .append(topics::BULK, job_id.as_bytes(), &value)
+            .await
+            .map_err(|e| Error::Log(e.to_string()))
+    }
+
+    /// Appends an event and waits until the job store has applied it.
+    pub async fn append_and_wait<E: Event>(&self, job_id: &str, event: &E) -> Result<JobOutcome> {
+        let position = self.append(job_id, event).await?;
+        let outcome = self
+            .projection
+            .wait_for(position, self.settings.write_timeout)
+            .await
+            .map_err(|e| Error::Log(e.to_string()))?;
+        Ok(outcome.unwrap_or(JobOutcome::Applied))
+    }
+}
+
+/// The caller a job acts for, rebuilt from its request.
+pub fn principal_of(request: &BulkJobRequested) -> Principal {
+    Principal {
+        client_id: request.client_id.clone(),
+        token_id: String::new(),
+        grant_id: None,
+        scopes: hearth_smart::scope::parse(&request.scope),
+        patient: request.patient_context.clone(),
+        fhir_user: request.fhir_user.clone(),
+        user_type: None,
+    }
+}
+
+/// What `principal` may read of a resource type in a bulk job, or `None` when its scopes
+/// do not allow searching the type.
+pub fn visibility_for(principal: &Principal, resource_type: &str) -> Option<Visibility> {
+    hearth_fhir::visibility(principal, resource_type, Interaction::Search).ok()
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_micros() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+/// Starts the job store projection of `hearth.bulk` (`DATA_DIR/bulk.db`), waits until it
+/// has applied the whole topic, opens the file store and starts the worker.
+pub async fn start(
+    log: Arc<dyn Log>,
+    data_dir: &std::path::Path,
+    config: &crate::config::BulkConfig,
+    repository: Repository,
+    repository_projection: ProjectionHandle<TransactionOutcome>,
+) -> Result<BulkService> {
+    let settings = config.settings();
+    let path = data_dir.join("bulk.db");
+    let projection = hearth_projection::start(
+        log.clone(),
+        crate::jobs::JobProjection {
+            max_running_per_client: settings.max_running_per_client,
+        },
+        hearth_projection::RunnerOptions::new(topics::BULK, path.clone()),
+    )
+    .await
+    .map_err(|e| Error::Log(format!("cannot start the bulk job projection: {e}")))?;
+    let ends = log
+        .end_offsets(topics::BULK)
+        .await
+        .map_err(|e| Error::Log(e.to_string()))?;
+    projection
+        .wait_for_offsets(&ends, Duration::from_secs(3600))
+        .await
+        .map_err(|e| Error::Log(format!("the bulk job projection did not catch up: {e}")))?;
+    let files = config.open_store(data_dir)?;
+    tracing::info!(store = files.location(), "bulk data files");
+    let service = BulkService {
+        settings: Arc::new(settings),
+        log,
+        jobs: JobStore::open(&path),
+        projection,
+        repository,
+        repository_projection,
+        files,
+        wake: Arc::new(Notify::new()),
+    };
+    crate::worker::start(service.clone());
+    Ok(service)
+}

@@ -1,0 +1,35 @@
+//! End-to-end tests of the FHIR REST API apart from search: the write interactions and
+//! their conditional forms, read and vread, history, batch and transaction Bundles, media
+//! types and limits, scopes at writes, and a round trip of the official R4 examples. Each
+//! test starts its own `hearth serve`; every error response must be an OperationOutcome.
+
+// The SMART test support gets tokens through the real authorization flow; these tests use
+// only part of it.
+#[allow(dead_code)]
+#[path = "smart_cases/browser.rs"]
+mod browser;
+#[allow(dead_code)]
+#[path = "smart_cases/http.rs"]
+mod http;
+#[allow(dead_code)]
+#[path = "smart_cases/sample.rs"]
+mod sample;
+#[allow(dead_code, unused_imports)]
+#[path = "smart_cases/support.rs"]
+mod support;
+
+#[path = "fhir_rest/client.rs"]
+mod client;
+
+#[path = "fhir_rest/bundles.rs"]
+mod bundles;
+#[path = "fhir_rest/cases.rs"]
+mod cases;
+#[path = "fhir_rest/examples.rs"]
+mod examples;
+#[path = "fhir_rest/history.rs"]
+mod history;
+#[path = "fhir_rest/interactions.rs"]
+mod interactions;
+#[path = "fhir_rest/scopes.rs"]
+mod scopes;
