@@ -95,6 +95,35 @@ install_smart_clients() {
 }
 install_smart_clients
 
+step "test data"
+# The Synthea bundles of tests/data, unpacked, and the official R4 examples (npm package
+# hl7.fhir.r4.examples), for the tests that read every resource of both.
+prepare_test_data() {
+    local data="$cache_root/test-data"
+    local synthea="$data/synthea-r4"
+    if [[ ! -f "$synthea/unpacked" || tests/data/synthea-r4.tar.xz -nt "$synthea/unpacked" ]]; then
+        rm -rf "$synthea"
+        mkdir -p "$synthea"
+        tar -xJf tests/data/synthea-r4.tar.xz -C "$synthea"
+        touch "$synthea/unpacked"
+    fi
+    export HEARTH_SYNTHEA_DIR="$synthea/synthea"
+
+    local examples="$data/r4-examples-$r4_examples_version"
+    if [[ ! -f "$examples/unpacked" ]]; then
+        rm -rf "$examples"
+        mkdir -p "$examples"
+        (cd "$examples" && npm pack --silent "hl7.fhir.r4.examples@$r4_examples_version" >/dev/null)
+        tar -xzf "$examples/hl7.fhir.r4.examples-$r4_examples_version.tgz" -C "$examples"
+        rm "$examples/hl7.fhir.r4.examples-$r4_examples_version.tgz"
+        touch "$examples/unpacked"
+    fi
+    export HEARTH_R4_EXAMPLES="$examples/package"
+    echo "Synthea bundles in $HEARTH_SYNTHEA_DIR, R4 examples in $HEARTH_R4_EXAMPLES" >&2
+}
+r4_examples_version="4.0.1"
+prepare_test_data
+
 step "unit and component tests"
 cargo test --workspace --exclude hearth-e2e --locked
 

@@ -124,11 +124,15 @@ pub struct CheckedApp {
 
 /// Checks an app registration; shared with dynamic registration.
 pub fn check_app(request: &AppRequest) -> OAuthResult<CheckedApp> {
-    let client_type = match request.client_type.as_str() {
+    // App listings show the event's spelling (CONFIDENTIAL_SYMMETRIC), so that is
+    // accepted too.
+    let spelling = request.client_type.to_ascii_lowercase().replace('_', "-");
+    let client_type = match spelling.as_str() {
         "public" => ClientType::Public,
         "confidential-symmetric" => ClientType::ConfidentialSymmetric,
         "confidential-asymmetric" => ClientType::ConfidentialAsymmetric,
-        other => {
+        _ => {
+            let other = &request.client_type;
             return Err(OAuthError::invalid_request(format!(
                 "client_type {other} is not one of public, confidential-symmetric, confidential-asymmetric"
             )));
@@ -906,4 +910,48 @@ fn event_json(record: &hearth_log::Record) -> Value {
         ),
     };
     json!({"offset": record.offset, "event": name, "fields": fields})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(client_type: &str) -> AppRequest {
+        serde_json::from_value(serde_json::json!({
+            "name": "Growth chart",
+            "client_type": client_type,
+            "redirect_uris": ["https://app.example/cb"],
+            "scope": "launch patient/*.rs",
+        }))
+        .expect("a valid request body")
+    }
+
+    #[test]
+    fn client_type_is_read_in_either_spelling() {
+        for (spelling, expected) in [
+            ("public", ClientType::Public),
+            ("PUBLIC", ClientType::Public),
+            ("confidential-symmetric", ClientType::ConfidentialSymmetric),
+            ("CONFIDENTIAL_SYMMETRIC", ClientType::ConfidentialSymmetric),
+        ] {
+            let checked = check_app(&request(spelling));
+            assert_eq!(
+                checked.map(|c| c.client_type).ok(),
+                Some(expected),
+                "{spelling}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_client_type_names_the_choices() {
+        let Err(error) = check_app(&request("confidential")) else {
+            panic!("an unknown client type was accepted");
+        };
+        assert!(
+            error.description.contains("confidential-symmetric"),
+            "{}",
+            error.description
+        );
+    }
 }

@@ -19,7 +19,9 @@ use crate::serve::{init_tracing, lock_data_dir, open_log};
 pub struct ReplayArgs {
     /// The projection to rebuild
     pub projection: ProjectionName,
-    #[command(flatten)]
+    /// The settings of `hearth serve`, read the same way so that replay finds the same
+    /// data directory and log; of them, replay uses the data directory and the log.
+    #[command(flatten, next_help_heading = "Settings shared with hearth serve")]
     pub serve: ServeArgs,
 }
 
