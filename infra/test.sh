@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check and test of Hearth, the way CI does, on a machine with only the Rust
 # toolchain, python3 and Node.js with npm: formatting, clippy, unit tests, then end-to-end
-# tests. Those run the hearth binary against a Kafka-protocol broker that this script
-# installs and starts on 127.0.0.1 (and stops again on exit), and against real SMART
-# clients. For the clients it installs Debian's Chromium with apt-get when it is missing
+# tests. Those run the hearth binary against a Kafka-protocol broker and a ClickHouse
+# server (Debian's clickhouse-server, installed with apt-get when missing, which needs
+# root) that this script starts on 127.0.0.1 and stops again on exit, and against real
+# SMART clients. For the clients it installs Debian's Chromium with apt-get when it is missing
 # (which needs root), and keeps the npm packages of tests/clients/node and a Python
 # virtual environment with tests/clients/python/requirements.txt under HEARTH_CACHE_DIR.
 #
@@ -53,6 +54,23 @@ trap stop_broker EXIT
 HEARTH_TEST_KAFKA_BROKERS="$(infra/kafka/start.sh "$port")"
 export HEARTH_TEST_KAFKA_BROKERS
 echo "broker at $HEARTH_TEST_KAFKA_BROKERS" >&2
+
+step "ClickHouse"
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+clickhouse_port="$(free_port)"
+clickhouse_native_port="$(free_port)"
+clickhouse_run_dir="${TMPDIR:-/tmp}/hearth-test-clickhouse-$clickhouse_port"
+stop_clickhouse() {
+    HEARTH_CLICKHOUSE_RUN_DIR="$clickhouse_run_dir" infra/clickhouse/stop.sh "$clickhouse_port" || true
+    rm -rf "$clickhouse_run_dir"
+}
+trap 'stop_broker; stop_clickhouse' EXIT
+HEARTH_TEST_CLICKHOUSE_URL="$(HEARTH_CLICKHOUSE_RUN_DIR="$clickhouse_run_dir" \
+    infra/clickhouse/start.sh "$clickhouse_port" "$clickhouse_native_port")"
+export HEARTH_TEST_CLICKHOUSE_URL
+echo "ClickHouse at $HEARTH_TEST_CLICKHOUSE_URL" >&2
 
 step "SMART clients"
 install_smart_clients() {

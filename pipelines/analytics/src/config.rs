@@ -21,17 +21,22 @@ pub struct ClickHouseArgs {
     /// HTTP URL of the ClickHouse server for usage analytics, such as
     /// http://127.0.0.1:8123. With it, `hearth serve` runs the analytics sink
     /// [default: none, so events stay in the log]
-    #[arg(long, env = "HEARTH_CLICKHOUSE_URL")]
+    #[arg(long, env = "HEARTH_CLICKHOUSE_URL", global = true)]
     pub clickhouse_url: Option<String>,
     /// ClickHouse database of the analytics tables [default: hearth]
-    #[arg(long, env = "HEARTH_CLICKHOUSE_DATABASE")]
+    #[arg(long, env = "HEARTH_CLICKHOUSE_DATABASE", global = true)]
     pub clickhouse_database: Option<String>,
     /// ClickHouse user [default: the server's default user]
-    #[arg(long, env = "HEARTH_CLICKHOUSE_USER")]
+    #[arg(long, env = "HEARTH_CLICKHOUSE_USER", global = true)]
     pub clickhouse_user: Option<String>,
     /// ClickHouse password; prefer the environment variable or hearth.toml to the command
     /// line, where other users can read it
-    #[arg(long, env = "HEARTH_CLICKHOUSE_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "HEARTH_CLICKHOUSE_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
     pub clickhouse_password: Option<String>,
 }
 
@@ -46,6 +51,11 @@ pub struct ClickHouseFile {
     /// File with the hex key of the pseudonym HMAC [default: DATA_DIR/analytics-pseudonym-key].
     /// Every process that writes to one database must use the same key.
     pub pseudonym_key_file: Option<PathBuf>,
+    /// Log records per ClickHouse insert at most [default: 100000].
+    pub batch_records: Option<usize>,
+    /// Milliseconds from a batch's first record until it is written, at most
+    /// [default: 1000].
+    pub batch_delay_ms: Option<u64>,
 }
 
 /// The effective ClickHouse settings. `Debug` masks the password.
@@ -57,6 +67,8 @@ pub struct ClickHouseConfig {
     pub user: Option<String>,
     pub password: Option<String>,
     pub pseudonym_key_file: Option<PathBuf>,
+    pub batch_records: Option<usize>,
+    pub batch_delay_ms: Option<u64>,
 }
 
 impl fmt::Debug for ClickHouseConfig {
@@ -67,6 +79,8 @@ impl fmt::Debug for ClickHouseConfig {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("pseudonym_key_file", &self.pseudonym_key_file)
+            .field("batch_records", &self.batch_records)
+            .field("batch_delay_ms", &self.batch_delay_ms)
             .finish()
     }
 }
@@ -88,6 +102,18 @@ impl ClickHouseConfig {
         self.pseudonym_key_file
             .clone()
             .unwrap_or_else(|| data_dir.join(DEFAULT_KEY_FILE))
+    }
+
+    /// The sink's batching and retry options, with the configured batch bounds.
+    pub fn sink_options(&self) -> crate::SinkOptions {
+        let mut options = crate::SinkOptions::default();
+        if let Some(records) = self.batch_records {
+            options.max_batch_records = records;
+        }
+        if let Some(millis) = self.batch_delay_ms {
+            options.max_batch_delay = std::time::Duration::from_millis(millis);
+        }
+        options
     }
 }
 
@@ -112,12 +138,20 @@ impl ClickHouseArgs {
             .or(file.database)
             .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
         check_identifier(&database)?;
+        if file.batch_records == Some(0) || file.batch_delay_ms == Some(0) {
+            return Err(Error::Config(
+                "invalid [clickhouse] batch_records or batch_delay_ms: both must be at least 1"
+                    .to_string(),
+            ));
+        }
         Ok(Some(ClickHouseConfig {
             url,
             database,
             user: self.clickhouse_user.clone().or(file.user),
             password: self.clickhouse_password.clone().or(file.password),
             pseudonym_key_file: file.pseudonym_key_file,
+            batch_records: file.batch_records,
+            batch_delay_ms: file.batch_delay_ms,
         }))
     }
 }

@@ -16,7 +16,6 @@ mod convert;
 mod error;
 pub mod migrate;
 pub mod pseudonym;
-pub mod rebuild;
 pub mod reports;
 pub mod rows;
 pub mod sink;

@@ -1,1 +1,474 @@
+//! The queries behind `hearth analytics report` and `GET /admin/analytics/...`.
+//!
+//! Every report reads the hourly rollups, never the raw tables, so its cost depends on
+//! the number of hours, sites and apps in the range and not on the number of calls. The
+//! rollups are AggregatingMergeTree and SummingMergeTree tables, and every query
+//! aggregates with `GROUP BY`, so the figures are right before ClickHouse merges parts.
+//! Times are UTC; a range covers the hours whose start is in `[from, to)`.
 
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
+
+use crate::client::ClickHouse;
+use crate::sql::quote;
+use crate::{Error, Result};
+
+/// Range of a report when the request names no start: the 7 days before its end.
+const DEFAULT_RANGE_SECONDS: i64 = 7 * 24 * 3600;
+
+/// Rows a report returns at most, so a wide range with hourly buckets cannot exhaust the
+/// server's memory; the response says when rows were left out.
+pub const MAX_ROWS: usize = 10_000;
+
+/// A time range `[from, to)` in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from: i64,
+    pub to: i64,
+}
+
+impl TimeRange {
+    /// Parses optional `from` and `to` values: RFC 3339 timestamps, dates (`2026-01-31`,
+    /// meaning midnight UTC) or Unix seconds. `to` defaults to now and `from` to 7 days
+    /// before `to`.
+    pub fn parse(from: Option<&str>, to: Option<&str>) -> Result<TimeRange> {
+        let to = match to {
+            Some(text) => parse_time("to", text)?,
+            None => OffsetDateTime::now_utc().unix_timestamp(),
+        };
+        let from = match from {
+            Some(text) => parse_time("from", text)?,
+            None => to - DEFAULT_RANGE_SECONDS,
+        };
+        if from >= to {
+            return Err(Error::InvalidRequest(format!(
+                "invalid time range: from ({}) must be before to ({})",
+                format_time(from),
+                format_time(to)
+            )));
+        }
+        Ok(TimeRange { from, to })
+    }
+
+    fn condition(&self, column: &str) -> String {
+        format!(
+            "{column} >= toDateTime({}, 'UTC') AND {column} < toDateTime({}, 'UTC')",
+            self.from.clamp(0, i64::from(u32::MAX)),
+            self.to.clamp(0, i64::from(u32::MAX))
+        )
+    }
+}
+
+fn parse_time(name: &str, text: &str) -> Result<i64> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Ok(seconds);
+    }
+    if let Ok(time) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(time.unix_timestamp());
+    }
+    let date_format = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(date) = Date::parse(text, &date_format) {
+        return Ok(PrimitiveDateTime::new(date, Time::MIDNIGHT)
+            .assume_utc()
+            .unix_timestamp());
+    }
+    Err(Error::InvalidRequest(format!(
+        "invalid {name} '{text}': expected an RFC 3339 time such as 2026-01-31T08:00:00Z, \
+         a date such as 2026-01-31, or Unix seconds"
+    )))
+}
+
+/// Formats Unix seconds as an RFC 3339 UTC time.
+pub fn format_time(seconds: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .and_then(|time| time.format(&Rfc3339).ok())
+        .unwrap_or_else(|| seconds.to_string())
+}
+
+/// Size of the time buckets of a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Bucket {
+    /// One bucket for the whole range, labelled with its start.
+    Total,
+    Hour,
+    Day,
+    Month,
+}
+
+impl Bucket {
+    pub fn parse(text: Option<&str>) -> Result<Bucket> {
+        match text.unwrap_or("total") {
+            "total" => Ok(Bucket::Total),
+            "hour" => Ok(Bucket::Hour),
+            "day" => Ok(Bucket::Day),
+            "month" => Ok(Bucket::Month),
+            other => Err(Error::InvalidRequest(format!(
+                "invalid bucket '{other}': expected total, hour, day or month"
+            ))),
+        }
+    }
+
+    fn expression(self, range: &TimeRange) -> String {
+        match self {
+            Bucket::Total => format!("toDateTime({}, 'UTC')", range.from.max(0)),
+            Bucket::Hour => "hour".to_string(),
+            Bucket::Day => "toStartOfDay(hour)".to_string(),
+            Bucket::Month => "toDateTime(toStartOfMonth(hour), 'UTC')".to_string(),
+        }
+    }
+}
+
+/// Filters every report accepts. Empty values are treated as absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub site: Option<String>,
+    pub app: Option<String>,
+}
+
+impl Filters {
+    fn conditions(&self, app_column: &str) -> String {
+        let mut sql = String::new();
+        if let Some(site) = self.site.as_deref().filter(|s| !s.is_empty()) {
+            sql.push_str(&format!(" AND site_id = {}", quote(site)));
+        }
+        if let Some(app) = self.app.as_deref().filter(|s| !s.is_empty()) {
+            sql.push_str(&format!(" AND {app_column} = {}", quote(app)));
+        }
+        sql
+    }
+}
+
+/// A report's rows with the range they cover.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report<T> {
+    pub from: String,
+    pub to: String,
+    /// True when the report had more than [`MAX_ROWS`] rows and the rest were left out.
+    pub truncated: bool,
+    pub rows: Vec<T>,
+}
+
+impl<T> Report<T> {
+    fn new(range: &TimeRange, mut rows: Vec<T>) -> Report<T> {
+        let truncated = rows.len() > MAX_ROWS;
+        rows.truncate(MAX_ROWS);
+        Report {
+            from: format_time(range.from),
+            to: format_time(range.to),
+            truncated,
+            rows,
+        }
+    }
+}
+
+/// Usage of one app at one site in one bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageRow {
+    /// Start of the bucket.
+    pub bucket: String,
+    pub site_id: String,
+    pub client_id: String,
+    /// HTTP calls of every surface (FHIR, auth, bulk, admin).
+    pub calls: u64,
+    pub fhir_calls: u64,
+    /// Calls answered with status 400 or above.
+    pub errors: u64,
+    /// Authorizations granted: EHR launches plus standalone launches.
+    pub launches: u64,
+    pub ehr_launches: u64,
+    /// Authorizations denied.
+    pub denials: u64,
+    /// Access tokens issued, refreshes included.
+    pub token_grants: u64,
+    /// Distinct users seen in calls, authorizations and token grants; an estimate
+    /// (ClickHouse `uniq`, exact for small counts).
+    pub users: u64,
+    /// Distinct patients in context, estimated like `users`.
+    pub patients: u64,
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct UsageRecord {
+    bucket: u32,
+    site_id: String,
+    client_id: String,
+    calls: u64,
+    fhir_calls: u64,
+    errors: u64,
+    launches: u64,
+    ehr_launches: u64,
+    denials: u64,
+    token_grants: u64,
+    users: u64,
+    patients: u64,
+}
+
+/// Calls, launches, grants and distinct users per bucket, site and app.
+pub async fn usage(
+    client: &ClickHouse,
+    range: &TimeRange,
+    filters: &Filters,
+    bucket: Bucket,
+) -> Result<Report<UsageRow>> {
+    let sql = format!(
+        "SELECT {bucket} AS bucket, site_id, client_id, \
+         sumMerge(calls) AS calls, sumMerge(fhir_calls) AS fhir_calls, \
+         sumMerge(errors) AS errors, sumMerge(launches) AS launches, \
+         sumMerge(ehr_launches) AS ehr_launches, sumMerge(denials) AS denials, \
+         sumMerge(token_grants) AS token_grants, \
+         uniqIfMerge(users) AS users, uniqIfMerge(patients) AS patients \
+         FROM usage_hourly WHERE {range}{filters} \
+         GROUP BY bucket, site_id, client_id \
+         ORDER BY bucket, site_id, client_id LIMIT {limit}",
+        bucket = bucket.expression(range),
+        range = range.condition("hour"),
+        filters = filters.conditions("client_id"),
+        limit = MAX_ROWS + 1,
+    );
+    let records: Vec<UsageRecord> = client.fetch_all(&sql).await?;
+    let rows = records
+        .into_iter()
+        .map(|r| UsageRow {
+            bucket: format_time(i64::from(r.bucket)),
+            site_id: r.site_id,
+            client_id: r.client_id,
+            calls: r.calls,
+            fhir_calls: r.fhir_calls,
+            errors: r.errors,
+            launches: r.launches,
+            ehr_launches: r.ehr_launches,
+            denials: r.denials,
+            token_grants: r.token_grants,
+            users: r.users,
+            patients: r.patients,
+        })
+        .collect();
+    Ok(Report::new(range, rows))
+}
+
+/// Response times of one kind of call at one site in one bucket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatencyRow {
+    pub bucket: String,
+    pub site_id: String,
+    /// `FHIR`, `AUTH`, `ADMIN`, `BULK` or `CONSOLE`.
+    pub surface: String,
+    /// FHIR interaction such as `read` or `search-type`; empty outside the FHIR API.
+    pub interaction: String,
+    pub calls: u64,
+    pub errors: u64,
+    /// Quantiles in microseconds. ClickHouse's `quantiles` samples 8192 values per
+    /// state, so these are exact up to 8192 calls per row and estimates above that.
+    pub p50_us: f64,
+    pub p95_us: f64,
+    pub p99_us: f64,
+    pub mean_us: f64,
+    pub max_us: u64,
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct LatencyRecord {
+    bucket: u32,
+    site_id: String,
+    surface: String,
+    interaction: String,
+    calls: u64,
+    errors: u64,
+    quantiles: Vec<f64>,
+    latency_sum: u64,
+    latency_max: u64,
+}
+
+/// Latency filters beyond site: the surface and FHIR interaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LatencyFilters {
+    pub surface: Option<String>,
+    pub interaction: Option<String>,
+}
+
+/// Latency quantiles per bucket, site, surface and interaction.
+pub async fn latency(
+    client: &ClickHouse,
+    range: &TimeRange,
+    filters: &Filters,
+    latency_filters: &LatencyFilters,
+    bucket: Bucket,
+) -> Result<Report<LatencyRow>> {
+    if filters.app.as_deref().is_some_and(|app| !app.is_empty()) {
+        return Err(Error::InvalidRequest(
+            "the latency report has no app filter: latency_hourly is kept per site and \
+             interaction; query api_calls for one app's latency"
+                .to_string(),
+        ));
+    }
+    let mut conditions = filters.conditions("client_id");
+    if let Some(surface) = latency_filters.surface.as_deref().filter(|s| !s.is_empty()) {
+        let surface = surface.to_ascii_uppercase();
+        if !["FHIR", "AUTH", "ADMIN", "BULK", "CONSOLE"].contains(&surface.as_str()) {
+            return Err(Error::InvalidRequest(format!(
+                "invalid surface '{surface}': expected FHIR, AUTH, ADMIN, BULK or CONSOLE"
+            )));
+        }
+        conditions.push_str(&format!(" AND surface = {}", quote(&surface)));
+    }
+    if let Some(interaction) = latency_filters.interaction.as_deref() {
+        conditions.push_str(&format!(" AND interaction = {}", quote(interaction)));
+    }
+    let sql = format!(
+        "SELECT {bucket} AS bucket, site_id, toString(surface) AS surface, interaction, \
+         sumMerge(calls) AS calls, sumMerge(errors) AS errors, \
+         quantilesMerge(0.5, 0.95, 0.99)(latency_quantiles_us) AS quantiles, \
+         sumMerge(latency_sum_us) AS latency_sum, maxMerge(latency_max_us) AS latency_max \
+         FROM latency_hourly WHERE {range}{conditions} \
+         GROUP BY bucket, site_id, surface, interaction \
+         ORDER BY bucket, site_id, surface, interaction LIMIT {limit}",
+        bucket = bucket.expression(range),
+        range = range.condition("hour"),
+        limit = MAX_ROWS + 1,
+    );
+    let records: Vec<LatencyRecord> = client.fetch_all(&sql).await?;
+    let rows = records
+        .into_iter()
+        .map(|r| {
+            let quantile = |i: usize| r.quantiles.get(i).copied().unwrap_or(0.0);
+            LatencyRow {
+                bucket: format_time(i64::from(r.bucket)),
+                p50_us: quantile(0),
+                p95_us: quantile(1),
+                p99_us: quantile(2),
+                mean_us: if r.calls == 0 {
+                    0.0
+                } else {
+                    r.latency_sum as f64 / r.calls as f64
+                },
+                max_us: r.latency_max,
+                site_id: r.site_id,
+                surface: r.surface,
+                interaction: r.interaction,
+                calls: r.calls,
+                errors: r.errors,
+            }
+        })
+        .collect();
+    Ok(Report::new(range, rows))
+}
+
+/// Activity in one hour of the week, for "when do which users use which apps".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clickhouse::Row, serde::Deserialize)]
+pub struct HourlyPatternRow {
+    /// ISO day of the week: 1 is Monday, 7 is Sunday (UTC).
+    pub day_of_week: u8,
+    /// Hour of the day, 0 to 23 (UTC).
+    pub hour_of_day: u8,
+    /// `PATIENT`, `PRACTITIONER`, `RELATED_PERSON`, `SYSTEM`, `OTHER`, or empty when
+    /// unknown (calls without a token).
+    pub user_type: String,
+    pub calls: u64,
+    pub launches: u64,
+    pub token_grants: u64,
+    /// Distinct users in that hour of the week over the whole range (estimate).
+    pub users: u64,
+}
+
+/// Calls, launches and users per day of week, hour of day and user type.
+pub async fn hourly_pattern(
+    client: &ClickHouse,
+    range: &TimeRange,
+    filters: &Filters,
+) -> Result<Report<HourlyPatternRow>> {
+    let sql = format!(
+        "SELECT toDayOfWeek(hour) AS day_of_week, toHour(hour) AS hour_of_day, \
+         toString(user_type) AS user_type, \
+         sumMerge(calls) AS calls, sumMerge(launches) AS launches, \
+         sumMerge(token_grants) AS token_grants, uniqIfMerge(users) AS users \
+         FROM usage_hourly WHERE {range}{filters} \
+         GROUP BY day_of_week, hour_of_day, user_type \
+         ORDER BY day_of_week, hour_of_day, user_type",
+        range = range.condition("hour"),
+        filters = filters.conditions("client_id"),
+    );
+    let rows: Vec<HourlyPatternRow> = client.fetch_all(&sql).await?;
+    Ok(Report::new(range, rows))
+}
+
+/// Calls of one app answered with one status and error code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clickhouse::Row, serde::Deserialize)]
+pub struct ErrorRow {
+    /// Empty for calls without a client, such as requests with no token.
+    pub client_id: String,
+    pub status: u16,
+    /// Hearth's error code of the response, e.g. `invalid_grant` or `not-found`.
+    pub error_code: String,
+    pub calls: u64,
+}
+
+/// Calls with status 400 and above per client, status and error code, most frequent
+/// first.
+pub async fn errors(
+    client: &ClickHouse,
+    range: &TimeRange,
+    filters: &Filters,
+) -> Result<Report<ErrorRow>> {
+    let sql = format!(
+        "SELECT client_id, status, error_code, sum(calls) AS calls \
+         FROM status_hourly WHERE status >= 400 AND {range}{filters} \
+         GROUP BY client_id, status, error_code \
+         ORDER BY calls DESC, client_id, status, error_code LIMIT {limit}",
+        range = range.condition("hour"),
+        filters = filters.conditions("client_id"),
+        limit = MAX_ROWS + 1,
+    );
+    let rows: Vec<ErrorRow> = client.fetch_all(&sql).await?;
+    Ok(Report::new(range, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_in_three_forms() {
+        let range = TimeRange::parse(Some("2026-01-31"), Some("2026-01-31T08:00:00Z")).unwrap();
+        assert_eq!(range.from, 1_769_817_600);
+        assert_eq!(range.to, 1_769_817_600 + 8 * 3600);
+        let range = TimeRange::parse(Some("100"), Some("200")).unwrap();
+        assert_eq!((range.from, range.to), (100, 200));
+    }
+
+    #[test]
+    fn range_defaults_to_seven_days() {
+        let range = TimeRange::parse(None, Some("2026-01-31")).unwrap();
+        assert_eq!(range.to - range.from, 7 * 24 * 3600);
+    }
+
+    #[test]
+    fn bad_ranges_rejected() {
+        let error = TimeRange::parse(Some("yesterday"), None).unwrap_err();
+        assert!(
+            error.to_string().contains("invalid from 'yesterday'"),
+            "{error}"
+        );
+        let error = TimeRange::parse(Some("2026-02-01"), Some("2026-01-01")).unwrap_err();
+        assert!(error.to_string().contains("must be before"), "{error}");
+    }
+
+    #[test]
+    fn filters_are_quoted() {
+        let filters = Filters {
+            site: Some("a'b".to_string()),
+            app: Some(String::new()),
+        };
+        assert_eq!(filters.conditions("client_id"), " AND site_id = 'a\\'b'");
+    }
+
+    #[test]
+    fn bucket_names() {
+        assert_eq!(Bucket::parse(None).unwrap(), Bucket::Total);
+        assert_eq!(Bucket::parse(Some("day")).unwrap(), Bucket::Day);
+        assert!(Bucket::parse(Some("week")).is_err());
+    }
+}

@@ -23,7 +23,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::client::ClickHouse;
-use crate::convert::{Converter, GrantUser, Position};
+use crate::convert::{Converter, GrantUser};
 use crate::pseudonym::Pseudonyms;
 use crate::watermark::Watermarks;
 use crate::{CONSUMER_GROUP, Error, Result, migrate};
@@ -441,7 +441,7 @@ impl Sink {
         }
         // Log the first failures, then every tenth, so an outage of hours does not flood
         // the log.
-        if attempt < 3 || attempt % 10 == 0 {
+        if attempt < 3 || attempt.is_multiple_of(10) {
             tracing::warn!(%error, attempt, retry_in_ms = wait.as_millis() as u64, "ClickHouse is unavailable to the analytics sink; retrying");
         }
         tokio::select! {

@@ -46,6 +46,8 @@ pub struct ServeArgs {
     /// Lifetime of backend-services access tokens, in seconds, from 1 to 300 [default: 300]
     #[arg(long, env = "HEARTH_BACKEND_TOKEN_SECONDS", value_parser = clap::value_parser!(i64).range(1..=300))]
     pub backend_token_seconds: Option<i64>,
+    #[command(flatten)]
+    pub clickhouse: hearth_analytics::ClickHouseArgs,
 }
 
 /// The keys `hearth.toml` may hold.
@@ -58,6 +60,7 @@ struct FileConfig {
     public_url: Option<String>,
     kafka: Option<KafkaFileConfig>,
     bulk: Option<hearth_bulk::config::BulkConfig>,
+    clickhouse: Option<hearth_analytics::ClickHouseFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +84,8 @@ pub struct Settings {
     pub log: LogBackend,
     pub bulk: hearth_bulk::config::BulkConfig,
     pub backend_token_seconds: Option<i64>,
+    /// ClickHouse of the analytics sink; `None` leaves analytics off.
+    pub clickhouse: Option<hearth_analytics::ClickHouseConfig>,
 }
 
 #[derive(Clone)]
@@ -115,6 +120,7 @@ impl fmt::Debug for Settings {
             .field("log", &log)
             .field("bulk", &self.bulk)
             .field("backend_token_seconds", &self.backend_token_seconds)
+            .field("clickhouse", &self.clickhouse)
             .finish()
     }
 }
@@ -166,7 +172,9 @@ impl ServeArgs {
             bulk.store = Some(store.clone());
         }
         bulk.validate()?;
+        let clickhouse = self.clickhouse.resolve(file.clickhouse)?;
         Ok(Settings {
+            clickhouse,
             bulk,
             backend_token_seconds: self.backend_token_seconds,
             data_dir,
@@ -231,6 +239,25 @@ mod tests {
         assert!(
             matches!(settings.log, LogBackend::Kafka { ref brokers, .. } if brokers == "k:9092")
         );
+    }
+
+    #[test]
+    fn clickhouse_from_file_or_flag() {
+        let file: FileConfig =
+            toml::from_str("[clickhouse]\nurl = \"http://127.0.0.1:8123\"\nbatch_records = 500\n")
+                .unwrap();
+        let settings = ServeArgs::default().resolve_with(file).unwrap();
+        let clickhouse = settings.clickhouse.unwrap();
+        assert_eq!(clickhouse.url, "http://127.0.0.1:8123");
+        assert_eq!(clickhouse.sink_options().max_batch_records, 500);
+
+        let settings = ServeArgs::default()
+            .resolve_with(FileConfig::default())
+            .unwrap();
+        assert!(settings.clickhouse.is_none(), "analytics is off by default");
+
+        let result: Result<FileConfig, _> = toml::from_str("[clickhouse]\nurll = \"x\"\n");
+        assert!(result.is_err(), "unknown [clickhouse] keys are rejected");
     }
 
     #[test]

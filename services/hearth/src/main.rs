@@ -2,6 +2,7 @@
 //! data and rebuild projections.
 
 mod admin;
+mod analytics;
 mod audit;
 mod config;
 mod load;
@@ -59,6 +60,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::GrantsCommand,
     },
+    /// Usage analytics in ClickHouse: migrations, the sink and reports
+    Analytics {
+        #[command(flatten)]
+        args: analytics::AnalyticsArgs,
+        #[command(subcommand)]
+        command: analytics::AnalyticsCommand,
+    },
     /// Rotate the server's signing keys
     Keys {
         #[command(flatten)]
@@ -105,6 +113,7 @@ fn main() -> ExitCode {
                 connection,
                 command,
             } => admin::keys(connection, command).await,
+            Command::Analytics { args, command } => analytics::run(args, command).await,
         }
     });
     match result {

@@ -47,11 +47,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })?;
     let _lock = lock_data_dir(&settings.data_dir)?;
     let log = open_log(&settings).await?;
-    for (topic, partitions) in TOPICS {
-        log.ensure_topic(topic, *partitions)
-            .await
-            .with_context(|| format!("cannot create topic {topic}"))?;
-    }
+    ensure_topics(log.as_ref()).await?;
 
     let repository_path = settings.data_dir.join("repository.db");
     let repository_projection = hearth_projection::start(
@@ -115,11 +111,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .context("cannot start Bulk Data")?;
     let bulk_projection = bulk.projection.clone();
 
+    let analytics = crate::analytics::Analytics::start(&settings, log.clone(), &admin_token)?;
     let auditor = crate::audit::Auditor::start(log.clone());
-    let app = router(fhir, auth, bulk).layer(middleware::from_fn_with_state(
-        auditor,
-        crate::audit::record_calls,
-    ));
+    let app = router(fhir, auth, bulk, analytics.admin.clone()).layer(
+        middleware::from_fn_with_state(auditor, crate::audit::record_calls),
+    );
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -142,8 +138,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     repository_projection.stop().await;
     auth_projection.stop().await;
     bulk_projection.stop().await;
+    analytics.stop().await;
     tracing::info!("hearth stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates Hearth's topics unless they exist.
+pub async fn ensure_topics(log: &dyn Log) -> anyhow::Result<()> {
+    for (topic, partitions) in TOPICS {
+        log.ensure_topic(topic, *partitions)
+            .await
+            .with_context(|| format!("cannot create topic {topic}"))?;
+    }
+    Ok(())
 }
 
 /// How long in-flight requests may take to finish after SIGTERM.
@@ -185,7 +192,12 @@ pub fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
 /// All routes: the FHIR API and the authorization server of every site, and the admin
 /// API. Site paths (`/sites/{site}/...`) reach the same routes through
 /// [`hearth_auth::route_site`].
-fn router(fhir: FhirState, auth: AuthState, bulk: hearth_bulk::BulkService) -> Router {
+fn router(
+    fhir: FhirState,
+    auth: AuthState,
+    bulk: hearth_bulk::BulkService,
+    analytics: hearth_analytics::admin::AdminState,
+) -> Router {
     // Route layers run only for matched routes, innermost first: the call record learns
     // the route before the token check, so rejected calls are recorded with it too.
     let fhir_routes = hearth_fhir::router(fhir)
@@ -232,6 +244,7 @@ fn router(fhir: FhirState, auth: AuthState, bulk: hearth_bulk::BulkService) -> R
         .nest(
             "/admin",
             hearth_auth::admin_router(auth)
+                .merge(hearth_analytics::admin::router(analytics))
                 .layer(axum::extract::DefaultBodyLimit::max(
                     hearth_auth::MAX_BODY_BYTES,
                 ))
@@ -339,7 +352,7 @@ pub fn init_tracing() {
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
