@@ -12,6 +12,9 @@ Writes three compact JSON files to OUT_DIR:
   (code, base, type, expression, target, modifier, comparator, component).
 - r4-patient-compartment.json: for each resource type, the search parameters
   that put a resource into a Patient's compartment.
+- r4-summary-elements.json: for each resource type, its top-level elements marked
+  isSummary, those with a minimum cardinality of 1 (which `_summary` and
+  `_elements` keep) and its choice elements.
 """
 
 import glob
@@ -68,6 +71,36 @@ def patient_compartment(package):
     }
 
 
+def summary_elements(package):
+    elements = {}
+    for path in glob.glob(os.path.join(package, "StructureDefinition-*.json")):
+        with open(path, encoding="utf-8") as f:
+            definition = json.load(f)
+        if (
+            definition.get("kind") != "resource"
+            or definition.get("derivation") != "specialization"
+            or definition.get("abstract", False)
+        ):
+            continue
+        summary, mandatory, choices = [], [], []
+        for element in definition["snapshot"]["element"]:
+            parts = element["path"].split(".")
+            if len(parts) != 2:
+                continue
+            if element.get("isSummary", False):
+                summary.append(parts[1])
+            if element.get("min", 0) >= 1:
+                mandatory.append(parts[1])
+            if parts[1].endswith("[x]"):
+                choices.append(parts[1][:-3])
+        elements[definition["type"]] = {
+            "summary": summary,
+            "mandatory": mandatory,
+            "choices": choices,
+        }
+    return elements
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -76,6 +109,7 @@ def main():
         "r4-resource-types.json": resource_types(package),
         "r4-search-parameters.json": search_parameters(package),
         "r4-patient-compartment.json": patient_compartment(package),
+        "r4-summary-elements.json": summary_elements(package),
     }
     for name, value in outputs.items():
         with open(os.path.join(out, name), "w", encoding="utf-8") as f:

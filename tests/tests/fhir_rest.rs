@@ -1,6 +1,6 @@
-//! End-to-end tests of the FHIR REST API apart from search: the write interactions and
-//! their conditional forms, read and vread, history, batch and transaction Bundles, media
-//! types and limits, scopes at writes, and a round trip of the official R4 examples. Each
+//! End-to-end tests of the FHIR REST API: the write interactions and their conditional
+//! forms, read and vread, history, search, batch and transaction Bundles, media types and
+//! limits, scopes at writes and searches, and a round trip of the official R4 examples. Each
 //! test starts its own `hearth serve`; every error response must be an OperationOutcome.
 
 // The SMART test support gets tokens through the real authorization flow; these tests use
@@ -33,3 +33,7 @@ mod history;
 mod interactions;
 #[path = "fhir_rest/scopes.rs"]
 mod scopes;
+#[path = "fhir_rest/search.rs"]
+mod search;
+#[path = "fhir_rest/search_scopes.rs"]
+mod search_scopes;

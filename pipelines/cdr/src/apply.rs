@@ -112,7 +112,7 @@ impl From<CriteriaError> for Failure {
 /// Every rejection is decided before the first write of the entries it covers (see
 /// [`apply_entries`]), so a rejected transaction or batch entry leaves nothing to roll
 /// back, and no savepoint is needed. A store error fails the runner's whole batch.
-fn apply_event(
+pub(crate) fn apply_event(
     conn: &Connection,
     event: &ResourceTransaction,
     prepared: &mut [Option<PreparedEntry>],

@@ -2,6 +2,7 @@
 
 pub mod bundle;
 pub mod datetime;
+pub mod elements;
 pub mod error;
 pub mod fhirpath;
 pub mod id;

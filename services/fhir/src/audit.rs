@@ -75,9 +75,13 @@ fn interaction(method: &str, route: &str) -> (Option<&'static str>, Option<&'sta
         ("GET", "/metadata") => (Some("capabilities"), None),
         ("GET", "/.well-known/smart-configuration") => (None, Some("smart-configuration")),
         ("POST", "/$load") => (None, Some("$load")),
-        ("GET", "/{resource_type}") | ("POST", "/{resource_type}/_search") => {
+        ("GET", "/{resource_type}")
+        | ("POST", "/{resource_type}/_search")
+        | ("GET", "/{resource_type}/{id}/{compartment_type}")
+        | ("POST", "/{resource_type}/{id}/{compartment_type}/_search") => {
             (Some("search-type"), None)
         }
+        ("GET" | "POST", "/{resource_type}/{id}/$everything") => (None, Some("$everything")),
         ("GET", "/{resource_type}/{id}") => (Some("read"), None),
         ("GET", "/{resource_type}/{id}/_history/{version}") => (Some("vread"), None),
         ("POST", "/{resource_type}") => (Some("create"), None),
@@ -101,6 +105,10 @@ fn resource_type(route: &str, path: &str) -> Option<String> {
     if segments.peek() == Some(&"fhir") {
         segments.next();
     }
-    let segment = segments.next()?;
+    let mut segment = segments.next()?;
+    // A compartment search (`Patient/{id}/Observation`) searches the third segment's type.
+    if route.starts_with("/{resource_type}/{id}/{compartment_type}") {
+        segment = segments.nth(1)?;
+    }
     hearth_fhir_core::resource_types::lookup(segment).map(str::to_string)
 }

@@ -36,12 +36,10 @@ pub async fn metadata(
     Ok(FhirJson::ok(body.as_ref().clone()).pretty(common.pretty()))
 }
 
-/// Whether the search engine of this version handles a parameter of this type.
+/// Whether search handles parameters of this type: every type but `special`, whose
+/// R4 parameters (such as `near` and `_text`) have no index.
 fn searchable(param_type: ParamType) -> bool {
-    matches!(
-        param_type,
-        ParamType::Token | ParamType::Reference | ParamType::String | ParamType::Uri
-    )
+    param_type != ParamType::Special
 }
 
 fn capability_statement(site: &SiteContext) -> Value {
@@ -50,7 +48,7 @@ fn capability_statement(site: &SiteContext) -> Value {
         .iter()
         .map(|resource_type| {
             let mut entry = resource_entry(resource_type);
-            if let Some(operations) = bulk_operations(base_url, resource_type) {
+            if let Some(operations) = type_operations(base_url, resource_type) {
                 entry["operation"] = operations;
             }
             entry
@@ -69,6 +67,7 @@ fn capability_statement(site: &SiteContext) -> Value {
             "mode": "server",
             "security": security(site),
             "resource": resources,
+            "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
             "interaction": [
                 {"code": "transaction"},
                 {"code": "batch"},
@@ -107,12 +106,15 @@ fn security(site: &SiteContext) -> Value {
     })
 }
 
-/// The Bulk Data operations of a resource type: Patient- and Group-level `$export`, and
-/// the cohort `$refresh` of a Group.
-fn bulk_operations(base_url: &str, resource_type: &str) -> Option<Value> {
+/// The operations of a resource type: Patient `$everything`, Patient- and Group-level
+/// `$export`, and the cohort `$refresh` of a Group.
+fn type_operations(base_url: &str, resource_type: &str) -> Option<Value> {
     let export = |name: &str| json!({"name": "export", "definition": format!("http://hl7.org/fhir/uv/bulkdata/OperationDefinition/{name}")});
     match resource_type {
-        "Patient" => Some(json!([export("patient-export")])),
+        "Patient" => Some(json!([
+            {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+            export("patient-export"),
+        ])),
         "Group" => Some(json!([
             export("group-export"),
             {"name": "refresh", "definition": format!("{base_url}/OperationDefinition/group-refresh")},
@@ -137,6 +139,22 @@ fn resource_entry(resource_type: &str) -> Value {
             "type": type_code(param.param_type),
         }));
     }
+    let mut includes = vec![json!("*")];
+    let mut revincludes = vec![json!("*")];
+    for param in search_params::for_type(resource_type) {
+        if param.param_type == ParamType::Reference {
+            includes.push(json!(format!("{resource_type}:{}", param.code)));
+        }
+    }
+    for source_type in resource_types::all() {
+        for param in search_params::for_type(source_type) {
+            let refers =
+                param.targets.is_empty() || param.targets.iter().any(|t| t == resource_type);
+            if param.param_type == ParamType::Reference && refers {
+                revincludes.push(json!(format!("{source_type}:{}", param.code)));
+            }
+        }
+    }
     json!({
         "type": resource_type,
         "interaction": [
@@ -157,6 +175,8 @@ fn resource_entry(resource_type: &str) -> Value {
         "conditionalRead": "not-supported",
         "conditionalUpdate": true,
         "conditionalDelete": "single",
+        "searchInclude": includes,
+        "searchRevInclude": revincludes,
         "searchParam": params,
     })
 }

@@ -9,6 +9,7 @@ pub mod audit;
 mod bundle_json;
 mod capability;
 mod error;
+mod everything;
 mod history;
 mod interactions;
 mod load;
@@ -109,6 +110,18 @@ pub fn router(state: FhirState) -> Router {
                 .delete(interactions::delete),
         )
         .route("/{resource_type}/{id}/_history", get(history::instance))
+        .route(
+            "/{resource_type}/{id}/$everything",
+            get(everything::everything).post(everything::everything_post),
+        )
+        .route(
+            "/{resource_type}/{id}/{compartment_type}",
+            get(search::search_compartment),
+        )
+        .route(
+            "/{resource_type}/{id}/{compartment_type}/_search",
+            post(search::search_compartment_post),
+        )
         .route("/{resource_type}/{id}/_history/{version}", get(read::vread))
         .fallback(unknown_endpoint)
         .route_layer(axum::middleware::from_fn(media::negotiate))
