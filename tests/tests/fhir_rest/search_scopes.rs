@@ -42,6 +42,10 @@ fn set(ids: &[String]) -> BTreeSet<String> {
     ids.iter().cloned().collect()
 }
 
+fn one(id: &str) -> BTreeSet<String> {
+    BTreeSet::from([id.to_string()])
+}
+
 fn patient_client(hearth: &Hearth, scope: &str) -> Fhir {
     let tokens = hearth.patient_launch(scope);
     Fhir::new(&hearth.default_site.fhir, &tokens.access)
@@ -54,10 +58,7 @@ fn patient_token_includes_stay_in_compartment() {
     let fhir = patient_client(&hearth, "launch/patient patient/*.rs");
 
     let entries = all_entries(&fhir, "Patient?_revinclude=Observation:subject&_count=1");
-    assert_eq!(
-        ids_of(&entries, "match", "Patient"),
-        set(&[mine.id.clone()])
-    );
+    assert_eq!(ids_of(&entries, "match", "Patient"), one(&mine.id));
     assert_eq!(
         ids_of(&entries, "include", "Observation"),
         set(&mine.observations)
@@ -76,10 +77,7 @@ fn patient_token_includes_stay_in_compartment() {
     );
 
     let entries = all_entries(&fhir, "Observation?_include=Observation:subject&_count=500");
-    assert_eq!(
-        ids_of(&entries, "include", "Patient"),
-        set(&[mine.id.clone()])
-    );
+    assert_eq!(ids_of(&entries, "include", "Patient"), one(&mine.id));
     assert!(
         entries
             .iter()
@@ -139,10 +137,7 @@ fn everything_passes_scopes() {
         &fhir,
         &format!("Patient/{}/$everything?_count=200", mine.id),
     );
-    assert_eq!(
-        ids_of(&entries, "match", "Patient"),
-        set(&[mine.id.clone()])
-    );
+    assert_eq!(ids_of(&entries, "match", "Patient"), one(&mine.id));
     assert_eq!(
         ids_of(&entries, "match", "Observation"),
         set(&mine.observations)
