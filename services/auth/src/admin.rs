@@ -467,6 +467,56 @@ struct SiteRequest {
     upstream_base_url: Option<String>,
     #[serde(default)]
     dynamic_registration: bool,
+    /// `none` (default), `bearer` (token from the server configuration) or
+    /// `backend-services`.
+    upstream_auth_method: Option<String>,
+    upstream_client_id: Option<String>,
+    upstream_token_url: Option<String>,
+    upstream_scope: Option<String>,
+    /// Such as `4.0.1` or `3.0.2`; STU3 upstreams are converted to R4.
+    upstream_fhir_version: Option<String>,
+    #[serde(default)]
+    cache_freshness_s: BTreeMap<String, i64>,
+    #[serde(default)]
+    default_cache_freshness_s: i64,
+}
+
+impl SiteRequest {
+    fn auth_method(&self) -> OAuthResult<UpstreamAuthMethod> {
+        match self.upstream_auth_method.as_deref() {
+            None | Some("none") => Ok(UpstreamAuthMethod::None),
+            Some("bearer") => Ok(UpstreamAuthMethod::Bearer),
+            Some("backend-services") => {
+                if self.upstream_client_id.is_none() {
+                    return Err(OAuthError::invalid_request(
+                        "upstream_auth_method backend-services needs upstream_client_id",
+                    ));
+                }
+                Ok(UpstreamAuthMethod::BackendServices)
+            }
+            Some(other) => Err(OAuthError::invalid_request(format!(
+                "upstream_auth_method {other} is not none, bearer or backend-services"
+            ))),
+        }
+    }
+
+    fn check(&self, base_url: Option<&str>) -> OAuthResult<()> {
+        if let Some(url) = base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(OAuthError::invalid_request(
+                "upstream_base_url must be an http:// or https:// URL",
+            ));
+        }
+        let negative = self.default_cache_freshness_s < 0
+            || self.cache_freshness_s.values().any(|seconds| *seconds < 0);
+        if negative {
+            return Err(OAuthError::invalid_request(
+                "cache freshness must be zero or more seconds",
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn site_json(site: &Site) -> Value {
@@ -512,13 +562,24 @@ async fn create_site(
             "an EHR-backed site needs upstream_base_url",
         ));
     }
-    let event = site_registered(
+    request.check(request.upstream_base_url.as_deref())?;
+    let mut event = site_registered(
         &request.site_id,
         &request.name,
         backing,
         request.upstream_base_url.clone(),
         request.dynamic_registration,
     );
+    if backing == Backing::Ehr {
+        let upstream = &request;
+        event.upstream_auth_method = upstream.auth_method()?;
+        event.upstream_client_id = upstream.upstream_client_id.clone();
+        event.upstream_token_url = upstream.upstream_token_url.clone();
+        event.upstream_scope = upstream.upstream_scope.clone();
+        event.upstream_fhir_version = upstream.upstream_fhir_version.clone();
+        event.cache_freshness_s = upstream.cache_freshness_s.clone();
+        event.default_cache_freshness_s = upstream.default_cache_freshness_s;
+    }
     record(&state, &request.site_id, event).await?;
     let site = state
         .store

@@ -28,6 +28,14 @@ pub struct CallInfo {
     pub user_type: Option<String>,
     pub user_id: Option<String>,
     pub patient: Option<String>,
+    /// `repository` or `ehr`, for FHIR calls.
+    pub backing: Option<String>,
+    /// EHR cache outcome: `HIT`, `MISS` or `BYPASS`.
+    pub cache: Option<String>,
+    /// HTTP status from the upstream EHR, when Hearth called it.
+    pub upstream_status: Option<i32>,
+    /// Time spent waiting for the upstream EHR, in microseconds.
+    pub upstream_latency_us: Option<i64>,
 }
 
 /// The shared record of a call, cloned into every layer that fills it.

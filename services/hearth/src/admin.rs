@@ -236,11 +236,83 @@ pub enum SitesCommand {
         /// Allow RFC 7591 dynamic client registration at this site
         #[arg(long)]
         dynamic_registration: bool,
+        #[command(flatten)]
+        upstream: UpstreamArgs,
     },
     /// List sites
     List,
     /// List the apps active at a site
     Apps { site_id: String },
+}
+
+/// Flags of `hearth sites create` for a site backed by an upstream EHR.
+#[derive(Args, Debug)]
+pub struct UpstreamArgs {
+    /// FHIR base URL of the upstream EHR; makes the site EHR-backed
+    #[arg(long)]
+    upstream: Option<String>,
+    /// How Hearth authenticates at the EHR: none, bearer (token from [ehr.sites.SITE] in
+    /// hearth.toml or HEARTH_EHR_BEARER_TOKEN_SITE) or backend-services
+    #[arg(long)]
+    upstream_auth: Option<String>,
+    /// client_id of Hearth at the EHR, for backend-services
+    #[arg(long)]
+    upstream_client_id: Option<String>,
+    /// Token endpoint of the EHR [default: from its .well-known/smart-configuration]
+    #[arg(long)]
+    upstream_token_url: Option<String>,
+    /// Scopes Hearth requests at the EHR [default: system/*.rs]
+    #[arg(long)]
+    upstream_scope: Option<String>,
+    /// FHIR version of the EHR, such as 4.0.1 or 3.0.2 (STU3 is converted to R4)
+    #[arg(long)]
+    upstream_fhir_version: Option<String>,
+    /// Seconds a cached EHR response stays fresh, for types without --cache-type
+    /// [default: 0, no caching]
+    #[arg(long)]
+    cache_seconds: Option<i64>,
+    /// Freshness of one resource type, as TYPE=SECONDS (repeatable)
+    #[arg(long = "cache-type")]
+    cache_types: Vec<String>,
+}
+
+impl UpstreamArgs {
+    fn add_to(&self, body: &mut Value) -> anyhow::Result<()> {
+        let Some(upstream) = &self.upstream else {
+            return Ok(());
+        };
+        body["backing"] = json!("ehr");
+        body["upstream_base_url"] = json!(upstream);
+        let optional = [
+            ("upstream_auth_method", &self.upstream_auth),
+            ("upstream_client_id", &self.upstream_client_id),
+            ("upstream_token_url", &self.upstream_token_url),
+            ("upstream_scope", &self.upstream_scope),
+            ("upstream_fhir_version", &self.upstream_fhir_version),
+        ];
+        for (key, value) in optional {
+            if let Some(value) = value {
+                body[key] = json!(value);
+            }
+        }
+        if let Some(seconds) = self.cache_seconds {
+            body["default_cache_freshness_s"] = json!(seconds);
+        }
+        let mut per_type = serde_json::Map::new();
+        for pair in &self.cache_types {
+            let Some((resource_type, seconds)) = pair.split_once('=') else {
+                bail!("invalid --cache-type '{pair}': expected TYPE=SECONDS, such as Patient=300");
+            };
+            let seconds: i64 = seconds
+                .parse()
+                .with_context(|| format!("invalid seconds in --cache-type '{pair}'"))?;
+            per_type.insert(resource_type.to_string(), json!(seconds));
+        }
+        if !per_type.is_empty() {
+            body["cache_freshness_s"] = Value::Object(per_type);
+        }
+        Ok(())
+    }
 }
 
 pub async fn sites(connection: Connection, command: SitesCommand) -> anyhow::Result<ExitCode> {
@@ -250,8 +322,10 @@ pub async fn sites(connection: Connection, command: SitesCommand) -> anyhow::Res
             site_id,
             name,
             dynamic_registration,
+            upstream,
         } => {
-            let body = json!({"site_id": site_id, "name": name, "dynamic_registration": dynamic_registration});
+            let mut body = json!({"site_id": site_id, "name": name, "dynamic_registration": dynamic_registration});
+            upstream.add_to(&mut body)?;
             connection.call(Method::POST, "/sites", Some(body)).await?
         }
         SitesCommand::List => connection.call(Method::GET, "/sites", None).await?,

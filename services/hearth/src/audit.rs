@@ -16,7 +16,7 @@ use axum::response::Response;
 use futures::future::join_all;
 use hearth_fhir::audit::{CallInfo, CallRecord, ErrorCode};
 use hearth_log::{Log, topics};
-use hearth_schemas::{ApiCall, Surface, UserType};
+use hearth_schemas::{ApiCall, Backing, CacheStatus, Surface, UserType};
 use tokio::sync::mpsc;
 
 /// Events waiting for the log, at most.
@@ -164,11 +164,26 @@ fn event(parts: EventParts) -> ApiCall {
         user_type: info.user_type.as_deref().map(user_type),
         user_id: info.user_id,
         patient: info.patient,
-        backing: None,
-        cache: None,
-        upstream_status: None,
-        upstream_latency_us: None,
+        backing: info.backing.as_deref().map(backing),
+        cache: info.cache.as_deref().map(cache_status),
+        upstream_status: info.upstream_status,
+        upstream_latency_us: info.upstream_latency_us,
         error_code: parts.error_code,
+    }
+}
+
+fn backing(name: &str) -> Backing {
+    match name {
+        "ehr" => Backing::Ehr,
+        _ => Backing::Repository,
+    }
+}
+
+fn cache_status(name: &str) -> CacheStatus {
+    match name {
+        "HIT" => CacheStatus::Hit,
+        "MISS" => CacheStatus::Miss,
+        _ => CacheStatus::Bypass,
     }
 }
 

@@ -61,6 +61,7 @@ struct FileConfig {
     kafka: Option<KafkaFileConfig>,
     bulk: Option<hearth_bulk::config::BulkConfig>,
     clickhouse: Option<hearth_analytics::ClickHouseFile>,
+    ehr: Option<hearth_ehr_proxy::EhrConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +87,8 @@ pub struct Settings {
     pub backend_token_seconds: Option<i64>,
     /// ClickHouse of the analytics sink; `None` leaves analytics off.
     pub clickhouse: Option<hearth_analytics::ClickHouseConfig>,
+    /// Upstream limits and secrets of EHR-backed sites; secrets are masked in `Debug`.
+    pub ehr: hearth_ehr_proxy::EhrConfig,
 }
 
 #[derive(Clone)]
@@ -121,6 +124,7 @@ impl fmt::Debug for Settings {
             .field("bulk", &self.bulk)
             .field("backend_token_seconds", &self.backend_token_seconds)
             .field("clickhouse", &self.clickhouse)
+            .field("ehr", &self.ehr)
             .finish()
     }
 }
@@ -173,8 +177,11 @@ impl ServeArgs {
         }
         bulk.validate()?;
         let clickhouse = self.clickhouse.resolve(file.clickhouse)?;
+        let ehr = file.ehr.unwrap_or_default().with_env(std::env::vars());
+        ehr.validate().map_err(anyhow::Error::msg)?;
         Ok(Settings {
             clickhouse,
+            ehr,
             bulk,
             backend_token_seconds: self.backend_token_seconds,
             data_dir,

@@ -83,6 +83,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let keys = KeyStore::open_or_create(&settings.data_dir.join("keys"))
         .context("cannot open or create the signing keys")?;
+    let ehr_cache_path = settings.data_dir.join("ehr-cache.db");
+    let ehr_projection = hearth_projection::start(
+        log.clone(),
+        hearth_ehr_proxy::CacheProjection,
+        RunnerOptions::new(topics::EHR, ehr_cache_path.clone()),
+    )
+    .await
+    .context("cannot start the EHR cache projection")?;
     let admin_token = admin_token(&settings)?;
     let mut auth_settings = AuthSettings::new(&settings.public_url, &admin_token);
     if let Some(seconds) = settings.backend_token_seconds {
@@ -110,10 +118,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .await
     .context("cannot start Bulk Data")?;
     let bulk_projection = bulk.projection.clone();
+    let upstreams =
+        hearth_ehr_proxy::Upstreams::new(Arc::new(settings.ehr.clone()), auth.keys.clone())
+            .context("cannot create the EHR client")?;
+    let ehr = hearth_ehr_proxy::EhrProxy::new(
+        upstreams,
+        hearth_ehr_proxy::EhrCache::open(&ehr_cache_path),
+        log.clone(),
+        ehr_projection.clone(),
+    );
 
     let analytics = crate::analytics::Analytics::start(&settings, log.clone(), &admin_token)?;
     let auditor = crate::audit::Auditor::start(log.clone());
-    let app = router(fhir, auth, bulk, analytics.admin.clone()).layer(
+    let app = router(fhir, auth, bulk, analytics.admin.clone(), ehr).layer(
         middleware::from_fn_with_state(auditor, crate::audit::record_calls),
     );
     let listener = tokio::net::TcpListener::bind(&settings.listen)
@@ -139,6 +156,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     auth_projection.stop().await;
     bulk_projection.stop().await;
     analytics.stop().await;
+    ehr_projection.stop().await;
     tracing::info!("hearth stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -197,12 +215,17 @@ fn router(
     auth: AuthState,
     bulk: hearth_bulk::BulkService,
     analytics: hearth_analytics::admin::AdminState,
+    ehr: hearth_ehr_proxy::EhrProxy,
 ) -> Router {
     // Route layers run only for matched routes, innermost first: the call record learns
     // the route before the token check, so rejected calls are recorded with it too.
     let fhir_routes = hearth_fhir::router(fhir)
         .merge(hearth_bulk::http::router(bulk))
         .merge(hearth_auth::discovery_router(auth.clone()))
+        .route_layer(middleware::from_fn_with_state(
+            ehr,
+            hearth_ehr_proxy::serve_ehr_sites,
+        ))
         .route_layer(middleware::from_fn_with_state(
             auth.clone(),
             hearth_auth::require_token,
@@ -241,6 +264,10 @@ fn router(
         .route("/healthz", get(|| async { "ok" }))
         .nest("/fhir", fhir_routes)
         .nest("/auth", auth_routes)
+        .nest(
+            "/ehr-client",
+            hearth_ehr_proxy::client_jwks_router(auth.keys.clone()),
+        )
         .nest(
             "/admin",
             hearth_auth::admin_router(auth)

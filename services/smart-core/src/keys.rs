@@ -340,6 +340,37 @@ impl KeyStore {
         self.sign(SigningAlgorithm::Rs256, "JWT", claims)
     }
 
+    /// Signs a client assertion (RFC 7523, as SMART Backend Services uses it) with the
+    /// active RSA key and RS384, which SMART requires servers to accept. The header carries
+    /// `kid` and `typ: JWT`. Hearth uses it to authenticate at an upstream EHR.
+    pub fn sign_client_assertion(&self, claims: &impl Serialize) -> Result<String, KeyError> {
+        let key = self
+            .active(SigningAlgorithm::Rs256)
+            .ok_or_else(|| KeyError::Sign("no active RSA key".to_string()))?;
+        let mut header = Header::new(Algorithm::RS384);
+        header.typ = Some("JWT".to_string());
+        header.kid = Some(key.entry.kid.clone());
+        jsonwebtoken::encode(&header, claims, &key.encoding)
+            .map_err(|error| KeyError::Sign(error.to_string()))
+    }
+
+    /// Returns the JWKS an upstream EHR registers for Hearth as a client: the public half
+    /// of every RSA key, with `alg: RS384`, so assertions from
+    /// [`KeyStore::sign_client_assertion`] verify there, also across a key rotation.
+    pub fn client_jwks(&self) -> serde_json::Value {
+        let keys: Vec<serde_json::Value> = self
+            .keys
+            .iter()
+            .filter(|key| key.entry.alg == SigningAlgorithm::Rs256)
+            .map(|key| {
+                let mut jwk = key.public.to_json(&key.entry.kid, key.entry.alg);
+                jwk["alg"] = json!("RS384");
+                jwk
+            })
+            .collect();
+        json!({ "keys": keys })
+    }
+
     fn sign(
         &self,
         algorithm: SigningAlgorithm,

@@ -447,3 +447,22 @@ fn corrupt_index_is_an_error() {
         "{result:?}"
     );
 }
+
+#[test]
+fn client_assertion_verifies_with_client_jwks() {
+    use crate::client_assertion::{Jwks, verify_client_assertion};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = KeyStore::open_or_create(dir.path()).unwrap();
+    let token_url = "https://ehr.example/auth/token";
+    let claims = json!({
+        "iss": "hearth", "sub": "hearth", "aud": token_url,
+        "exp": now() + 60, "jti": "assertion-1",
+    });
+    let assertion = store.sign_client_assertion(&claims).unwrap();
+    let jwks = Jwks::from_json(&store.client_jwks().to_string()).unwrap();
+    assert_eq!(jwks.len(), 1, "one RSA key is published for RS384");
+
+    let verified = verify_client_assertion(&assertion, &jwks, "hearth", token_url, now()).unwrap();
+    assert_eq!(verified.jti, "assertion-1");
+}

@@ -1,0 +1,735 @@
+//! The request path of an EHR-backed site: scope check, cache lookup, upstream call,
+//! conversion, filtering and URL rewriting, cache recording and invalidation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use hearth_auth_store::Site;
+use hearth_fhir::audit::CallRecord;
+use hearth_fhir::{FhirError, Principal, SiteContext};
+use hearth_log::{Log, topics};
+use hearth_projection::ProjectionHandle;
+use hearth_schemas::{Backing, EhrCacheInvalidated, EhrResponseCached};
+use hearth_smart::scope::Interaction;
+use serde_json::{Value, json};
+
+use crate::cache::{CacheOutcome, CachedResponse, EhrCache};
+use crate::error::ProxyError;
+use crate::filter;
+use crate::rewrite::Rewriter;
+use crate::route::{Kind, Route};
+use crate::stu3::{self, Direction};
+use crate::upstream::{UpstreamRequest, UpstreamResponse, Upstreams, forwarded_headers};
+
+/// Largest request body forwarded to an upstream, in bytes.
+const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long a write waits for the cache to apply its invalidation.
+const INVALIDATION_WAIT: Duration = Duration::from_secs(10);
+
+/// Everything the proxy needs, shared by all requests.
+#[derive(Clone)]
+pub struct EhrProxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    upstreams: Upstreams,
+    cache: EhrCache,
+    log: Arc<dyn Log>,
+    projection: ProjectionHandle<CacheOutcome>,
+}
+
+impl EhrProxy {
+    pub fn new(
+        upstreams: Upstreams,
+        cache: EhrCache,
+        log: Arc<dyn Log>,
+        projection: ProjectionHandle<CacheOutcome>,
+    ) -> Self {
+        EhrProxy {
+            inner: Arc::new(Inner {
+                upstreams,
+                cache,
+                log,
+                projection,
+            }),
+        }
+    }
+}
+
+/// Route layer on the FHIR routes, inside the token check: serves requests of EHR-backed
+/// sites from the upstream and passes every other request on.
+pub async fn serve_ehr_sites(
+    State(proxy): State<EhrProxy>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(site) = request.extensions().get::<Site>().cloned() else {
+        return next.run(request).await;
+    };
+    if site.backing != Backing::Ehr {
+        CallRecord::update(&request, |info| {
+            info.backing = Some("repository".to_string())
+        });
+        return next.run(request).await;
+    }
+    let path = local_path(request.uri().path());
+    if path.ends_with("/.well-known/smart-configuration") {
+        return next.run(request).await;
+    }
+    CallRecord::update(&request, |info| info.backing = Some("ehr".to_string()));
+    let record = request.extensions().get::<CallRecord>().cloned();
+    let outcome = proxy.handle(&site, request, &path).await;
+    if let Some(record) = record {
+        let mut info = record.0.lock();
+        info.cache = Some(outcome.cache.to_string());
+        info.upstream_status = outcome.upstream_status;
+        info.upstream_latency_us = outcome.upstream_latency_us;
+    }
+    let mut response = outcome.response;
+    response
+        .headers_mut()
+        .insert("x-cache", HeaderValue::from_static(outcome.cache));
+    response
+}
+
+/// Returns the path below the FHIR base: `/fhir/Patient/1` and `/Patient/1` give `/Patient/1`.
+fn local_path(path: &str) -> String {
+    let local = path.strip_prefix("/fhir").unwrap_or(path);
+    if local.is_empty() {
+        "/".to_string()
+    } else {
+        local.to_string()
+    }
+}
+
+/// A response and what the call record reports about it.
+struct Outcome {
+    response: Response,
+    cache: &'static str,
+    upstream_status: Option<i32>,
+    upstream_latency_us: Option<i64>,
+}
+
+impl Outcome {
+    fn error(error: FhirError, cache: &'static str) -> Self {
+        Outcome {
+            response: error.into_response(),
+            cache,
+            upstream_status: None,
+            upstream_latency_us: None,
+        }
+    }
+}
+
+/// The parts of the incoming request the proxy uses.
+struct Incoming {
+    method: Method,
+    query: Option<String>,
+    headers: HeaderMap,
+    principal: Option<Principal>,
+    context: SiteContext,
+    request_id: Option<String>,
+}
+
+impl EhrProxy {
+    async fn handle(&self, site: &Site, request: Request, path: &str) -> Outcome {
+        let Some(context) = request.extensions().get::<SiteContext>().cloned() else {
+            return Outcome::error(
+                FhirError::internal("no site context on a FHIR request"),
+                "BYPASS",
+            );
+        };
+        let (parts, body) = request.into_parts();
+        let incoming = Incoming {
+            method: parts.method.clone(),
+            query: parts.uri.query().map(str::to_string),
+            headers: parts.headers.clone(),
+            principal: parts.extensions.get::<Principal>().cloned(),
+            context,
+            request_id: parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        };
+        let route = Route::classify(&incoming.method, path);
+        let stu3 = is_stu3(site);
+
+        if let Err(error) = check_scopes(&incoming, &route) {
+            return Outcome::error(error, "BYPASS");
+        }
+        let body = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+            Ok(body) => body,
+            Err(_) => {
+                let error = FhirError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-costly",
+                    format!("the request body is larger than {MAX_REQUEST_BYTES} bytes"),
+                );
+                return Outcome::error(error, "BYPASS");
+            }
+        };
+        let body = match prepare_body(&incoming, &route, body, stu3) {
+            Ok(body) => body,
+            Err(error) => return Outcome::error(error, "BYPASS"),
+        };
+
+        let freshness = freshness_seconds(site, &route);
+        let cache_key = cache_key(&incoming.method, path, incoming.query.as_deref());
+        let no_cache = has_directive(&incoming.headers, "no-cache");
+        let no_store = has_directive(&incoming.headers, "no-store");
+        let use_cache = route.is_cacheable() && freshness > 0;
+        let mut cache_status = if use_cache && !no_cache {
+            "MISS"
+        } else {
+            "BYPASS"
+        };
+
+        if use_cache && !no_cache {
+            match self
+                .inner
+                .cache
+                .lookup(&site.site_id, &cache_key, now_micros())
+            {
+                Ok(Some(entry)) => {
+                    let response = respond_cached(site, &incoming, &route, entry);
+                    return Outcome {
+                        response,
+                        cache: "HIT",
+                        upstream_status: None,
+                        upstream_latency_us: None,
+                    };
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(site = %site.site_id, %error, "reading the EHR cache failed; asking the EHR");
+                    cache_status = "BYPASS";
+                }
+            }
+        }
+
+        let upstream_url = upstream_url(site, &route, path, incoming.query.as_deref(), stu3);
+        let upstream_request = UpstreamRequest {
+            method: incoming.method.clone(),
+            url: upstream_url.clone(),
+            headers: forwarded_headers(&incoming.headers),
+            body,
+        };
+        let upstream = match self.inner.upstreams.send(site, upstream_request).await {
+            Ok(upstream) => upstream,
+            Err(error) => {
+                tracing::warn!(site = %site.site_id, %error, "the upstream EHR request failed");
+                return Outcome::error(error.to_fhir(), cache_status);
+            }
+        };
+        let upstream_status = Some(i32::from(upstream.status.as_u16()));
+        let upstream_latency_us =
+            Some(i64::try_from(upstream.latency.as_micros()).unwrap_or(i64::MAX));
+
+        if upstream.status.is_server_error() {
+            let error = if upstream.status == StatusCode::GATEWAY_TIMEOUT {
+                ProxyError::Timeout(self.inner.upstreams.config().timeout())
+            } else {
+                ProxyError::BadStatus(upstream.status.as_u16())
+            };
+            tracing::warn!(site = %site.site_id, status = upstream.status.as_u16(), "the upstream EHR failed");
+            return Outcome {
+                response: error.to_fhir().into_response(),
+                cache: cache_status,
+                upstream_status,
+                upstream_latency_us,
+            };
+        }
+
+        if use_cache && !no_store && upstream.status == StatusCode::OK {
+            self.record(
+                site,
+                &route,
+                &cache_key,
+                &upstream_url,
+                &upstream,
+                freshness,
+                &incoming,
+            );
+        }
+        let changes_data = !matches!(incoming.method, Method::GET | Method::HEAD)
+            && route.kind != Kind::SearchPost;
+        if changes_data && upstream.status.is_success() {
+            if let Err(error) = self.invalidate(site, &route).await {
+                tracing::error!(site = %site.site_id, %error, "invalidating the EHR cache failed");
+                return Outcome {
+                    response: error.to_fhir().into_response(),
+                    cache: cache_status,
+                    upstream_status,
+                    upstream_latency_us,
+                };
+            }
+        }
+
+        let entry = CachedResponse {
+            status: upstream.status.as_u16(),
+            content_type: header_string(&upstream.headers, header::CONTENT_TYPE),
+            etag: header_string(&upstream.headers, header::ETAG),
+            last_modified: None,
+            body: String::from_utf8_lossy(&upstream.body).into_owned(),
+            fetched_at: now_micros(),
+        };
+        let mut response = respond_cached(site, &incoming, &route, entry);
+        copy_upstream_headers(site, &incoming, &upstream.headers, response.headers_mut());
+        Outcome {
+            response,
+            cache: cache_status,
+            upstream_status,
+            upstream_latency_us,
+        }
+    }
+
+    /// Appends the upstream response to `hearth.ehr` in the background: the response
+    /// to a miss does not wait for the log, and a lost append only costs a later miss.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        site: &Site,
+        route: &Route,
+        cache_key: &str,
+        upstream_url: &str,
+        upstream: &UpstreamResponse,
+        freshness: i64,
+        incoming: &Incoming,
+    ) {
+        let fetched_at = now_micros();
+        let body = String::from_utf8_lossy(&upstream.body).into_owned();
+        let version_id = if route.kind == Kind::Read {
+            serde_json::from_str::<Value>(&body).ok().and_then(|v| {
+                v.pointer("/meta/versionId")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+        } else {
+            None
+        };
+        let event = EhrResponseCached {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            occurred_at: fetched_at,
+            site_id: site.site_id.clone(),
+            cache_key: cache_key.to_string(),
+            method: incoming.method.to_string(),
+            upstream_url: upstream_url.to_string(),
+            status: i32::from(upstream.status.as_u16()),
+            resource_type: route.resource_type.clone().or_else(|| {
+                (route.kind == Kind::Capabilities).then(|| "CapabilityStatement".to_string())
+            }),
+            resource_id: route
+                .id
+                .clone()
+                .filter(|_| matches!(route.kind, Kind::Read | Kind::Vread)),
+            version_id,
+            content_type: header_string(&upstream.headers, header::CONTENT_TYPE),
+            etag: header_string(&upstream.headers, header::ETAG),
+            last_modified: header_string(&upstream.headers, header::LAST_MODIFIED)
+                .and_then(|text| parse_http_date(&text)),
+            body,
+            fetched_at,
+            fresh_until: fetched_at.saturating_add(freshness.saturating_mul(1_000_000)),
+            request_id: incoming.request_id.clone(),
+        };
+        let log = self.inner.log.clone();
+        tokio::spawn(async move {
+            let bytes = match hearth_schemas::encode(&event) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    tracing::error!(%error, "encoding an EHR cache event failed");
+                    return;
+                }
+            };
+            if let Err(error) = log
+                .append(topics::EHR, event.site_id.as_bytes(), &bytes)
+                .await
+            {
+                tracing::warn!(site = %event.site_id, %error, "recording an EHR response failed");
+            }
+        });
+    }
+
+    /// Appends an invalidation for what a write touched and waits until the cache has
+    /// applied it, so the writer's next read goes to the upstream.
+    async fn invalidate(&self, site: &Site, route: &Route) -> Result<(), ProxyError> {
+        let (resource_type, resource_id) = match route.kind {
+            Kind::Create | Kind::Update | Kind::Patch | Kind::Delete => {
+                (route.resource_type.clone(), route.id.clone())
+            }
+            _ => (None, None),
+        };
+        let event = EhrCacheInvalidated {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            occurred_at: now_micros(),
+            site_id: site.site_id.clone(),
+            resource_type,
+            resource_id,
+            cache_keys: Vec::new(),
+            reason: Some(format!("{:?} through the proxy", route.kind).to_lowercase()),
+        };
+        let bytes = hearth_schemas::encode(&event).map_err(|e| ProxyError::Cache(e.to_string()))?;
+        let position = self
+            .inner
+            .log
+            .append(topics::EHR, site.site_id.as_bytes(), &bytes)
+            .await
+            .map_err(|e| ProxyError::Cache(e.to_string()))?;
+        self.inner
+            .projection
+            .wait_for(position, INVALIDATION_WAIT)
+            .await
+            .map_err(|e| ProxyError::Cache(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Checks the caller's scopes before anything goes upstream, with the same 401 and 403
+/// responses a repository site sends.
+fn check_scopes(incoming: &Incoming, route: &Route) -> Result<(), FhirError> {
+    if route.kind == Kind::Capabilities {
+        return Ok(());
+    }
+    let Some(principal) = &incoming.principal else {
+        return Err(FhirError::new(
+            StatusCode::UNAUTHORIZED,
+            "login",
+            "this request needs an access token",
+        ));
+    };
+    match (&route.resource_type, route.interaction()) {
+        (Some(resource_type), Some(interaction)) => {
+            hearth_fhir::visibility(principal, resource_type, interaction).map(|_| ())
+        }
+        // A system-wide search is filtered entry by entry.
+        (None, Some(Interaction::Search)) => Ok(()),
+        _ => {
+            // Batches, transactions and operations carry work this layer cannot inspect
+            // entry by entry, so they need unrestricted access.
+            let resource_type = route.resource_type.as_deref().unwrap_or("*");
+            let interaction = if incoming.method == Method::GET {
+                Interaction::Read
+            } else {
+                Interaction::Update
+            };
+            let unrestricted = hearth_fhir::visibility(principal, resource_type, interaction)
+                .is_ok_and(|v| v.is_everything());
+            if unrestricted {
+                Ok(())
+            } else {
+                Err(FhirError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "batches, transactions and operations at an EHR-backed site need system or user scopes without patient or query restrictions",
+                ))
+            }
+        }
+    }
+}
+
+/// Checks a create or update body against the caller's compartment and converts it for
+/// an STU3 upstream.
+fn prepare_body(
+    incoming: &Incoming,
+    route: &Route,
+    body: Bytes,
+    stu3: bool,
+) -> Result<Option<Bytes>, FhirError> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    if !matches!(route.kind, Kind::Create | Kind::Update | Kind::Bundle) {
+        return Ok(Some(body));
+    }
+    let mut resource: Value = serde_json::from_slice(&body)
+        .map_err(|e| FhirError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    if let (Some(principal), Some(interaction)) = (&incoming.principal, route.interaction())
+        && !filter::visible(principal, &resource, interaction)
+    {
+        return Err(FhirError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the access token's scopes do not allow writing this resource",
+        ));
+    }
+    if !stu3 {
+        return Ok(Some(body));
+    }
+    stu3::convert(&mut resource, Direction::ToStu3);
+    Ok(Some(Bytes::from(resource.to_string())))
+}
+
+/// Builds the response to the app from an upstream (or cached) response: converted to R4,
+/// filtered by the caller's scopes and with URLs on the site's base.
+fn respond_cached(
+    site: &Site,
+    incoming: &Incoming,
+    route: &Route,
+    entry: CachedResponse,
+) -> Response {
+    let status = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    if entry.body.trim().is_empty() {
+        let mut response = status.into_response();
+        if let Some(etag) = entry
+            .etag
+            .as_deref()
+            .and_then(|e| HeaderValue::from_str(e).ok())
+        {
+            response.headers_mut().insert(header::ETAG, etag);
+        }
+        return response;
+    }
+    let mut resource: Value = match serde_json::from_str(&entry.body) {
+        Ok(resource) => resource,
+        Err(_) if !status.is_success() => {
+            let error = FhirError::new(
+                status,
+                if status == StatusCode::NOT_FOUND {
+                    "not-found"
+                } else {
+                    "processing"
+                },
+                format!("the EHR behind this site answered HTTP {}", status.as_u16()),
+            );
+            return error.into_response();
+        }
+        Err(error) => {
+            return ProxyError::InvalidBody(error.to_string())
+                .to_fhir()
+                .into_response();
+        }
+    };
+    if is_stu3(site) {
+        stu3::convert(&mut resource, Direction::ToR4);
+    }
+    if let Some(principal) = &incoming.principal
+        && status.is_success()
+    {
+        if resource["resourceType"] == "Bundle" {
+            filter::filter_bundle(principal, &mut resource);
+        } else if !filter::visible(principal, &resource, Interaction::Read) {
+            let what = format!(
+                "{}/{}",
+                route.resource_type.as_deref().unwrap_or("resource"),
+                route.id.as_deref().unwrap_or_default()
+            );
+            return FhirError::not_found(format!("{what} is not known")).into_response();
+        }
+    }
+    let rewriter = Rewriter::new(
+        site.upstream_base_url.as_deref().unwrap_or_default(),
+        &incoming.context.fhir_base_url,
+    );
+    rewriter.resource(&mut resource);
+    if route.kind == Kind::Capabilities {
+        point_security_at_hearth(&mut resource, &incoming.context);
+    }
+    let mut response = (status, resource.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(hearth_fhir::FHIR_JSON),
+    );
+    if let Some(etag) = entry
+        .etag
+        .as_deref()
+        .and_then(|e| HeaderValue::from_str(e).ok())
+    {
+        headers.insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// Copies headers of an upstream response that an app needs, with URLs rewritten.
+fn copy_upstream_headers(
+    site: &Site,
+    incoming: &Incoming,
+    from: &reqwest::header::HeaderMap,
+    to: &mut HeaderMap,
+) {
+    let rewriter = Rewriter::new(
+        site.upstream_base_url.as_deref().unwrap_or_default(),
+        &incoming.context.fhir_base_url,
+    );
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        if let Some(value) = from.get(&name).and_then(|v| v.to_str().ok())
+            && let Ok(value) = HeaderValue::from_str(&rewriter.url(value))
+        {
+            to.insert(name, value);
+        }
+    }
+    if let Some(value) = from.get(header::LAST_MODIFIED) {
+        to.insert(header::LAST_MODIFIED, value.clone());
+    }
+}
+
+/// Makes the CapabilityStatement name Hearth's authorization endpoints, since apps get
+/// their tokens from Hearth, not from the EHR.
+fn point_security_at_hearth(statement: &mut Value, context: &SiteContext) {
+    let security = json!({
+        "service": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+            "code": "SMART-on-FHIR",
+        }]}],
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                {"url": "authorize", "valueUri": format!("{}/authorize", context.auth_base_url)},
+                {"url": "token", "valueUri": format!("{}/token", context.auth_base_url)},
+            ],
+        }],
+    });
+    if let Some(rests) = statement.get_mut("rest").and_then(Value::as_array_mut) {
+        for rest in rests {
+            rest["security"] = security.clone();
+        }
+    }
+}
+
+fn upstream_url(site: &Site, route: &Route, path: &str, query: Option<&str>, stu3: bool) -> String {
+    let base = site
+        .upstream_base_url
+        .as_deref()
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    let query = match (query, stu3, &route.resource_type) {
+        (Some(query), true, Some(resource_type)) => {
+            let mut pairs: Vec<(String, String)> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, value)) => (name.to_string(), value.to_string()),
+                    None => (pair.to_string(), String::new()),
+                })
+                .collect();
+            stu3::search_params_to_stu3(resource_type, &mut pairs);
+            let joined: Vec<String> = pairs.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            Some(joined.join("&"))
+        }
+        (query, _, _) => query.map(str::to_string),
+    };
+    let path = if path == "/" { "" } else { path };
+    match query {
+        Some(query) if !query.is_empty() => format!("{base}{path}?{query}"),
+        _ => format!("{base}{path}"),
+    }
+}
+
+/// The cache key of a request: method, path and the query parameters in sorted order, so
+/// the same search written in another order shares an entry.
+pub fn cache_key(method: &Method, path: &str, query: Option<&str>) -> String {
+    let mut pairs: Vec<&str> = query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .collect();
+    pairs.sort_unstable();
+    format!("{method} {path}?{}", pairs.join("&"))
+}
+
+/// Seconds a response of the route's type stays fresh at the site.
+fn freshness_seconds(site: &Site, route: &Route) -> i64 {
+    let resource_type = match route.kind {
+        Kind::Capabilities => "CapabilityStatement",
+        _ => match &route.resource_type {
+            Some(resource_type) => resource_type.as_str(),
+            None => return 0,
+        },
+    };
+    site.cache_freshness_s
+        .get(resource_type)
+        .copied()
+        .unwrap_or(site.default_cache_freshness_s)
+        .max(0)
+}
+
+fn is_stu3(site: &Site) -> bool {
+    site.upstream_fhir_version
+        .as_deref()
+        .is_some_and(|v| v.starts_with("3.") || v.eq_ignore_ascii_case("stu3"))
+}
+
+fn has_directive(headers: &HeaderMap, directive: &str) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case(directive))
+        || (directive == "no-cache"
+            && headers
+                .get(header::PRAGMA)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("no-cache")))
+}
+
+fn header_string(headers: &reqwest::header::HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Parses an HTTP date (RFC 9110 IMF-fixdate) into microseconds since the Unix epoch.
+fn parse_http_date(text: &str) -> Option<i64> {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let parsed = time::PrimitiveDateTime::parse(text, format).ok()?;
+    Some(i64::try_from(parsed.assume_utc().unix_timestamp_nanos() / 1000).ok()?)
+}
+
+fn now_micros() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_key_ignores_parameter_order() {
+        let a = cache_key(&Method::GET, "/Observation", Some("code=1&patient=2"));
+        let b = cache_key(&Method::GET, "/Observation", Some("patient=2&code=1"));
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            cache_key(&Method::GET, "/Observation", Some("patient=3&code=1"))
+        );
+    }
+
+    #[test]
+    fn http_dates_parse() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777_000_000)
+        );
+        assert_eq!(parse_http_date("yesterday"), None);
+    }
+
+    #[test]
+    fn no_cache_directive_is_found() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=0, no-cache"),
+        );
+        assert!(has_directive(&headers, "no-cache"));
+        assert!(!has_directive(&headers, "no-store"));
+    }
+}
+
+/// Fails to compile when the middleware's future is not `Send`, which axum requires.
+#[allow(dead_code)]
+fn middleware_future_is_send(proxy: EhrProxy, request: Request, next: Next) {
+    fn is_send<T: Send>(_: &T) {}
+    let future = serve_ehr_sites(State(proxy), request, next);
+    is_send(&future);
+}

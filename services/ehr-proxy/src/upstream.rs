@@ -1,0 +1,372 @@
+//! Calls to upstream EHRs: authentication, per-site concurrency limits, timeouts and
+//! retries.
+//!
+//! Each site gets a semaphore of `max_concurrent_per_site` slots, so a slow EHR holds at
+//! most that many requests and a request over the limit waits at most `queue_timeout`
+//! before it gets 503. Requests of other sites take slots from their own semaphores.
+//!
+//! SMART Backend Services tokens are fetched with a client assertion that Hearth signs
+//! with its own RSA key (RS384), kept until 30 seconds before they expire, and dropped when
+//! the upstream answers 401.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hearth_auth_store::Site;
+use hearth_schemas::UpstreamAuthMethod;
+use hearth_smart::keys::KeyStore;
+use parking_lot::{Mutex, RwLock};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+
+use crate::config::EhrConfig;
+use crate::error::ProxyError;
+
+/// One request to send upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamRequest {
+    pub method: Method,
+    /// Absolute URL under the site's upstream base.
+    pub url: String,
+    pub headers: HeaderMap,
+    pub body: Option<Bytes>,
+}
+
+/// Response of the upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// Time spent waiting for the upstream, retries included.
+    pub latency: Duration,
+}
+
+/// A cached upstream access token.
+struct Token {
+    value: String,
+    expires: Instant,
+}
+
+/// The client of every upstream EHR.
+pub struct Upstreams {
+    http: reqwest::Client,
+    config: Arc<EhrConfig>,
+    keys: Arc<RwLock<KeyStore>>,
+    limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    tokens: Mutex<HashMap<String, Token>>,
+    token_urls: Mutex<HashMap<String, String>>,
+}
+
+/// Request headers passed on to the upstream; all others (Authorization above all) stay.
+pub const FORWARDED_REQUEST_HEADERS: &[&str] = &[
+    "content-type",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-none-exist",
+    "prefer",
+];
+
+impl Upstreams {
+    pub fn new(config: Arc<EhrConfig>, keys: Arc<RwLock<KeyStore>>) -> Result<Self, ProxyError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout())
+            .connect_timeout(config.connect_timeout())
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(config.max_concurrent_per_site)
+            .build()
+            .map_err(|e| ProxyError::Upstream(e.to_string()))?;
+        Ok(Upstreams {
+            http,
+            config,
+            keys,
+            limits: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+            token_urls: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn config(&self) -> &EhrConfig {
+        &self.config
+    }
+
+    /// Sends a request to a site's upstream within the site's concurrency limit.
+    ///
+    /// Idempotent methods (GET, HEAD, PUT, DELETE) are retried up to `retries` times after
+    /// a connection failure or a 502, 503 or 504, with 100 ms, 200 ms, ... between tries:
+    /// those mean the request most likely did not run, or running it again changes
+    /// nothing. A timeout is not retried, because the time budget is spent. POST and
+    /// PATCH are never retried, since a second try could create or change twice.
+    pub async fn send(
+        &self,
+        site: &Site,
+        request: UpstreamRequest,
+    ) -> Result<UpstreamResponse, ProxyError> {
+        let semaphore = self.limit(&site.site_id);
+        let _permit = tokio::time::timeout(self.config.queue_timeout(), semaphore.acquire_owned())
+            .await
+            .map_err(|_| ProxyError::Saturated)?
+            .map_err(|_| ProxyError::Saturated)?;
+
+        let started = Instant::now();
+        let idempotent = matches!(
+            request.method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+        );
+        let mut attempt = 0;
+        let mut refreshed_token = false;
+        loop {
+            let result = self.send_once(site, &request).await;
+            let retry_status = matches!(
+                &result,
+                Ok(r) if matches!(r.0.as_u16(), 502..=504)
+            );
+            let retry = idempotent
+                && attempt < self.config.retries
+                && (retry_status || matches!(result, Err(ProxyError::Connect(_))));
+            if matches!(&result, Ok(r) if r.0 == StatusCode::UNAUTHORIZED)
+                && site.upstream_auth_method == UpstreamAuthMethod::BackendServices
+                && !refreshed_token
+            {
+                // The token was revoked or the upstream rotated keys: one more try with a
+                // new token is safe for any method, because the upstream rejected the
+                // request before running it.
+                self.tokens.lock().remove(&site.site_id);
+                refreshed_token = true;
+                continue;
+            }
+            if retry {
+                attempt += 1;
+                tracing::warn!(site = %site.site_id, attempt, "retrying an upstream request");
+                tokio::time::sleep(Duration::from_millis(100 << (attempt - 1))).await;
+                continue;
+            }
+            let (status, headers, body) = result?;
+            return Ok(UpstreamResponse {
+                status,
+                headers,
+                body,
+                latency: started.elapsed(),
+            });
+        }
+    }
+
+    async fn send_once(
+        &self,
+        site: &Site,
+        request: &UpstreamRequest,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), ProxyError> {
+        let mut builder = self
+            .http
+            .request(request.method.clone(), &request.url)
+            .headers(request.headers.clone())
+            .header(reqwest::header::ACCEPT, "application/fhir+json");
+        if let Some(token) = self.credential(site).await? {
+            builder = builder.bearer_auth(token);
+        }
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let response = builder.send().await.map_err(|e| self.classify(e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = read_limited(response, self.config.max_response_bytes).await?;
+        Ok((status, headers, body))
+    }
+
+    fn classify(&self, error: reqwest::Error) -> ProxyError {
+        if error.is_timeout() {
+            ProxyError::Timeout(self.config.timeout())
+        } else if error.is_connect() {
+            ProxyError::Connect(error.to_string())
+        } else {
+            ProxyError::Upstream(error.to_string())
+        }
+    }
+
+    fn limit(&self, site_id: &str) -> Arc<Semaphore> {
+        self.limits
+            .lock()
+            .entry(site_id.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_concurrent_per_site)))
+            .clone()
+    }
+
+    /// The bearer credential for the upstream, if its auth method needs one.
+    async fn credential(&self, site: &Site) -> Result<Option<String>, ProxyError> {
+        match site.upstream_auth_method {
+            UpstreamAuthMethod::None => Ok(None),
+            UpstreamAuthMethod::Bearer => self
+                .config
+                .bearer_token(&site.site_id)
+                .map(|secret| Some(secret.expose().to_string()))
+                .ok_or_else(|| {
+                    ProxyError::Config(
+                        site.site_id.clone(),
+                        "its auth method is bearer, but no token is set in [ehr.sites] or HEARTH_EHR_BEARER_TOKEN_<SITE>".to_string(),
+                    )
+                }),
+            UpstreamAuthMethod::BackendServices => self.backend_token(site).await.map(Some),
+        }
+    }
+
+    async fn backend_token(&self, site: &Site) -> Result<String, ProxyError> {
+        if let Some(token) = self.tokens.lock().get(&site.site_id)
+            && token.expires > Instant::now()
+        {
+            return Ok(token.value.clone());
+        }
+        let client_id = site.upstream_client_id.clone().ok_or_else(|| {
+            ProxyError::Config(
+                site.site_id.clone(),
+                "backend services need upstream_client_id".to_string(),
+            )
+        })?;
+        let token_url = self.token_url(site).await?;
+        let scope = site
+            .upstream_scope
+            .clone()
+            .unwrap_or_else(|| "system/*.rs".to_string());
+        let now = now_seconds();
+        let claims = serde_json::json!({
+            "iss": client_id,
+            "sub": client_id,
+            "aud": token_url,
+            "iat": now,
+            "exp": now + 240,
+            "jti": uuid::Uuid::new_v4().to_string(),
+        });
+        let assertion = self
+            .keys
+            .read()
+            .sign_client_assertion(&claims)
+            .map_err(|e| ProxyError::Auth(e.to_string()))?;
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("scope", scope.as_str()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ];
+        let form_body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let response = self
+            .http
+            .post(&token_url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form_body)
+            .send()
+            .await
+            .map_err(|e| self.classify(e))?;
+        let status = response.status();
+        let body = read_limited(response, 1024 * 1024).await?;
+        if !status.is_success() {
+            let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let code = error["error"].as_str().unwrap_or("no error code");
+            return Err(ProxyError::Auth(format!(
+                "the token endpoint returned {status} ({code})"
+            )));
+        }
+        let token: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| ProxyError::Auth(e.to_string()))?;
+        let lifetime = token.expires_in.unwrap_or(300).saturating_sub(30).max(1);
+        self.tokens.lock().insert(
+            site.site_id.clone(),
+            Token {
+                value: token.access_token.clone(),
+                expires: Instant::now() + Duration::from_secs(lifetime),
+            },
+        );
+        tracing::info!(site = %site.site_id, expires_in = lifetime, "obtained an upstream access token");
+        Ok(token.access_token)
+    }
+
+    /// Returns the upstream token endpoint: from the site, else from the upstream's
+    /// `.well-known/smart-configuration`, remembered per site.
+    async fn token_url(&self, site: &Site) -> Result<String, ProxyError> {
+        if let Some(url) = &site.upstream_token_url {
+            return Ok(url.clone());
+        }
+        if let Some(url) = self.token_urls.lock().get(&site.site_id) {
+            return Ok(url.clone());
+        }
+        let base = site.upstream_base_url.as_deref().unwrap_or_default();
+        let url = format!(
+            "{}/.well-known/smart-configuration",
+            base.trim_end_matches('/')
+        );
+        let response = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| self.classify(e))?;
+        let body = read_limited(response, 1024 * 1024).await?;
+        let document: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ProxyError::Auth(format!("invalid smart-configuration: {e}")))?;
+        let token_url = document["token_endpoint"]
+            .as_str()
+            .ok_or_else(|| ProxyError::Auth("smart-configuration has no token_endpoint".into()))?
+            .to_string();
+        self.token_urls
+            .lock()
+            .insert(site.site_id.clone(), token_url.clone());
+        Ok(token_url)
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: Option<u64>,
+}
+
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Bytes, ProxyError> {
+    let mut body = Vec::new();
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Ok(Bytes::from(body)),
+            Err(e) if e.is_timeout() => {
+                return Err(ProxyError::Timeout(Duration::ZERO));
+            }
+            Err(e) => return Err(ProxyError::Upstream(e.to_string())),
+        };
+        if body.len() + chunk.len() > limit {
+            return Err(ProxyError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+}
+
+/// Copies the request headers that the upstream may see.
+pub fn forwarded_headers(headers: &axum::http::HeaderMap) -> HeaderMap {
+    let mut forwarded = HeaderMap::new();
+    for name in FORWARDED_REQUEST_HEADERS {
+        if let Some(value) = headers.get(*name)
+            && let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(value.as_bytes()),
+            )
+        {
+            forwarded.insert(name, value);
+        }
+    }
+    forwarded
+}
+
+fn now_seconds() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}

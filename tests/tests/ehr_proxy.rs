@@ -1,0 +1,24 @@
+//! End-to-end tests of a site backed by an upstream EHR: two Hearth processes, one as the
+//! EHR (its default site contains the Synthea sample) and one in front of it with an
+//! EHR-backed site that authenticates upstream with SMART Backend Services. Apps launch
+//! and read through the front site; the tests check scope filtering, URL rewriting, the
+//! cache and its invalidation, and the 502/504 answers when the EHR is slow or stopped.
+
+#[allow(dead_code)]
+#[path = "smart_cases/browser.rs"]
+mod browser;
+#[allow(dead_code)]
+#[path = "smart_cases/http.rs"]
+mod http;
+#[allow(dead_code)]
+#[path = "smart_cases/sample.rs"]
+mod sample;
+#[allow(dead_code, unused_imports)]
+#[path = "smart_cases/support.rs"]
+mod support;
+
+#[path = "ehr_proxy/front.rs"]
+mod front;
+
+#[path = "ehr_proxy/cases.rs"]
+mod cases;
