@@ -261,16 +261,17 @@ impl EhrProxy {
         }
         let changes_data = !matches!(incoming.method, Method::GET | Method::HEAD)
             && route.kind != Kind::SearchPost;
-        if changes_data && upstream.status.is_success() {
-            if let Err(error) = self.invalidate(site, &route).await {
-                tracing::error!(site = %site.site_id, %error, "invalidating the EHR cache failed");
-                return Outcome {
-                    response: error.to_fhir().into_response(),
-                    cache: cache_status,
-                    upstream_status,
-                    upstream_latency_us,
-                };
-            }
+        if changes_data
+            && upstream.status.is_success()
+            && let Err(error) = self.invalidate(site, &route).await
+        {
+            tracing::error!(site = %site.site_id, %error, "invalidating the EHR cache failed");
+            return Outcome {
+                response: error.to_fhir().into_response(),
+                cache: cache_status,
+                upstream_status,
+                upstream_latency_us,
+            };
         }
 
         let entry = CachedResponse {
@@ -683,7 +684,7 @@ fn parse_http_date(text: &str) -> Option<i64> {
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
     let parsed = time::PrimitiveDateTime::parse(text, format).ok()?;
-    Some(i64::try_from(parsed.assume_utc().unix_timestamp_nanos() / 1000).ok()?)
+    i64::try_from(parsed.assume_utc().unix_timestamp_nanos() / 1000).ok()
 }
 
 fn now_micros() -> i64 {
@@ -724,12 +725,12 @@ mod tests {
         assert!(has_directive(&headers, "no-cache"));
         assert!(!has_directive(&headers, "no-store"));
     }
-}
 
-/// Fails to compile when the middleware's future is not `Send`, which axum requires.
-#[allow(dead_code)]
-fn middleware_future_is_send(proxy: EhrProxy, request: Request, next: Next) {
-    fn is_send<T: Send>(_: &T) {}
-    let future = serve_ehr_sites(State(proxy), request, next);
-    is_send(&future);
+    /// Fails to compile when the middleware's future is not `Send`, which axum requires.
+    #[allow(dead_code)]
+    fn middleware_future_is_send(proxy: EhrProxy, request: Request, next: Next) {
+        fn is_send<T: Send>(_: &T) {}
+        let future = serve_ehr_sites(State(proxy), request, next);
+        is_send(&future);
+    }
 }

@@ -237,7 +237,7 @@ pub enum SitesCommand {
         #[arg(long)]
         dynamic_registration: bool,
         #[command(flatten)]
-        upstream: UpstreamArgs,
+        upstream: Box<UpstreamArgs>,
     },
     /// List sites
     List,
