@@ -45,9 +45,11 @@ pub const PASSWORD: &str = "correct-horse-battery";
 /// NOTE: the generated admin token is base64url, so one in 64 starts with `-`, and then
 /// `hearth load --admin-token <token>` takes it for an option and fails. Until the harness
 /// passes `--admin-token=<token>`, such a server is replaced by a new one.
-fn start_server() -> Server {
+fn start_server(args: &[&str]) -> Server {
     for _ in 0..8 {
-        let server = Server::start(&Backend::Embedded).expect("hearth starts");
+        let data_dir = tempfile::tempdir().expect("a temporary data directory");
+        let server =
+            Server::start_with(&Backend::Embedded, data_dir, args, &[]).expect("hearth starts");
         if !server.admin_token().starts_with('-') {
             return server;
         }
@@ -67,7 +69,12 @@ pub struct Hearth {
 
 impl Hearth {
     pub fn start() -> Hearth {
-        let server = start_server();
+        Hearth::start_with(&[])
+    }
+
+    /// Starts the fixture with extra `hearth serve` arguments.
+    pub fn start_with(args: &[&str]) -> Hearth {
+        let server = start_server(args);
         let sample = Sample::get();
         let paths: Vec<&Path> = sample.files.iter().map(PathBuf::as_path).collect();
         let output = server.load(&paths).expect("hearth load runs");
@@ -169,6 +176,22 @@ impl Hearth {
             let reply = self.admin_post("/admin/users", &body);
             assert_eq!(reply.status, 201, "creating {username}: {}", reply.body);
         }
+    }
+
+    /// Stops the server and starts it again on the same data directory with `args`. The
+    /// port changes, so tokens issued before no longer match the site's audience.
+    // Only the analytics tests, which share this fixture, call it.
+    #[allow(dead_code)]
+    pub fn restart_with(mut self, args: &[&str]) -> Hearth {
+        let data_dir = self.server.stop().expect("hearth stops");
+        self.server = Server::start_with(&Backend::Embedded, data_dir, args, &[])
+            .expect("hearth starts again");
+        self.default_site = Site {
+            id: "default".to_string(),
+            auth: format!("{}/auth", self.server.base_url),
+            fhir: format!("{}/fhir", self.server.base_url),
+        };
+        self
     }
 
     pub fn base_url(&self) -> &str {

@@ -1,0 +1,298 @@
+//! End-to-end tests of usage analytics: `hearth serve` with a real ClickHouse server. A
+//! known mix of launches, denials, token grants, refreshes and FHIR calls goes through
+//! the HTTP API, the test counts what it sent and the statuses the server returned, and every
+//! report of `/admin/analytics` must return exactly those counts, also after ClickHouse
+//! was down for a while and after analytics is switched on for an existing deployment.
+//!
+//! The shared server comes from `HEARTH_TEST_CLICKHOUSE_URL` (infra/test.sh starts it);
+//! the outage test starts a server of its own with infra/clickhouse/start.sh so it can
+//! stop it.
+
+// The SMART fixture's modules hold helpers this file does not use.
+#[allow(dead_code)]
+#[path = "smart_cases/browser.rs"]
+mod browser;
+#[allow(dead_code)]
+#[path = "smart_cases/http.rs"]
+mod http;
+#[allow(dead_code)]
+#[path = "smart_cases/sample.rs"]
+mod sample;
+#[allow(dead_code, unused_imports)]
+#[path = "smart_cases/support.rs"]
+mod support;
+
+#[path = "analytics/mix.rs"]
+mod mix;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hearth_e2e::{free_port, workspace_root};
+use serde_json::Value;
+
+use crate::mix::{Expected, Mix};
+use crate::support::Hearth;
+
+/// Returns the shared ClickHouse URL, or `None` (with a notice) outside CI when it is
+/// not set.
+fn clickhouse_url(test: &str) -> Option<String> {
+    match std::env::var("HEARTH_TEST_CLICKHOUSE_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!(
+                "HEARTH_TEST_CLICKHOUSE_URL is not set; infra/test.sh starts ClickHouse and sets it"
+            )
+        }
+        Err(_) => {
+            eprintln!("skipping {test}: HEARTH_TEST_CLICKHOUSE_URL is not set");
+            None
+        }
+    }
+}
+
+fn database_name(test: &str) -> String {
+    format!("e2e_{test}_{}", std::process::id())
+}
+
+/// Runs a statement over ClickHouse's HTTP interface and returns the body.
+fn clickhouse_query(url: &str, database: &str, sql: &str) -> String {
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{url}/?database={database}"))
+        .body(sql.to_string())
+        .send()
+        .unwrap_or_else(|e| panic!("ClickHouse at {url} is unreachable: {e}"));
+    let status = response.status();
+    let body = response.text().unwrap_or_default();
+    assert!(status.is_success(), "{sql} failed: {body}");
+    body
+}
+
+fn drop_database(url: &str, database: &str) {
+    clickhouse_query(
+        url,
+        "default",
+        &format!("DROP DATABASE IF EXISTS {database}"),
+    );
+}
+
+fn analytics_args<'a>(url: &'a str, database: &'a str) -> Vec<&'a str> {
+    vec!["--clickhouse-url", url, "--clickhouse-database", database]
+}
+
+/// GETs an analytics report with the admin credential.
+fn report(hearth: &Hearth, path: &str) -> (u16, Value) {
+    let url = format!("{}/admin/analytics/{path}", hearth.base_url());
+    hearth.server.get_json(&url)
+}
+
+/// Polls until the reports match `expected` or `timeout` passes; returns the time it took
+/// or the last mismatch.
+fn wait_for_reports(
+    hearth: &Hearth,
+    expected: &Expected,
+    timeout: Duration,
+) -> Result<Duration, String> {
+    let started = Instant::now();
+    loop {
+        let mismatch = match mix::compare_reports(hearth, expected) {
+            Ok(()) => return Ok(started.elapsed()),
+            Err(mismatch) => mismatch,
+        };
+        if started.elapsed() > timeout {
+            return Err(mismatch);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Checks that no row of the raw tables is stored twice.
+fn assert_no_duplicate_rows(url: &str, database: &str) {
+    for table in ["launches", "authorizations", "token_grants", "api_calls"] {
+        let sql = format!(
+            "SELECT count() - uniqExact(log_partition, log_offset) FROM {table} FORMAT TSV"
+        );
+        let extra = clickhouse_query(url, database, &sql);
+        assert_eq!(extra.trim(), "0", "duplicate rows in {table}");
+    }
+}
+
+#[test]
+fn rollups_match_requests_in_realtime() {
+    let Some(url) = clickhouse_url("rollups_match_requests_in_realtime") else {
+        return;
+    };
+    let database = database_name("rollups");
+    drop_database(&url, &database);
+    let hearth = Hearth::start_with(&analytics_args(&url, &database));
+
+    let mut mix = Mix::new(&hearth);
+    mix.run(&hearth);
+    assert_eq!(mix.expected.sites.len(), 2, "the mix uses two sites");
+    assert!(!mix.expected.errors.is_empty(), "the mix has failed calls");
+    let elapsed = wait_for_reports(&hearth, &mix.expected, Duration::from_secs(5))
+        .unwrap_or_else(|mismatch| panic!("reports did not match within 5 s: {mismatch}"));
+    eprintln!("reports matched {elapsed:?} after the last request");
+
+    // The raw tables hold what the rollups count, once each, and no secret.
+    let launches = clickhouse_query(&url, &database, "SELECT count() FROM launches FORMAT TSV");
+    assert_eq!(launches.trim(), mix.expected.ehr_contexts.to_string());
+    assert_no_duplicate_rows(&url, &database);
+    let dump = clickhouse_query(&url, &database, "SELECT * FROM api_calls FORMAT TSV");
+    for secret in &mix.secrets {
+        assert!(!dump.contains(secret.as_str()), "a token reached api_calls");
+    }
+    assert!(
+        !dump.contains(&hearth.sample.patient.id),
+        "a raw patient id reached api_calls"
+    );
+
+    // Bad report requests get the admin API's JSON errors.
+    let (status, body) = report(&hearth, "usage?from=tomorrow");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_request");
+    drop_database(&url, &database);
+}
+
+/// A ClickHouse server of this test alone, stopped when dropped.
+struct OwnClickHouse {
+    http_port: u16,
+    native_port: u16,
+    run_dir: tempfile::TempDir,
+    url: String,
+}
+
+impl OwnClickHouse {
+    fn start() -> OwnClickHouse {
+        let run_dir = tempfile::tempdir().expect("a run directory");
+        let (http_port, native_port) = (free_port(), free_port());
+        let mut server = OwnClickHouse {
+            http_port,
+            native_port,
+            run_dir,
+            url: String::new(),
+        };
+        server.url = server.run("start.sh");
+        server
+    }
+
+    fn run(&self, script: &str) -> String {
+        let output = Command::new(workspace_root().join("infra/clickhouse").join(script))
+            .arg(self.http_port.to_string())
+            .arg(self.native_port.to_string())
+            .env("HEARTH_CLICKHOUSE_RUN_DIR", self.run_dir.path())
+            .output()
+            .expect("the ClickHouse script runs");
+        assert!(
+            output.status.success(),
+            "{script} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// Stops the server with SIGTERM to the PID that start.sh recorded.
+    fn kill(&self) {
+        let pid_file = self.run_dir.path().join("clickhouse.pid");
+        let pid = std::fs::read_to_string(&pid_file).expect("start.sh wrote a PID file");
+        let status = Command::new("kill")
+            .arg(pid.trim())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {pid} failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::blocking::get(format!("{}/ping", self.url)).is_ok() {
+            assert!(Instant::now() < deadline, "ClickHouse did not stop");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::fs::remove_file(pid_file).expect("the PID file is removed");
+    }
+}
+
+impl Drop for OwnClickHouse {
+    fn drop(&mut self) {
+        let _ = Command::new(workspace_root().join("infra/clickhouse/stop.sh"))
+            .arg(self.http_port.to_string())
+            .env("HEARTH_CLICKHOUSE_RUN_DIR", self.run_dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn clickhouse_outage_loses_nothing() {
+    if clickhouse_url("clickhouse_outage_loses_nothing").is_none() {
+        return;
+    }
+    let clickhouse = OwnClickHouse::start();
+    let database = database_name("outage");
+    let hearth = Hearth::start_with(&analytics_args(&clickhouse.url, &database));
+
+    let mut mix = Mix::new(&hearth);
+    mix.run(&hearth);
+    wait_for_reports(&hearth, &mix.expected, Duration::from_secs(30))
+        .unwrap_or_else(|mismatch| panic!("first part not in ClickHouse: {mismatch}"));
+
+    // With ClickHouse down the API keeps serving and the events wait in the log.
+    clickhouse.kill();
+    mix.run(&hearth);
+    let (status, body) = report(&hearth, "usage");
+    assert_eq!(status, 503, "{body}");
+    std::thread::sleep(Duration::from_secs(3));
+
+    clickhouse.run("start.sh");
+    wait_for_reports(&hearth, &mix.expected, Duration::from_secs(60))
+        .unwrap_or_else(|mismatch| panic!("events lost in the outage: {mismatch}"));
+    // Later batches must not add anything twice.
+    std::thread::sleep(Duration::from_secs(3));
+    if let Err(mismatch) = mix::compare_reports(&hearth, &mix.expected) {
+        panic!("reports changed after catching up: {mismatch}");
+    }
+    assert_no_duplicate_rows(&clickhouse.url, &database);
+}
+
+#[test]
+fn analytics_enabled_later_backfills() {
+    let Some(url) = clickhouse_url("analytics_enabled_later_backfills") else {
+        return;
+    };
+    let database = database_name("backfill");
+    drop_database(&url, &database);
+    let hearth = Hearth::start();
+    let mut mix = Mix::new(&hearth);
+    mix.run(&hearth);
+    // The API call events reach the log through a queue: give it time before stopping.
+    std::thread::sleep(Duration::from_secs(2));
+
+    let (status, body) = report(&hearth, "usage");
+    assert_eq!(status, 503, "analytics is off: {body}");
+
+    let hearth = hearth.restart_with(&analytics_args(&url, &database));
+    wait_for_reports(&hearth, &mix.expected, Duration::from_secs(60))
+        .unwrap_or_else(|mismatch| panic!("the backfill is incomplete: {mismatch}"));
+    assert_no_duplicate_rows(&url, &database);
+
+    // The command line reports the same figures as the admin API.
+    let output = Command::new(hearth_e2e::hearth_bin())
+        .args(["analytics", "report", "usage", "--app", support::PUBLIC_APP])
+        .args(analytics_args(&url, &database))
+        .output()
+        .expect("hearth analytics runs");
+    assert!(
+        output.status.success(),
+        "hearth analytics report failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&output.stdout).expect("JSON output");
+    let (_, served) = report(&hearth, &format!("usage?app={}", support::PUBLIC_APP));
+    assert_eq!(printed["rows"], served["rows"]);
+
+    let output = Command::new(hearth_e2e::hearth_bin())
+        .args(["analytics", "migrate"])
+        .args(analytics_args(&url, &database))
+        .output()
+        .expect("hearth analytics runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "migrate failed: {text}");
+    assert!(text.contains("applied []"), "nothing left to apply: {text}");
+    drop_database(&url, &database);
+}
