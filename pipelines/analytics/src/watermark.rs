@@ -6,6 +6,10 @@
 //! "offset at or below the stored maximum" tells exactly which records are stored. The
 //! sink skips those, so replaying the log, or a crash between an insert and the offset
 //! commit, adds no row twice and the materialized views never see a duplicate.
+//!
+//! NOTE: the maxima live in memory and are reloaded only at start and after a failed
+//! insert, so two sinks sharing a Kafka group can insert a row twice after a partition
+//! moves from one to the other.
 
 use std::collections::HashMap;
 

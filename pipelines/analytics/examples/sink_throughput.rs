@@ -1,0 +1,243 @@
+//! Measures the analytics sink and the report queries against a real ClickHouse.
+//!
+//! ```text
+//! cargo run --release -p hearth-analytics --example sink_throughput -- URL [EVENTS] [BATCH] [ROWS]
+//! ```
+//!
+//! 1. Appends `EVENTS` ApiCall events (default 1,000,000) to a fresh embedded log in a
+//!    temporary directory and runs the sink until it has written all of them into the
+//!    database `bench_analytics` at `URL`, with batches of `BATCH` records (default
+//!    100,000). Prints events/s from the log into ClickHouse.
+//! 2. Inserts `ROWS` synthetic API calls (default 10,000,000, over 30 days, 20 sites and
+//!    50 apps) with `INSERT ... SELECT FROM numbers()`, so the materialized views fill the
+//!    rollups, and prints the median time of each report query over the 30 days.
+//!
+//! The database is dropped first and left in place at the end for inspection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hearth_analytics::pseudonym::Pseudonyms;
+use hearth_analytics::reports::{self, Bucket, Filters, LatencyFilters, TimeRange};
+use hearth_analytics::{ClickHouse, ClickHouseConfig, SinkOptions, migrate, sink};
+use hearth_log::embedded::{EmbeddedLog, EmbeddedOptions};
+use hearth_log::{Log, topics};
+use hearth_schemas::{ApiCall, Surface, UserType};
+
+/// Concurrent appends, so the embedded log commits them in groups.
+const APPEND_TASKS: usize = 256;
+
+/// 2026-03-01 00:00:00 UTC, the start of the synthetic month.
+const START_SECONDS: i64 = 1_772_323_200;
+const DAYS: i64 = 30;
+
+fn argument(args: &[String], index: usize, default: usize) -> usize {
+    args.get(index).map_or(default, |arg| {
+        arg.parse()
+            .unwrap_or_else(|_| panic!("argument {index} must be a number, not {arg:?}"))
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let url = args
+        .get(1)
+        .expect("usage: sink_throughput URL [EVENTS] [BATCH] [ROWS]");
+    let events = argument(&args, 2, 1_000_000);
+    let batch = argument(&args, 3, 100_000);
+    let rows = argument(&args, 4, 10_000_000);
+
+    let mut config = ClickHouseConfig::new(url).expect("a valid ClickHouse URL");
+    config.database = "bench_analytics".to_string();
+    let client = ClickHouse::new(&config);
+    client.drop_database().await.expect("drop the database");
+    migrate::migrate(&client)
+        .await
+        .expect("apply the migrations");
+
+    if events > 0 {
+        measure_sink(&client, events, batch).await;
+    }
+    if rows > 0 {
+        measure_queries(&client, rows).await;
+    }
+}
+
+fn event(index: usize) -> ApiCall {
+    let seconds = START_SECONDS + (index as i64 * 7) % (DAYS * 86_400);
+    ApiCall {
+        event_id: format!("bench-{index}"),
+        occurred_at: seconds * 1_000_000,
+        request_id: format!("request-{index}"),
+        site_id: Some(format!("site-{}", index % 20)),
+        surface: Surface::Fhir,
+        method: "GET".to_string(),
+        route: "/fhir/{type}/{id}".to_string(),
+        interaction: Some("read".to_string()),
+        operation: None,
+        resource_type: Some("Observation".to_string()),
+        status: if index.is_multiple_of(50) { 404 } else { 200 },
+        latency_us: 500 + (index as i64 * 7919) % 50_000,
+        request_bytes: 0,
+        response_bytes: 1500,
+        client_id: Some(format!("app-{}", index % 50)),
+        grant_id: Some(format!("grant-{}", index % 5000)),
+        user_type: Some(UserType::Practitioner),
+        user_id: Some(format!("user-{}", index % 5000)),
+        patient: Some(format!("patient-{}", index % 20_000)),
+        backing: None,
+        cache: None,
+        upstream_status: None,
+        upstream_latency_us: None,
+        error_code: None,
+    }
+}
+
+async fn measure_sink(client: &ClickHouse, events: usize, batch: usize) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = Arc::new(EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("open"));
+    log.ensure_topic(topics::AUTH, 1).await.expect("topic");
+    log.ensure_topic(topics::API, 1).await.expect("topic");
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..APPEND_TASKS {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            for index in (task..events).step_by(APPEND_TASKS) {
+                let value = hearth_schemas::encode(&event(index)).expect("encode");
+                let key = format!("site-{}", index % 20);
+                log.append(topics::API, key.as_bytes(), &value)
+                    .await
+                    .expect("append");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("append task");
+    }
+    let append = started.elapsed();
+    println!(
+        "appended {events} ApiCall events in {:.1} s ({:.0} events/s)",
+        append.as_secs_f64(),
+        events as f64 / append.as_secs_f64()
+    );
+
+    let options = SinkOptions {
+        group: "bench".to_string(),
+        max_batch_records: batch,
+        max_batch_delay: Duration::from_secs(1),
+        stop_at_end: true,
+        ..SinkOptions::default()
+    };
+    let pseudonyms = Pseudonyms::from_key(b"the benchmark's pseudonym key...");
+    let started = Instant::now();
+    let log: Arc<dyn Log> = log;
+    let summary = sink::spawn(log, client.clone(), pseudonyms, options)
+        .join()
+        .await
+        .expect("the sink catches up");
+    let elapsed = started.elapsed();
+    assert_eq!(summary.rows_written, events as u64, "{summary:?}");
+    println!(
+        "sink: {events} events from the log into ClickHouse in {:.1} s ({:.0} events/s, \
+         {} batches of up to {batch}); this includes about 1 s of idle polling at the end",
+        elapsed.as_secs_f64(),
+        events as f64 / elapsed.as_secs_f64(),
+        summary.batches
+    );
+}
+
+async fn measure_queries(client: &ClickHouse, rows: usize) {
+    let insert = format!(
+        "INSERT INTO api_calls (occurred_at, log_partition, log_offset, site_id, backing, \
+         method, route, interaction, resource_type, status, latency_us, response_bytes, \
+         client_id, user_type, user_hash, patient_hash) \
+         SELECT toDateTime({START_SECONDS} + (number * 7) % {period}, 'UTC'), 1, number, \
+         concat('site-', toString(number % 20)), \
+         CAST(if(number % 5 = 0, 'EHR', 'REPOSITORY') AS Enum8('' = 0, 'REPOSITORY' = 1, 'EHR' = 2)), \
+         'GET', '/fhir/{{type}}', \
+         arrayElement(['read', 'search-type', 'create', 'history'], number % 4 + 1), \
+         'Observation', if(number % 50 = 0, 404, 200), 500 + (number * 7919) % 50000, 1500, \
+         concat('app-', toString(number % 50)), \
+         CAST(if(number % 3 = 0, 'PATIENT', 'PRACTITIONER') AS Enum8('' = 0, 'PATIENT' = 1, \
+         'PRACTITIONER' = 2, 'RELATED_PERSON' = 3, 'SYSTEM' = 4, 'OTHER' = 5)), \
+         number % 50000 + 1, number % 200000 + 1 \
+         FROM numbers({rows})",
+        period = DAYS * 86_400,
+    );
+    let started = Instant::now();
+    client
+        .execute(&insert)
+        .await
+        .expect("insert synthetic rows");
+    let elapsed = started.elapsed();
+    println!(
+        "inserted {rows} synthetic API calls (through the materialized views) in {:.1} s \
+         ({:.0} rows/s)",
+        elapsed.as_secs_f64(),
+        rows as f64 / elapsed.as_secs_f64()
+    );
+
+    let range = TimeRange {
+        from: START_SECONDS,
+        to: START_SECONDS + DAYS * 86_400,
+    };
+    let all = Filters::default();
+    let one_app = Filters {
+        site: None,
+        app: Some("app-7".to_string()),
+    };
+    let no_latency_filters = LatencyFilters::default();
+    time("usage per site and app, 30 days", || async {
+        reports::usage(client, &range, &all, Bucket::Total)
+            .await
+            .map(|r| r.rows.len())
+    })
+    .await;
+    time("usage of one app per site and day", || async {
+        reports::usage(client, &range, &one_app, Bucket::Day)
+            .await
+            .map(|r| r.rows.len())
+    })
+    .await;
+    time("latency p50/p95/p99 per site and interaction", || async {
+        reports::latency(client, &range, &all, &no_latency_filters, Bucket::Total)
+            .await
+            .map(|r| r.rows.len())
+    })
+    .await;
+    time("hour of day and day of week pattern", || async {
+        reports::hourly_pattern(client, &range, &all)
+            .await
+            .map(|r| r.rows.len())
+    })
+    .await;
+    time("errors per app and status", || async {
+        reports::errors(client, &range, &all)
+            .await
+            .map(|r| r.rows.len())
+    })
+    .await;
+}
+
+/// Runs a report five times and prints the median time.
+async fn time<F, Fut>(name: &str, run: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = hearth_analytics::Result<usize>>,
+{
+    let mut times = Vec::new();
+    let mut rows = 0;
+    for _ in 0..5 {
+        let started = Instant::now();
+        rows = run().await.expect("the report runs");
+        times.push(started.elapsed());
+    }
+    times.sort();
+    println!(
+        "{name}: median {:.1} ms over 5 runs ({rows} rows)",
+        times[2].as_secs_f64() * 1000.0
+    );
+}
