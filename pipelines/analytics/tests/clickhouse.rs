@@ -308,3 +308,50 @@ async fn check_reports(client: &ClickHouse, range: &TimeRange) {
         hourly.rows
     );
 }
+
+#[tokio::test]
+async fn schema_error_stops_without_commit() {
+    let Some(client) = database("schema").await else {
+        return;
+    };
+    migrate::migrate(&client).await.unwrap();
+    client
+        .execute("ALTER TABLE api_calls DROP COLUMN patient_hash")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    log.ensure_topic(topics::AUTH, 1).await.unwrap();
+    log.ensure_topic(topics::API, 1).await.unwrap();
+    for index in 0..5 {
+        let call = api_call(index, "north", "app-a", 200, 1000);
+        append(&log, topics::API, AnyEvent::ApiCall(call)).await;
+    }
+    let log: Arc<dyn Log> = Arc::new(log);
+
+    let options = SinkOptions {
+        group: "schema".to_string(),
+        max_batch_delay: Duration::from_millis(200),
+        stop_at_end: true,
+        ..SinkOptions::default()
+    };
+    let pseudonyms = Pseudonyms::from_key(b"a key of the test, 32 bytes long");
+    let handle = sink::spawn(log.clone(), client.clone(), pseudonyms, options);
+    let status = handle.status_source();
+    let error = tokio::time::timeout(Duration::from_secs(30), handle.join())
+        .await
+        .expect("the sink stops at once on a schema error")
+        .unwrap_err();
+    assert!(!error.is_transient(), "{error}");
+    assert!(error.to_string().contains("patient_hash"), "{error}");
+    assert_eq!(status.lock().state, "failed");
+
+    // With the column back, the same group reads the batch again: nothing was committed.
+    client
+        .execute("ALTER TABLE api_calls ADD COLUMN patient_hash UInt64")
+        .await
+        .unwrap();
+    let summary = run_sink(log, &client, "schema").await;
+    assert_eq!(summary.rows_written, 5, "{summary:?}");
+    client.drop_database().await.unwrap();
+}
