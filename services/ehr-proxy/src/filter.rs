@@ -1,9 +1,9 @@
 //! Scope and patient-compartment filtering of upstream responses.
 //!
-//! The upstream responds to Hearth, not to the app, so every resource it returns passes the same
-//! test a repository site applies in SQL: the resource is visible when it matches one
-//! [`Alternative`] of the caller's visibility for its type, that is, when it lies in the
-//! alternative's patient compartment (if any) and matches each of its SMART v2 scope query
+//! The upstream responds to Hearth, not to the app, so every resource it returns passes the
+//! test that a repository site applies in SQL. A resource is visible when it matches one
+//! [`Alternative`] of the caller's visibility for its type. It matches when it lies in the
+//! alternative's patient compartment (if any) and meets each of its SMART v2 scope query
 //! restrictions. Matching uses the search index rows Hearth extracts for the repository.
 
 use hearth_cdr::{Alternative, Visibility};
@@ -134,6 +134,34 @@ fn matches_token(rows: &IndexRows, name: &str, value: &str) -> bool {
             let code_ok = code.is_empty() || row.code.as_deref() == Some(code);
             system_ok && code_ok
         })
+}
+
+/// Returns the search parameter that confines a search of `resource_type` to the caller's
+/// patient compartment, when every scope that allows the search confines it to the same
+/// patient: `_id` for Patient, else `patient` or the type's first compartment parameter.
+/// Sending it upstream keeps result pages full and totals right; the response is filtered
+/// anyway.
+pub fn compartment_param(principal: &Principal, resource_type: &str) -> Option<(String, String)> {
+    let visibility = hearth_fhir::visibility(principal, resource_type, Interaction::Search).ok()?;
+    let mut patients = visibility
+        .alternatives
+        .iter()
+        .map(|alternative| alternative.patient_compartment.as_deref());
+    let patient = patients.next()??;
+    if !patients.all(|other| other == Some(patient)) {
+        return None;
+    }
+    if resource_type == "Patient" {
+        return Some(("_id".to_string(), patient.to_string()));
+    }
+    let name = if search_params::get(resource_type, "patient").is_some() {
+        "patient"
+    } else {
+        search_params::compartment_params(resource_type)
+            .first()?
+            .as_str()
+    };
+    Some((name.to_string(), format!("Patient/{patient}")))
 }
 
 /// Removes the entries of a Bundle the caller may not see: matches need search access,
@@ -271,6 +299,22 @@ mod tests {
             &observation("p2", "laboratory"),
             Interaction::Read
         ));
+    }
+
+    #[test]
+    fn patient_scope_search_gets_compartment_param() {
+        let caller = principal("patient/*.rs", Some("p1"));
+        assert_eq!(
+            compartment_param(&caller, "Observation"),
+            Some(("patient".to_string(), "Patient/p1".to_string()))
+        );
+        assert_eq!(
+            compartment_param(&caller, "Patient"),
+            Some(("_id".to_string(), "p1".to_string()))
+        );
+        assert_eq!(compartment_param(&caller, "Practitioner"), None);
+        let system = principal("system/*.rs", None);
+        assert_eq!(compartment_param(&system, "Observation"), None);
     }
 
     #[test]

@@ -147,11 +147,14 @@ impl EhrProxy {
             );
         };
         let (parts, body) = request.into_parts();
+        let route = Route::classify(&parts.method, path);
+        let principal = parts.extensions.get::<Principal>().cloned();
+        let query = confine_query(parts.uri.query(), &route, principal.as_ref());
         let incoming = Incoming {
             method: parts.method.clone(),
-            query: parts.uri.query().map(str::to_string),
+            query,
             headers: parts.headers.clone(),
-            principal: parts.extensions.get::<Principal>().cloned(),
+            principal,
             context,
             request_id: parts
                 .headers
@@ -159,7 +162,6 @@ impl EhrProxy {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
         };
-        let route = Route::classify(&incoming.method, path);
         let stu3 = is_stu3(site);
 
         if let Err(error) = check_scopes(&incoming, &route) {
@@ -498,7 +500,7 @@ fn respond_cached(
                 } else {
                     "processing"
                 },
-                format!("the EHR behind this site answered HTTP {}", status.as_u16()),
+                format!("the EHR behind this site returned HTTP {}", status.as_u16()),
             );
             return error.into_response();
         }
@@ -508,6 +510,7 @@ fn respond_cached(
                 .into_response();
         }
     };
+
     if is_stu3(site) {
         stu3::convert(&mut resource, Direction::ToR4);
     }
@@ -525,6 +528,7 @@ fn respond_cached(
             return FhirError::not_found(format!("{what} is not known")).into_response();
         }
     }
+
     let rewriter = Rewriter::new(
         site.upstream_base_url.as_deref().unwrap_or_default(),
         &incoming.context.fhir_base_url,
@@ -533,6 +537,7 @@ fn respond_cached(
     if route.kind == Kind::Capabilities {
         point_security_at_hearth(&mut resource, &incoming.context);
     }
+
     let mut response = (status, resource.to_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -592,6 +597,31 @@ fn point_security_at_hearth(statement: &mut Value, context: &SiteContext) {
         for rest in rests {
             rest["security"] = security.clone();
         }
+    }
+}
+
+/// Adds the caller's patient compartment to a search query (see
+/// [`filter::compartment_param`]) unless the query already names that exact restriction,
+/// as the rewritten paging links of an earlier page do.
+fn confine_query(
+    query: Option<&str>,
+    route: &Route,
+    principal: Option<&Principal>,
+) -> Option<String> {
+    let confinement = match (&route.kind, &route.resource_type, principal) {
+        (Kind::Search, Some(resource_type), Some(principal)) => {
+            filter::compartment_param(principal, resource_type)
+        }
+        _ => None,
+    };
+    let Some((name, value)) = confinement else {
+        return query.map(str::to_string);
+    };
+    let pair = format!("{name}={value}");
+    match query {
+        Some(query) if query.split('&').any(|p| p == pair) => Some(query.to_string()),
+        Some(query) if !query.is_empty() => Some(format!("{query}&{pair}")),
+        _ => Some(pair),
     }
 }
 

@@ -222,3 +222,51 @@ fn hearth_fhir_now() -> i64 {
     let now = time::OffsetDateTime::now_utc();
     i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(info: CallInfo) -> EventParts {
+        EventParts {
+            info,
+            request_id: "r1".to_string(),
+            occurred_at: 1,
+            surface: Surface::Fhir,
+            method: "GET".to_string(),
+            status: 200,
+            latency_us: 10,
+            request_bytes: 0,
+            response_bytes: 5,
+            error_code: None,
+        }
+    }
+
+    #[test]
+    fn ehr_call_reports_cache_and_upstream() {
+        let info = CallInfo {
+            backing: Some("ehr".to_string()),
+            cache: Some("MISS".to_string()),
+            upstream_status: Some(200),
+            upstream_latency_us: Some(1500),
+            ..CallInfo::default()
+        };
+        let call = event(parts(info));
+        assert_eq!(call.backing, Some(Backing::Ehr));
+        assert_eq!(call.cache, Some(CacheStatus::Miss));
+        assert_eq!(call.upstream_status, Some(200));
+        assert_eq!(call.upstream_latency_us, Some(1500));
+    }
+
+    #[test]
+    fn repository_call_has_no_cache_status() {
+        let info = CallInfo {
+            backing: Some("repository".to_string()),
+            ..CallInfo::default()
+        };
+        let call = event(parts(info));
+        assert_eq!(call.backing, Some(Backing::Repository));
+        assert_eq!(call.cache, None);
+        assert_eq!(call.upstream_status, None);
+    }
+}

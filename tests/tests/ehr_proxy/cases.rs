@@ -133,6 +133,23 @@ fn patient_app_reads_through_proxy() {
         );
     }
 
+    let included = front.get(
+        &front.site,
+        &token,
+        &format!("Observation?patient={patient}&_count=2&_include=Observation:subject"),
+        &[],
+    );
+    assert_eq!(included.status, 200, "{}", included.body);
+    let resources = entries(&included.json());
+    let own_patient = resources
+        .iter()
+        .any(|r| r["resourceType"] == "Patient" && r["id"] == patient.as_str());
+    assert!(
+        own_patient,
+        "the included Patient is missing: {}",
+        included.body
+    );
+
     let missing = front.get(&front.site, &token, "Patient/no-such-patient", &[]);
     assert_outcome(&missing, 404, "not-found");
 
