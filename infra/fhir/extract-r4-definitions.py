@@ -15,6 +15,8 @@ Writes three compact JSON files to OUT_DIR:
 - r4-summary-elements.json: for each resource type, its top-level elements marked
   isSummary, those with a minimum cardinality of 1 (which `_summary` and
   `_elements` keep) and its choice elements.
+- r4-elements.json: the elements of every resource, complex data type and backbone
+  element, each with its types and whether it repeats, for structural validation.
 """
 
 import glob
@@ -101,6 +103,55 @@ def summary_elements(package):
     return elements
 
 
+SYSTEM_TYPE_PREFIX = "http://hl7.org/fhirpath/System."
+
+
+def element_types(element, by_path):
+    """Returns the type names of one element: data types, or the path of the backbone
+    element that defines its children (for BackboneElement, Element and contentReference).
+    """
+    if "contentReference" in element:
+        return [element["contentReference"].lstrip("#")]
+    path = element["path"]
+    codes = []
+    for kind in element.get("type", []):
+        code = kind["code"]
+        if code.startswith(SYSTEM_TYPE_PREFIX):
+            code = "string"
+        if code in ("BackboneElement", "Element") and path in by_path:
+            code = path
+        codes.append(code)
+    return codes
+
+
+def elements(package):
+    """Maps each complex type, resource and backbone path to its elements:
+    {name: [repeats, type, ...]}, where a name ending in [x] is a choice."""
+    result = {}
+    for path in glob.glob(os.path.join(package, "StructureDefinition-*.json")):
+        with open(path, encoding="utf-8") as f:
+            definition = json.load(f)
+        # Profiles (constraints) add no elements. Abstract bases such as Element have no
+        # derivation, and the `_name` companions of primitives are Elements.
+        if definition.get("derivation") == "constraint":
+            continue
+        if definition.get("kind") not in ("resource", "complex-type"):
+            continue
+        snapshot = definition["snapshot"]["element"]
+        parents = {e["path"].rsplit(".", 1)[0] for e in snapshot if "." in e["path"]}
+        for element in snapshot:
+            element_path = element["path"]
+            if "." not in element_path:
+                continue
+            parent, name = element_path.rsplit(".", 1)
+            types = element_types(element, parents)
+            if not types:
+                continue
+            repeats = element.get("max", "1") != "1" and element.get("max") != "0"
+            result.setdefault(parent, {})[name] = [repeats] + types
+    return result
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -110,6 +161,7 @@ def main():
         "r4-search-parameters.json": search_parameters(package),
         "r4-patient-compartment.json": patient_compartment(package),
         "r4-summary-elements.json": summary_elements(package),
+        "r4-elements.json": elements(package),
     }
     for name, value in outputs.items():
         with open(os.path.join(out, name), "w", encoding="utf-8") as f:

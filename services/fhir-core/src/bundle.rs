@@ -147,7 +147,7 @@ pub fn parse_document(body: &[u8], semantics: Semantics) -> Result<Vec<Entry>, E
 
 /// Like [`parse_document`], for a body already parsed as JSON.
 pub fn parse_value(value: Value, semantics: Semantics) -> Result<Vec<Entry>, EntryError> {
-    let resource_type = check_resource(&value, Position::Document)?;
+    let resource_type = check_stored_resource(&value, Position::Document)?;
     let entries = if resource_type == "Bundle" {
         parse_bundle(value, semantics)?
     } else {
@@ -174,7 +174,7 @@ pub fn parse_ndjson(body: &[u8], _semantics: Semantics) -> Result<Vec<Entry>, En
             );
             error(position, ErrorKind::Syntax, message)
         })?;
-        let resource_type = check_resource(&value, position)?;
+        let resource_type = check_stored_resource(&value, position)?;
         if resource_type == "Bundle" {
             return Err(error(
                 position,
@@ -195,6 +195,18 @@ pub fn json_error_text(error: &serde_json::Error) -> String {
         Some(index) => text[..index].to_string(),
         None => text,
     }
+}
+
+/// Checks a resource to store: [`check_resource`], then its structure against the R4
+/// element definitions. A Bundle stored as a whole is checked entry by entry instead, as
+/// its entries are parsed. Returns the type.
+fn check_stored_resource(value: &Value, position: Position) -> Result<String, EntryError> {
+    let resource_type = check_resource(value, position)?;
+    if resource_type != "Bundle" {
+        crate::validate::validate(value)
+            .map_err(|e| error(position, ErrorKind::Invalid, e.to_string()))?;
+    }
+    Ok(resource_type)
 }
 
 /// Checks that `value` is a JSON object with a known `resourceType`, and that every
@@ -373,7 +385,7 @@ fn parse_bundle_entry(
     }
 
     let resource_type = match &resource {
-        Some(resource) => Some(check_resource(resource, position).map_err(with_url)?),
+        Some(resource) => Some(check_stored_resource(resource, position).map_err(with_url)?),
         None => None,
     };
     let request = match (has_requests, request) {

@@ -11,3 +11,4 @@ pub mod number;
 pub mod reference;
 pub mod resource_types;
 pub mod search_params;
+pub mod validate;

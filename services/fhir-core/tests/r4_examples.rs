@@ -130,3 +130,25 @@ fn every_example_indexes() {
         println!("  {count:5}  {key}");
     }
 }
+
+/// Every example passes the structural validation.
+#[test]
+fn every_example_validates() {
+    let Some(dir) = examples_dir() else {
+        return;
+    };
+    let resources = load_resources(&dir);
+    let failures: Vec<String> = resources
+        .iter()
+        .filter_map(|(_, resource)| hearth_fhir_core::validate::validate(resource).err())
+        .map(|error| error.to_string())
+        .collect();
+    for failure in &failures {
+        eprintln!("{failure}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} examples failed validation",
+        failures.len()
+    );
+}

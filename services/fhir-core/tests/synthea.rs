@@ -203,3 +203,15 @@ fn synthea_extraction_speed() {
         extracted as f64 / seconds
     );
 }
+
+#[test]
+fn synthea_resources_validate() {
+    let Some(resources) = load_resources() else {
+        return;
+    };
+    for (path, resource) in &resources {
+        if let Err(error) = hearth_fhir_core::validate::validate(resource) {
+            panic!("{path}: {error}");
+        }
+    }
+}

@@ -1,8 +1,7 @@
-//! Rules a well-formed resource must follow before Hearth stores it; a breach is 422.
-//!
-//! Hearth stores resources as JSON and does not validate them against the R4
-//! StructureDefinitions; these checks catch what would corrupt its own indexes and links.
-// NOTE: profile and cardinality validation against the R4 StructureDefinitions is not done.
+//! Rules a resource must follow before Hearth stores it. A structural error against the
+//! R4 element definitions (an unknown element, a wrong JSON type) is 400, like a parse
+//! error; a breach of the rules that protect Hearth's own indexes and links is 422.
+// NOTE: minimum cardinality, value sets and profiles are not validated.
 
 use axum::http::StatusCode;
 use serde_json::Value;
@@ -50,7 +49,8 @@ pub fn check_resource_rules(resource_type: &str, resource: &Value) -> FhirResult
             }
         }
     }
-    Ok(())
+    hearth_fhir_core::validate::validate(resource)
+        .map_err(|e| FhirError::new(StatusCode::BAD_REQUEST, "structure", e.to_string()))
 }
 
 /// The path of the first `reference` member that is not a string.
@@ -88,5 +88,12 @@ mod tests {
                 check_resource_rules(case["resourceType"].as_str().unwrap(), &case).unwrap_err();
             assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY, "{case}");
         }
+    }
+
+    #[test]
+    fn structure_errors_are_bad_requests() {
+        let case = json!({"resourceType": "Patient", "foo": 1, "gender": 42});
+        let error = check_resource_rules("Patient", &case).unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
     }
 }
