@@ -1,9 +1,9 @@
 //! Structural validation of resources against the R4 element definitions.
 //!
-//! Every property of a resource must be an element of its type (or the `_name` companion
-//! of a primitive element), repeat exactly when the element repeats, and have the JSON
-//! type of its FHIR type, down through data types, backbone elements and contained
-//! resources. This rejects content of another FHIR version, such as STU3's
+//! Every property of a resource must be an element of its type, or the `_name` companion
+//! of a primitive element. It must be an array exactly when the element repeats, and have
+//! the JSON type of its FHIR type. The check goes down through data types, backbone
+//! elements and contained resources. This rejects content of another FHIR version, such as STU3's
 //! `Observation.context`, before it reaches the log. Cardinality minimums, value sets and
 //! profiles are not checked.
 
@@ -132,8 +132,8 @@ fn check_object(
     Ok(())
 }
 
-/// Finds the element a JSON property names, and its type; a choice element's type comes
-/// from the suffix, as `valueQuantity` is `value[x]` of type Quantity.
+/// Finds the element a JSON property names, and its type. A choice element's type comes
+/// from the suffix, so `valueQuantity` is `value[x]` of type Quantity.
 fn find<'a>(definition: &'a TypeElements, key: &str) -> Option<(&'a Element, &'a str)> {
     if let Some(element) = definition.exact.get(key) {
         return element.types.first().map(|t| (element, t.as_str()));
