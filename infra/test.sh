@@ -7,6 +7,7 @@
 # SMART clients. For the clients it installs Debian's Chromium with apt-get when it is missing
 # (which needs root), and keeps the npm packages of tests/clients/node and a Python
 # virtual environment with tests/clients/python/requirements.txt under HEARTH_CACHE_DIR.
+# The Bulk Data tests get an S3-compatible server (s3s-fs, built once into HEARTH_CACHE_DIR).
 #
 # Usage: infra/test.sh [extra arguments for the end-to-end cargo test run]
 #
@@ -71,6 +72,18 @@ HEARTH_TEST_CLICKHOUSE_URL="$(HEARTH_CLICKHOUSE_RUN_DIR="$clickhouse_run_dir" \
     infra/clickhouse/start.sh "$clickhouse_port" "$clickhouse_native_port")"
 export HEARTH_TEST_CLICKHOUSE_URL
 echo "ClickHouse at $HEARTH_TEST_CLICKHOUSE_URL" >&2
+
+step "S3-compatible server"
+s3_port="$(free_port)"
+export HEARTH_S3_RUN_DIR="${TMPDIR:-/tmp}/hearth-test-s3-$s3_port"
+stop_s3() {
+    infra/s3/stop.sh "$s3_port" || true
+    rm -rf "$HEARTH_S3_RUN_DIR"
+}
+trap 'stop_broker; stop_clickhouse; stop_s3' EXIT
+HEARTH_TEST_S3_ENDPOINT="$(infra/s3/start.sh "$s3_port")"
+export HEARTH_TEST_S3_ENDPOINT
+echo "S3 endpoint at $HEARTH_TEST_S3_ENDPOINT" >&2
 
 step "SMART clients"
 install_smart_clients() {

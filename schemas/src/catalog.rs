@@ -147,7 +147,7 @@ event_catalog! {
     UserDisabled in "hearth.auth", versions [1];
     ApiCall in "hearth.api", versions [1];
     ResourceTransaction in "hearth.resources", versions [1], size resource_transaction_size;
-    BulkJobRequested in "hearth.bulk", versions [1, 2];
+    BulkJobRequested in "hearth.bulk", versions [1, 2, 3];
     BulkJobProgressed in "hearth.bulk", versions [1];
     BulkJobCompleted in "hearth.bulk", versions [1];
     BulkJobFailed in "hearth.bulk", versions [1];

@@ -122,7 +122,18 @@ impl Server {
         args: &[&str],
         envs: &[(&str, &str)],
     ) -> anyhow::Result<Server> {
-        let port = free_port();
+        Self::start_on_port(backend, data_dir, free_port(), args, envs)
+    }
+
+    /// Starts a server on a given port, such as the port of a server that was stopped, so
+    /// absolute URLs it handed out before stay valid.
+    pub fn start_on_port(
+        backend: &Backend,
+        data_dir: tempfile::TempDir,
+        port: u16,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         let mut command = Command::new(hearth_bin());
         command
             .arg("serve")

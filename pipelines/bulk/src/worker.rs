@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use tokio::runtime::Handle;
 
 use crate::export::{self, Checkpoint, ExportContext};
-use crate::jobs::Job;
+use crate::jobs::{Job, JobState};
 use crate::service::{BulkService, now_micros, principal_of, visibility_for};
 use crate::{Error, Result, import};
 
@@ -94,16 +94,29 @@ fn run_job(service: &BulkService, handle: &Handle, job_id: &str) {
                 files,
                 expires_at: Some(expires),
             };
-            handle.block_on(service.append(job_id, &event)).map(|_| ())
-        }
-        Err(Error::Cancelled) => {
-            tracing::info!("bulk job stopped: it was cancelled");
-            // The cancelling request deleted the files already, but a file this job was
-            // still finishing may have landed after that.
+            // Waiting for the store to apply the end keeps the next pass of the worker
+            // from seeing the job as running and starting it again.
             handle
-                .block_on(service.files.delete_job(job_id))
+                .block_on(service.append_and_wait(job_id, &event))
                 .map(|_| ())
         }
+        Err(Error::Cancelled) => match service.jobs.state(job_id) {
+            Ok(Some(JobState::Cancelled)) => {
+                tracing::info!("bulk job stopped: it was cancelled");
+                // The cancelling request deleted the files already, but a file this job
+                // was still finishing may have landed after that.
+                handle
+                    .block_on(service.files.delete_job(job_id))
+                    .map(|_| ())
+            }
+            // The job ended another way (a second run of it finished first): its files
+            // belong to that run and stay.
+            Ok(state) => {
+                tracing::warn!(?state, "bulk job stopped: it is no longer running");
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        },
         Err(error) => {
             tracing::error!(%error, "bulk job failed");
             let event = BulkJobFailed {
@@ -113,7 +126,9 @@ fn run_job(service: &BulkService, handle: &Handle, job_id: &str) {
                 error: error.client_message(),
                 operation_outcome: None,
             };
-            handle.block_on(service.append(job_id, &event)).map(|_| ())
+            handle
+                .block_on(service.append_and_wait(job_id, &event))
+                .map(|_| ())
         }
     };
     if let Err(error) = finished {

@@ -62,6 +62,9 @@ pub struct BulkJobRequested {
     /// Absolute URL of the site's FHIR base, from which file and status URLs are built.
     /// Added in version 2.
     pub base_url: String,
+    /// Kick-off parameters that lenient handling left out, each as a message for the job's
+    /// error file. Added in version 3.
+    pub warnings: Vec<String>,
 }
 
 /// A running bulk job reached a checkpoint.

@@ -84,7 +84,9 @@ impl Export<'_> {
                 if !self.deleted_at_cutoff(version)? {
                     continue;
                 }
-                if !patients.is_empty() && !self.belonged_to(version, &patients)? {
+                if super::limited_to_patients(self.request)
+                    && !self.belonged_to(version, &patients)?
+                {
                     continue;
                 }
                 ids.push(version.id.clone());

@@ -25,7 +25,7 @@ pub fn subset_elements(line: &str, elements: &[String]) -> Result<String, serde_
     let mut kept = Map::new();
     for (name, value) in resource {
         let mandatory = matches!(name.as_str(), "resourceType" | "id" | "meta");
-        if mandatory || elements.iter().any(|element| *element == name) {
+        if mandatory || elements.contains(&name) {
             kept.insert(name, value);
         }
     }

@@ -143,6 +143,13 @@ fn plan(context: &ExportContext<'_>, request: &BulkJobRequested) -> Result<Check
     } else {
         request.types.clone()
     };
+    let mut candidates = candidates;
+    // NOTE: associated Provenance is every Provenance the caller may read in the export's
+    // compartments, not only the ones whose target is an exported resource.
+    if !request.include_associated_data.is_empty() && !candidates.iter().any(|t| t == "Provenance")
+    {
+        candidates.push("Provenance".to_string());
+    }
     let mut types = Vec::new();
     for resource_type in candidates {
         if compartment_only && !in_patient_compartment(&resource_type) {
@@ -163,6 +170,7 @@ fn plan(context: &ExportContext<'_>, request: &BulkJobRequested) -> Result<Check
     }
     Ok(Checkpoint {
         types,
+        issues: request.warnings.clone(),
         ..Checkpoint::default()
     })
 }
@@ -240,13 +248,20 @@ impl Export<'_> {
         let view = (self.format == OutputFormat::Parquet).then(|| View::for_type(&resource_type));
         let mut part: Option<PartWriter> = None;
 
+        let limited = limited_to_patients(self.request);
+        let page_size = self
+            .context
+            .settings
+            .page_size
+            .min(usize::try_from(self.context.settings.file_max_resources).unwrap_or(usize::MAX))
+            .max(1);
         while let Some(caller) = &caller {
-            let patient = match &self.request.patients[..] {
-                [] => None,
-                patients => match patients.get(self.state.patient_index) {
-                    Some(patient) => Some(patient.as_str()),
-                    None => break,
-                },
+            // A Group with no members, or a patient list that matched nobody, exports
+            // nothing: an empty list never widens to every patient.
+            let patient = match self.request.patients.get(self.state.patient_index) {
+                Some(patient) if limited => Some(patient.as_str()),
+                None if limited => break,
+                _ => None,
             };
             self.check_running()?;
             let visibility = combine(caller, &filters, patient);
@@ -254,7 +269,7 @@ impl Export<'_> {
                 &resource_type,
                 &[],
                 &visibility,
-                self.context.settings.page_size,
+                page_size,
                 self.state.after,
             )?;
             self.throttle(page.resources.len());
@@ -318,12 +333,12 @@ impl Export<'_> {
                 &name,
                 view,
             )?)),
-            None => PartWriter::Ndjson(NdjsonPart::create(
+            None => PartWriter::Ndjson(Box::new(NdjsonPart::create(
                 handle,
                 self.context.files,
                 job_id,
                 &name,
-            )),
+            ))),
         })
     }
 
@@ -511,6 +526,12 @@ pub fn combine(
         }
     }
     Visibility { alternatives }
+}
+
+/// Whether a job exports only the compartments of its patient list: every Group export,
+/// and Patient exports with the `patient` parameter.
+pub fn limited_to_patients(request: &BulkJobRequested) -> bool {
+    request.level == ExportLevel::Group || !request.patients.is_empty()
 }
 
 /// Ids kept in a set, for deleted-resource checks of patient-limited exports.

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
+use object_store::buffered::BufWriter;
 use parquet::arrow::AsyncArrowWriter;
-use parquet::arrow::async_writer::ParquetObjectWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde_json::Value;
@@ -28,7 +28,7 @@ const PARQUET_ROW_GROUP_ROWS: usize = 65_536;
 
 /// A file being written.
 pub enum PartWriter {
-    Ndjson(NdjsonPart),
+    Ndjson(Box<NdjsonPart>),
     Parquet(Box<ParquetPart>),
 }
 
@@ -73,7 +73,7 @@ impl PartWriter {
 /// An NDJSON file: one resource per line, each line ending in `\n`.
 pub struct NdjsonPart {
     handle: Handle,
-    writer: object_store::buffered::BufWriter,
+    writer: BufWriter,
     buffer: Vec<u8>,
     count: i64,
     bytes: i64,
@@ -127,7 +127,9 @@ impl NdjsonPart {
 /// A Parquet file of one view's rows.
 pub struct ParquetPart {
     handle: Handle,
-    writer: AsyncArrowWriter<ParquetObjectWriter>,
+    /// The object store's `BufWriter` is an `AsyncWrite`, which the writer takes directly;
+    /// finishing the writer shuts it down, which completes the upload.
+    writer: AsyncArrowWriter<BufWriter>,
     rows: RowBuilder,
     count: i64,
 }
@@ -144,7 +146,7 @@ impl ParquetPart {
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP_ROWS))
             .build();
-        let object = ParquetObjectWriter::from_buf_writer(files.writer(job_id, name));
+        let object = files.writer(job_id, name);
         let writer = AsyncArrowWriter::try_new(object, view.schema(), Some(properties))
             .map_err(|e| Error::Export(format!("cannot start a Parquet file: {e}")))?;
         Ok(ParquetPart {

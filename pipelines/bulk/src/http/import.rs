@@ -110,6 +110,7 @@ async fn accept(
         patient_context: principal.patient.clone(),
         fhir_user: principal.fhir_user.clone(),
         base_url: site.fhir_base_url.clone(),
+        warnings: Vec::new(),
     };
     match service
         .append_and_wait(&job_id, &event)

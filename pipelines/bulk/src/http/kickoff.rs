@@ -235,6 +235,10 @@ fn read_parameters(request: &KickOff, handling: Handling) -> Result<ExportParame
     parameters.map_err(|e| FhirError::bad_request(e.0))
 }
 
+/// `includeAssociatedData` values Hearth honours; both add the Provenance resources of
+/// the export's compartments.
+const ASSOCIATED_DATA: &[&str] = &["LatestProvenanceResources", "RelevantProvenanceResources"];
+
 /// Checks what the parameters ask for against what Hearth supports and what the caller
 /// may read; under lenient handling unsupported requests are left out and noted.
 fn check_parameters(
@@ -260,14 +264,23 @@ fn check_parameters(
             )
             .map_err(invalid)?;
     }
+    let mut associated = Vec::new();
     for value in std::mem::take(&mut parameters.include_associated_data) {
+        if ASSOCIATED_DATA.contains(&value.as_str()) {
+            associated.push(value);
+            continue;
+        }
         parameters
             .unsupported(
                 handling,
-                format!("includeAssociatedData={value} is not supported"),
+                format!(
+                    "includeAssociatedData={value} is not supported; use {}",
+                    ASSOCIATED_DATA.join(" or ")
+                ),
             )
             .map_err(invalid)?;
     }
+    parameters.include_associated_data = associated;
 
     let mut types = Vec::new();
     for resource_type in std::mem::take(&mut parameters.types) {
@@ -450,7 +463,7 @@ fn job_request(
         type_filters: parameters.type_filters.clone(),
         elements: parameters.elements.clone(),
         patients,
-        include_associated_data: Vec::new(),
+        include_associated_data: parameters.include_associated_data.clone(),
         organize_output_by: None,
         allow_partial_manifests: parameters.allow_partial_manifests,
         input_format: None,
@@ -462,5 +475,6 @@ fn job_request(
         patient_context: principal.patient.clone(),
         fhir_user: principal.fhir_user.clone(),
         base_url: base.clone(),
+        warnings: parameters.ignored.clone(),
     }
 }

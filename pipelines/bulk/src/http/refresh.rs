@@ -65,7 +65,7 @@ async fn run(
     let version = group
         .pointer("/meta/versionId")
         .and_then(Value::as_str)
-        .map(|v| format!("W/\"{v}\""));
+        .map(str::to_string);
     let refreshed = cohort::with_members(&group, &members);
     let event = ResourceTransaction {
         event_id: uuid::Uuid::new_v4().to_string(),
