@@ -256,8 +256,8 @@ impl Export<'_> {
             .min(usize::try_from(self.context.settings.file_max_resources).unwrap_or(usize::MAX))
             .max(1);
         while let Some(caller) = &caller {
-            // A Group with no members, or a patient list that matched nobody, exports
-            // nothing: an empty list never widens to every patient.
+            // A Group with no members exports nothing, because an empty patient list
+            // never widens to every patient.
             let patient = match self.request.patients.get(self.state.patient_index) {
                 Some(patient) if limited => Some(patient.as_str()),
                 None if limited => break,
