@@ -150,3 +150,102 @@ pub async fn start(
     crate::worker::start(service.clone());
     Ok(service)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(scope: &str, patient: Option<&str>) -> Principal {
+        Principal {
+            client_id: "app".to_string(),
+            token_id: "t".to_string(),
+            grant_id: None,
+            scopes: hearth_smart::scope::parse(scope),
+            patient: patient.map(str::to_string),
+            fhir_user: None,
+            user_type: None,
+        }
+    }
+
+    #[test]
+    fn patient_scopes_confine_export_to_compartment() {
+        let caller = principal("patient/*.rs", Some("p1"));
+        for resource_type in ["Patient", "Observation"] {
+            let visibility = visibility_for(&caller, resource_type).expect("readable");
+            assert!(!visibility.alternatives.is_empty(), "{resource_type}");
+            for alternative in &visibility.alternatives {
+                assert_eq!(
+                    alternative.patient_compartment.as_deref(),
+                    Some("p1"),
+                    "{resource_type}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn user_scopes_limit_export_types() {
+        let caller = principal("user/Patient.rs", None);
+        assert!(visibility_for(&caller, "Patient").is_some());
+        assert!(visibility_for(&caller, "Observation").is_none());
+
+        let system = principal("system/Observation.rs?category=laboratory", None);
+        let visibility = visibility_for(&system, "Observation").expect("readable");
+        assert!(
+            visibility
+                .alternatives
+                .iter()
+                .all(|a| a.filters.iter().any(|(name, _)| name == "category")),
+            "the scope's query narrows the export: {visibility:?}"
+        );
+    }
+
+    #[test]
+    fn job_principal_keeps_scopes() {
+        let caller = principal("patient/Observation.rs", Some("p9"));
+        let request = BulkJobRequested {
+            scope: caller.scopes.to_string(),
+            patient_context: caller.patient.clone(),
+            client_id: caller.client_id.clone(),
+            ..sample_request()
+        };
+        let rebuilt = principal_of(&request);
+        assert_eq!(rebuilt.scopes.to_string(), caller.scopes.to_string());
+        assert_eq!(rebuilt.patient.as_deref(), Some("p9"));
+        assert!(visibility_for(&rebuilt, "Condition").is_none());
+    }
+
+    fn sample_request() -> BulkJobRequested {
+        BulkJobRequested {
+            event_id: "e".to_string(),
+            occurred_at: 0,
+            job_id: "j".to_string(),
+            kind: hearth_schemas::BulkJobKind::Export,
+            level: hearth_schemas::ExportLevel::System,
+            group_id: None,
+            site_id: "default".to_string(),
+            client_id: String::new(),
+            request_url: String::new(),
+            output_format: crate::request::NDJSON.to_string(),
+            since: None,
+            until: None,
+            types: Vec::new(),
+            type_filters: Vec::new(),
+            elements: Vec::new(),
+            patients: Vec::new(),
+            include_associated_data: Vec::new(),
+            organize_output_by: None,
+            allow_partial_manifests: false,
+            input_format: None,
+            input_source: None,
+            inputs: Vec::new(),
+            transaction_time: 0,
+            requires_access_token: true,
+            scope: String::new(),
+            patient_context: None,
+            fhir_user: None,
+            base_url: String::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
