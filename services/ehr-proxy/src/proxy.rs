@@ -490,6 +490,17 @@ fn respond_cached(
         }
         return response;
     }
+
+    if passes_unchanged(site, incoming, route, status) {
+        // Checks that the body is JSON without building a tree of it.
+        return match serde_json::from_str::<serde::de::IgnoredAny>(&entry.body) {
+            Ok(_) => fhir_response(status, entry.body, entry.etag.as_deref()),
+            Err(error) => ProxyError::InvalidBody(error.to_string())
+                .to_fhir()
+                .into_response(),
+        };
+    }
+
     let mut resource: Value = match serde_json::from_str(&entry.body) {
         Ok(resource) => resource,
         Err(_) if !status.is_success() => {
@@ -538,17 +549,34 @@ fn respond_cached(
         point_security_at_hearth(&mut resource, &incoming.context);
     }
 
-    let mut response = (status, resource.to_string()).into_response();
+    fhir_response(status, resource.to_string(), entry.etag.as_deref())
+}
+
+/// Returns whether a response can go to the app as the upstream sent it: a successful
+/// read from an R4 upstream, by a caller who may read every resource of the type. Such a
+/// body has no URLs to rewrite, because only Bundles and CapabilityStatements carry them.
+fn passes_unchanged(site: &Site, incoming: &Incoming, route: &Route, status: StatusCode) -> bool {
+    let unrestricted = match (&incoming.principal, &route.resource_type) {
+        (Some(principal), Some(resource_type)) => {
+            hearth_fhir::visibility(principal, resource_type, Interaction::Read)
+                .is_ok_and(|visibility| visibility.is_everything())
+        }
+        _ => false,
+    };
+    unrestricted
+        && status.is_success()
+        && matches!(route.kind, Kind::Read | Kind::Vread)
+        && !is_stu3(site)
+}
+
+fn fhir_response(status: StatusCode, body: String, etag: Option<&str>) -> Response {
+    let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(hearth_fhir::FHIR_JSON),
     );
-    if let Some(etag) = entry
-        .etag
-        .as_deref()
-        .and_then(|e| HeaderValue::from_str(e).ok())
-    {
+    if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
         headers.insert(header::ETAG, etag);
     }
     response
