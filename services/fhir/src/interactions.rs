@@ -15,6 +15,7 @@ use hearth_smart::scope::Interaction;
 use serde_json::Value;
 
 use crate::access::Principal;
+use crate::confine::confine;
 use crate::error::{FhirError, FhirResult, operation_outcome};
 use crate::media::{FhirJson, require_json_body};
 use crate::read::{check_type, http_date};
@@ -131,6 +132,7 @@ pub async fn create(
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim_start_matches('?').to_string())
         .filter(|v| !v.is_empty());
+    confine(&state, &principal, &mut create)?;
     run_single(&state, &site, &principal, create, prefer_return(&headers)).await
 }
 
@@ -207,6 +209,7 @@ pub async fn conditional_update(
     let mut update = entry(Action::Update, &resource_type, id, Some(resource));
     update.criteria = Some(criteria);
     update.if_match = if_match(&headers)?;
+    confine(&state, &principal, &mut update)?;
     run_single(&state, &site, &principal, update, prefer_return(&headers)).await
 }
 
@@ -252,6 +255,7 @@ pub async fn patch(
     )?;
     let mut patch = entry(Action::Patch, &resource_type, Some(id), Some(document));
     patch.if_match = if_match(&headers)?;
+    confine(&state, &principal, &mut patch)?;
     run_single(&state, &site, &principal, patch, prefer_return(&headers)).await
 }
 
@@ -302,6 +306,7 @@ pub async fn conditional_delete(
     )?;
     let mut delete = entry(Action::Delete, &resource_type, None, None);
     delete.criteria = Some(criteria);
+    confine(&state, &principal, &mut delete)?;
     run_single(&state, &site, &principal, delete, Return::Minimal).await
 }
 

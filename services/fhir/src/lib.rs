@@ -8,6 +8,7 @@ mod access;
 pub mod audit;
 mod bundle_json;
 mod capability;
+mod confine;
 mod error;
 mod everything;
 mod history;

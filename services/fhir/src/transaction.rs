@@ -80,14 +80,16 @@ pub async fn transaction(
             format!("the Bundle has {count} entries, more than the limit of {MAX_ENTRIES}"),
         ));
     }
-    let entries = bundle::parse_value(value, Semantics::Rest).map_err(|e| entry_error(&e))?;
+    let mut entries = bundle::parse_value(value, Semantics::Rest).map_err(|e| entry_error(&e))?;
     check_placeholders(&entries)?;
     check_identities(&entries)?;
 
     let atomic = kind == TransactionKind::Transaction;
     let mut results: Vec<Result> = entries.iter().map(|_| Result::Pending).collect();
-    for (index, entry) in entries.iter().enumerate() {
-        if let Err(error) = check_entry(&state, &principal, entry) {
+    for (index, entry) in entries.iter_mut().enumerate() {
+        let checked = check_entry(&state, &principal, entry)
+            .and_then(|()| crate::confine::confine(&state, &principal, entry));
+        if let Err(error) = checked {
             let error = at_entry(error, index);
             if atomic {
                 return Err(error);

@@ -170,12 +170,7 @@ pub fn check_write(
         return Ok(());
     }
     let forbidden = |message: String| FhirError::new(StatusCode::FORBIDDEN, "forbidden", message);
-    let patient = visibility
-        .alternatives
-        .iter()
-        .filter(|a| a.filters.is_empty())
-        .find_map(|a| a.patient_compartment.clone());
-    let Some(patient) = patient else {
+    let Some(patient) = confined_patient(&visibility) else {
         return Err(forbidden(format!(
             "the access token's scopes restrict {resource_type} by search parameters, which writes cannot be checked against"
         )));
@@ -203,8 +198,22 @@ pub fn check_write(
     Ok(())
 }
 
+/// Returns the patient whose compartment a scope without search restrictions confines
+/// writes to.
+pub(crate) fn confined_patient(visibility: &hearth_cdr::Visibility) -> Option<String> {
+    visibility
+        .alternatives
+        .iter()
+        .filter(|a| a.filters.is_empty())
+        .find_map(|a| a.patient_compartment.clone())
+}
+
 /// Whether a resource's content places it in `patient`'s compartment.
-fn in_compartment(resource_type: &str, resource: &serde_json::Value, patient: &str) -> bool {
+pub(crate) fn in_compartment(
+    resource_type: &str,
+    resource: &serde_json::Value,
+    patient: &str,
+) -> bool {
     if resource_type == "Patient" {
         return resource.get("id").and_then(serde_json::Value::as_str) == Some(patient);
     }

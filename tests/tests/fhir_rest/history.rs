@@ -121,12 +121,14 @@ fn write_history(fhir: &Fhir, patients: usize, observations: usize) -> BTreeSet<
     let reply = fhir.delete(&format!("Patient/{deleted}"));
     assert_eq!(reply.status, 204, "{}", reply.body);
     written.insert(("Patient".to_string(), deleted.clone(), 4));
+    // The last Patient, which is not the deleted one unless it is the only one.
+    let (subject, _) = &ids[ids.len() - 1];
     for _ in 0..observations {
         let created = fhir.create(&json!({
             "resourceType": "Observation",
             "status": "final",
             "code": {"text": "history"},
-            "subject": {"reference": format!("Patient/{}", ids[1].0)},
+            "subject": {"reference": format!("Patient/{subject}")},
         }));
         let id = created["id"].as_str().expect("an id").to_string();
         written.insert(("Observation".to_string(), id, 1));
