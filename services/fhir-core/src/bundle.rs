@@ -157,6 +157,51 @@ pub fn parse_value(value: Value, semantics: Semantics) -> Result<Vec<Entry>, Ent
     Ok(entries)
 }
 
+/// Parses a batch Bundle for the REST API entry by entry. An entry that does not parse
+/// comes back as its error while the others stand, because batch entries succeed or fail
+/// alone. Only an error of the Bundle itself fails the whole.
+pub fn parse_batch(mut bundle: Value) -> Result<Vec<Result<Entry, EntryError>>, EntryError> {
+    if check_resource(&bundle, Position::Document)? != "Bundle" {
+        return Err(error(
+            Position::Document,
+            ErrorKind::Invalid,
+            "a batch must be a Bundle",
+        ));
+    }
+    let entries = match bundle.get_mut("entry").map(Value::take) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => {
+            return Err(error(
+                Position::Document,
+                ErrorKind::Invalid,
+                "Bundle.entry must be an array",
+            ));
+        }
+    };
+    let mut parsed = Vec::with_capacity(entries.len());
+    let mut full_urls = HashSet::new();
+    for (index, entry) in entries.into_iter().enumerate() {
+        let position = Position::Entry(index);
+        let entry = parse_bundle_entry(entry, position, true, Semantics::Rest)
+            .map_err(|mut e| {
+                e.position = position;
+                e
+            })
+            .and_then(|entry| match &entry.full_url {
+                Some(url) if !full_urls.insert(url.clone()) => Err(EntryError {
+                    position,
+                    full_url: Some(url.clone()),
+                    kind: ErrorKind::Invalid,
+                    message: "fullUrl appears in more than one entry".to_string(),
+                }),
+                _ => Ok(entry),
+            });
+        parsed.push(entry);
+    }
+    Ok(parsed)
+}
+
 /// Parses an NDJSON body: one resource per line, blank lines ignored.
 pub fn parse_ndjson(body: &[u8], _semantics: Semantics) -> Result<Vec<Entry>, EntryError> {
     let mut entries = Vec::new();

@@ -1,7 +1,6 @@
-//! Writes of callers confined to a patient's compartment whose target the request alone
-//! does not show: conditional updates and deletes (their criteria pick the target),
-//! conditional creates (a match is returned to the caller) and patches (the result is only
-//! known once the patch is applied).
+//! Writes of callers confined to a patient's compartment, where the request alone does not
+//! show the target. The criteria of a conditional update or delete pick the target, a
+//! conditional create returns its match, and a patch's result is only known once applied.
 //!
 //! For such callers the handler resolves the target itself, checks it, and pins the write
 //! to that target's id and version. The repository then applies the write only while the
@@ -20,8 +19,9 @@ use crate::error::{FhirError, FhirResult};
 use crate::scopes::visibility;
 use crate::write::{confined_patient, in_compartment};
 
-/// Checks and pins a conditional write or a patch of a confined caller; does nothing for a
-/// caller that may write every resource of the type. Run it after [`crate::write::check_write`].
+/// Checks and pins a conditional write or a patch of a confined caller. A caller that may
+/// write every resource of the type passes unchanged. Run it after
+/// [`crate::write::check_write`].
 pub fn confine(state: &FhirState, principal: &Principal, entry: &mut Entry) -> FhirResult<()> {
     let interaction = match entry.action {
         Action::Create => Interaction::Create,
@@ -113,15 +113,14 @@ fn pin_conditional(
             }
             entry.criteria = None;
         }
-        // Several matches are rejected with 412 by the repository; a delete of nothing
-        // is 204.
+        // The repository rejects several matches with 412, and a delete of nothing is 204.
         _ => {}
     }
     Ok(())
 }
 
 /// Applies a patch to the stored resource and rejects it when the result leaves the
-/// compartment of the patient in context; pins the patch to the version checked.
+/// compartment of the patient in context. Otherwise pins the patch to the version checked.
 fn check_patch(state: &FhirState, entry: &mut Entry, visibility: &Visibility) -> FhirResult<()> {
     let Some(id) = entry.id.clone() else {
         return Ok(());
@@ -134,7 +133,7 @@ fn check_patch(state: &FhirState, entry: &mut Entry, visibility: &Visibility) ->
         .filter(|stored| !stored.is_deleted())
         .and_then(|stored| stored.json.map(|json| (json, stored.version)))
     else {
-        // The repository answers 404 or 410 for a patch of nothing.
+        // The repository returns 404 or 410 for a patch of nothing.
         return Ok(());
     };
     let Ok(mut resource) = serde_json::from_str::<Value>(&json) else {

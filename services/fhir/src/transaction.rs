@@ -80,13 +80,21 @@ pub async fn transaction(
             format!("the Bundle has {count} entries, more than the limit of {MAX_ENTRIES}"),
         ));
     }
-    let mut entries = bundle::parse_value(value, Semantics::Rest).map_err(|e| entry_error(&e))?;
+    let atomic = kind == TransactionKind::Transaction;
+    let (mut entries, mut results) = if atomic {
+        let entries = bundle::parse_value(value, Semantics::Rest).map_err(|e| entry_error(&e))?;
+        let results = entries.iter().map(|_| Result::Pending).collect();
+        (entries, results)
+    } else {
+        parse_batch(value)?
+    };
     check_placeholders(&entries)?;
     check_identities(&entries)?;
 
-    let atomic = kind == TransactionKind::Transaction;
-    let mut results: Vec<Result> = entries.iter().map(|_| Result::Pending).collect();
     for (index, entry) in entries.iter_mut().enumerate() {
+        if !matches!(results[index], Result::Pending) {
+            continue;
+        }
         let checked = check_entry(&state, &principal, entry)
             .and_then(|()| crate::confine::confine(&state, &principal, entry));
         if let Err(error) = checked {
@@ -143,6 +151,56 @@ pub async fn transaction(
         &results,
         prefer_return(&headers),
     )
+}
+
+/// Parses a batch entry by entry. An entry that does not parse is kept as a read of
+/// nothing with its error as the result, so the other entries still run. A resource that
+/// parses as JSON but breaks a storage rule fails with 422, as a single create would.
+fn parse_batch(value: Value) -> FhirResult<(Vec<Entry>, Vec<Result>)> {
+    let rule_errors: Vec<Option<FhirError>> = value
+        .get("entry")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|raw| {
+            let resource = raw.get("resource")?;
+            let resource_type = resource.get("resourceType")?.as_str()?;
+            check_resource_rules(resource_type, resource).err()
+        })
+        .collect();
+    let parsed = bundle::parse_batch(value).map_err(|e| entry_error(&e))?;
+    let mut entries = Vec::with_capacity(parsed.len());
+    let mut results = Vec::with_capacity(parsed.len());
+    for (index, entry) in parsed.into_iter().enumerate() {
+        match entry {
+            Ok(entry) => {
+                entries.push(entry);
+                results.push(Result::Pending);
+            }
+            Err(error) => {
+                let failure = rule_errors
+                    .get(index)
+                    .cloned()
+                    .flatten()
+                    .map(|rule| at_entry(rule, index))
+                    .unwrap_or_else(|| entry_error(&error));
+                entries.push(Entry {
+                    position: error.position,
+                    action: Action::Read,
+                    resource_type: String::new(),
+                    id: None,
+                    full_url: None,
+                    resource: None,
+                    if_match: None,
+                    if_none_exist: None,
+                    criteria: None,
+                    request_url: None,
+                });
+                results.push(Result::Failed(failure));
+            }
+        }
+    }
+    Ok((entries, results))
 }
 
 /// Scope and content checks of one entry before anything is appended.
