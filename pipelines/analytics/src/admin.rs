@@ -151,7 +151,21 @@ impl From<Error> for Rejection {
             return Rejection::new(StatusCode::BAD_REQUEST, "invalid_request", &message);
         }
         tracing::warn!(%error, "an analytics report failed");
-        if error.is_transient() {
+        let missing_schema = match &error {
+            // UNKNOWN_TABLE and UNKNOWN_DATABASE before the sink first reached ClickHouse.
+            Error::ClickHouse(clickhouse::error::Error::BadResponse(message)) => {
+                matches!(crate::error::clickhouse_code(message), Some(60 | 81))
+            }
+            _ => false,
+        };
+        if missing_schema {
+            Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the analytics tables do not exist yet; the sink creates them when it first \
+                 reaches ClickHouse",
+            )
+        } else if error.is_transient() {
             Rejection::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",

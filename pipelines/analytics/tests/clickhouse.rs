@@ -355,3 +355,30 @@ async fn schema_error_stops_without_commit() {
     assert_eq!(summary.rows_written, 5, "{summary:?}");
     client.drop_database().await.unwrap();
 }
+
+#[tokio::test]
+async fn report_before_migrations_is_503() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    let Some(client) = database("unmigrated").await else {
+        return;
+    };
+    let router = hearth_analytics::admin::router(hearth_analytics::admin::AdminState {
+        client: Some(client),
+        admin_token: Arc::from("secret"),
+        sink: None,
+    });
+    let request = Request::get("/analytics/usage")
+        .header("authorization", "Bearer secret")
+        .body(Body::empty())
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+}
