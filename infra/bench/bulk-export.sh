@@ -6,6 +6,8 @@
 #
 # Usage: infra/bench/bulk-export.sh [DATA_DIR]
 #
+# Environment: HEARTH_BIN, a release binary to use instead of building one.
+#
 # DATA_DIR holds FHIR Bundles (infra/bench/generate-patients.sh makes them); by default
 # the Synthea sample in tests/data is unpacked and used. The data is loaded once, then
 # the server is restarted before each export so that the peak memory (VmHWM) belongs to
@@ -15,9 +17,13 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HEARTH_CACHE_DIR:-/var/cache/hearth}/target}"
-cargo build --release --locked -p hearth >&2
-hearth="$CARGO_TARGET_DIR/release/hearth"
+if [[ -n "${HEARTH_BIN:-}" ]]; then
+    hearth="$HEARTH_BIN"
+else
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HEARTH_CACHE_DIR:-/var/cache/hearth}/target}"
+    cargo build --release --locked -p hearth >&2
+    hearth="$CARGO_TARGET_DIR/release/hearth"
+fi
 
 work="$(mktemp -d)"
 server_pid=""

@@ -171,9 +171,8 @@ fn deletions_are_reported() {
 
 #[test]
 fn files_need_the_kick_off_token() {
-    let hearth = Hearth::start_with(&["--backend-token-seconds", "4"], &[]);
-    let client = hearth.client();
-    let manifest = client.export("$export?_type=Patient");
+    let hearth = Hearth::start_with(&["--backend-token-seconds", "10"], &[]);
+    let manifest = hearth.client().export("$export?_type=Patient");
     assert_eq!(manifest["requiresAccessToken"], true);
     let urls: Vec<String> = entries(&manifest, "output")
         .into_iter()
@@ -181,6 +180,8 @@ fn files_need_the_kick_off_token() {
         .collect();
     assert!(!urls.is_empty());
 
+    // A token issued after the export, which expires 10 s later.
+    let client = hearth.client();
     let anonymous = BulkClient::new(&client.base, "");
     let other = client.with_token(&hearth.token(OTHER_SERVICE, "system/*.rs"));
     let forged = client.with_token("not-a-token");
@@ -203,7 +204,7 @@ fn files_need_the_kick_off_token() {
         );
     }
 
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(11));
     let fresh = client.with_token(&hearth.token(SERVICE, "system/*.rs"));
     for url in &urls {
         assert_eq!(
