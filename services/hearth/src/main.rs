@@ -5,6 +5,7 @@ mod admin;
 mod analytics;
 mod audit;
 mod config;
+mod http_server;
 mod load;
 mod replay;
 mod serve;

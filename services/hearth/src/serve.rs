@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::Request;
 use axum::http::header;
 use axum::routing::get;
-use axum::{Router, ServiceExt, middleware};
+use axum::{Router, middleware};
 use hearth_auth::{AuthSettings, AuthState};
 use hearth_auth_store::{AuthProjection, AuthStore};
 use hearth_cdr::{Repository, RepositoryProjection};
@@ -137,15 +136,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     tracing::info!(listen = %settings.listen, fhir_base = %format!("{}/fhir", settings.public_url), "hearth ready");
+    let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        crate::http_server::BODY_READ_TIMEOUT,
+    ));
     let service = MapRequestLayer::new(hearth_auth::route_site).layer(app);
     let (stopping, stop_requested) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, ServiceExt::<Request>::into_make_service(service))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            let _ = stopping.send(true);
-        });
+    let server = crate::http_server::serve(listener, service, async move {
+        shutdown_signal().await;
+        let _ = stopping.send(true);
+    });
     tokio::select! {
-        result = server => result.context("the HTTP server failed")?,
+        () = server => {}
         () = shutdown_deadline(stop_requested) => {
             tracing::warn!(seconds = SHUTDOWN_GRACE.as_secs(), "requests still open after the shutdown grace period; stopping anyway");
         }
