@@ -322,7 +322,9 @@ fn check_times(claims: &RawClaims, now: i64) -> Result<(), AssertionError> {
     if exp.saturating_add(CLOCK_SKEW_SECONDS) <= now {
         return Err(AssertionError::Expired);
     }
-    if exp > now.saturating_add(MAX_LIFETIME_SECONDS) {
+    // The skew allowance applies here too, because clients that compute `exp` as five minutes
+    // from a clock a few seconds ahead, or round it up, would otherwise fail now and then.
+    if exp > now.saturating_add(MAX_LIFETIME_SECONDS + CLOCK_SKEW_SECONDS) {
         return Err(AssertionError::ExpiresTooLate);
     }
 

@@ -210,11 +210,14 @@ fn rejects_expired() {
 
 #[test]
 fn rejects_exp_too_far_ahead() {
-    let too_far = rs384(&with_claim("exp", json!(NOW + MAX_LIFETIME_SECONDS + 1)));
-    let at_limit = rs384(&with_claim("exp", json!(NOW + MAX_LIFETIME_SECONDS)));
+    let limit = NOW + MAX_LIFETIME_SECONDS + CLOCK_SKEW_SECONDS;
+    let too_far = rs384(&with_claim("exp", json!(limit + 1)));
+    let at_limit = rs384(&with_claim("exp", json!(limit)));
+    let rounded_up = rs384(&with_claim("exp", json!(NOW + MAX_LIFETIME_SECONDS + 1)));
 
     assert_eq!(verify(&too_far), Err(AssertionError::ExpiresTooLate));
     assert!(verify(&at_limit).is_ok());
+    assert!(verify(&rounded_up).is_ok());
 }
 
 #[test]
