@@ -145,6 +145,9 @@ event_catalog! {
     GrantRevoked in "hearth.auth", versions [1];
     UserRegistered in "hearth.auth", versions [1];
     UserDisabled in "hearth.auth", versions [1];
+    ConsoleSignedIn in "hearth.auth", versions [1];
+    ConsoleSignedOut in "hearth.auth", versions [1];
+    ConsoleSignInFailed in "hearth.auth", versions [1];
     ApiCall in "hearth.api", versions [1];
     ResourceTransaction in "hearth.resources", versions [1], size resource_transaction_size;
     BulkJobRequested in "hearth.bulk", versions [1, 2, 3];

@@ -152,6 +152,22 @@ pub(crate) fn apply_event(conn: &Connection, event: &AnyEvent) -> rusqlite::Resu
                 conn.prepare_cached("UPDATE users SET json = ?2 WHERE user_id = ?1")?
                     .execute(params![e.user_id, to_json(&user)?])?;
             }
+            conn.prepare_cached("DELETE FROM console_sessions WHERE user_id = ?1")?
+                .execute([&e.user_id])?;
+        }
+        AnyEvent::ConsoleSignedIn(e) => {
+            // Expired sessions are dropped here, in log order, so every replica keeps the
+            // same rows.
+            conn.prepare_cached("DELETE FROM console_sessions WHERE expires_at <= ?1")?
+                .execute([e.occurred_at])?;
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO console_sessions (session_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![e.session_hash, e.user_id, e.expires_at])?;
+        }
+        AnyEvent::ConsoleSignedOut(e) => {
+            conn.prepare_cached("DELETE FROM console_sessions WHERE session_hash = ?1")?
+                .execute([&e.session_hash])?;
         }
         AnyEvent::LaunchCreated(e) => {
             conn.prepare_cached(

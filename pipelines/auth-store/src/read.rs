@@ -217,6 +217,17 @@ impl AuthStore {
         }))
     }
 
+    /// Returns the user id and expiry (microseconds since the epoch) of a console session,
+    /// found by the SHA-256 of its cookie value. Expiry is the caller's check.
+    pub fn console_session(&self, session_hash: &str) -> rusqlite::Result<Option<(String, i64)>> {
+        let conn = self.pool.get()?;
+        conn.prepare_cached(
+            "SELECT user_id, expires_at FROM console_sessions WHERE session_hash = ?1",
+        )?
+        .query_row([session_hash], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()
+    }
+
     /// Returns whether a client assertion id was used before by this client.
     pub fn assertion_seen(&self, client_id: &str, jti: &str) -> rusqlite::Result<bool> {
         let conn = self.pool.get()?;

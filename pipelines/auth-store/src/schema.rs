@@ -72,6 +72,13 @@ pub fn create(conn: &Connection) -> rusqlite::Result<()> {
             json TEXT NOT NULL
         ) WITHOUT ROWID;
 
+        CREATE TABLE IF NOT EXISTS console_sessions (
+            session_hash TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            expires_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS console_sessions_by_user ON console_sessions (user_id);
+
         CREATE TABLE IF NOT EXISTS assertion_ids (
             client_id TEXT NOT NULL,
             jti TEXT NOT NULL,

@@ -285,3 +285,54 @@ fn refresh_assertion_id_is_single_use() {
     fresh.assertion_jti = Some("jti-b".to_string());
     assert_eq!(f.apply(fresh), AuthOutcome::Applied);
 }
+
+#[test]
+fn console_session_lives_until_sign_out() {
+    let f = fixture();
+    let signed_in = |hash: &str, at: i64, expires_at: i64| ConsoleSignedIn {
+        event_id: format!("in-{hash}"),
+        occurred_at: at,
+        session_hash: hash.to_string(),
+        user_id: "u1".to_string(),
+        expires_at,
+    };
+    f.apply(signed_in("s1", 10, 100));
+    assert_eq!(
+        f.store.console_session("s1").unwrap(),
+        Some(("u1".to_string(), 100))
+    );
+
+    f.apply(signed_in("s2", 200, 300));
+    assert_eq!(
+        f.store.console_session("s1").unwrap(),
+        None,
+        "a later sign-in drops sessions that expired before it"
+    );
+
+    f.apply(ConsoleSignedOut {
+        event_id: "out-s2".to_string(),
+        occurred_at: 210,
+        session_hash: "s2".to_string(),
+        user_id: "u1".to_string(),
+    });
+    assert_eq!(f.store.console_session("s2").unwrap(), None);
+}
+
+#[test]
+fn disabling_user_ends_console_sessions() {
+    let f = fixture();
+    f.apply(ConsoleSignedIn {
+        event_id: "in".to_string(),
+        occurred_at: 1,
+        session_hash: "s1".to_string(),
+        user_id: "u1".to_string(),
+        expires_at: 100,
+    });
+    f.apply(UserDisabled {
+        event_id: "off".to_string(),
+        occurred_at: 2,
+        user_id: "u1".to_string(),
+        actor: "cli".to_string(),
+    });
+    assert_eq!(f.store.console_session("s1").unwrap(), None);
+}

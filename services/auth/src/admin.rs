@@ -47,6 +47,7 @@ pub fn require_admin(state: &AuthState, headers: &HeaderMap) -> OAuthResult<()> 
     }
 }
 
+/// The admin API, to be nested under `/admin`.
 pub fn admin_router(state: AuthState) -> Router {
     Router::new()
         .route("/apps", post(create_app).get(list_apps))
@@ -357,13 +358,33 @@ async fn update_app(
     body: axum::body::Bytes,
 ) -> AdminResult {
     require_admin(&state, &headers)?;
-    let current = find_app(&state, &client_id)?;
     let request: AppRequest = json_body(&body)?;
-    let checked = check_app(&request)?;
+    let app = update_app_as(
+        &state,
+        &client_id,
+        &request,
+        "admin",
+        RegistrationSource::AdminApi,
+    )
+    .await?;
+    let sites = state.store.app_sites(&client_id)?;
+    Ok(Json(app_json(&app, &sites)).into_response())
+}
+
+/// Replaces an app's registration, keeping its client secret.
+pub async fn update_app_as(
+    state: &AuthState,
+    client_id: &str,
+    request: &AppRequest,
+    actor: &str,
+    source: RegistrationSource,
+) -> OAuthResult<App> {
+    let current = find_app(state, client_id)?;
+    let checked = check_app(request)?;
     let event = AppUpdated {
         event_id: new_id(),
         occurred_at: now_micros(),
-        client_id: client_id.clone(),
+        client_id: client_id.to_string(),
         name: request.name.clone(),
         client_type: checked.client_type,
         token_endpoint_auth_method: checked.auth_method,
@@ -382,13 +403,11 @@ async fn update_app(
         vendor: request.vendor.clone(),
         software_id: request.software_id.clone(),
         software_version: request.software_version.clone(),
-        updated_by: "admin".to_string(),
-        update_source: RegistrationSource::AdminApi,
+        updated_by: actor.to_string(),
+        update_source: source,
     };
-    record(&state, &client_id, event).await?;
-    let app = find_app(&state, &client_id)?;
-    let sites = state.store.app_sites(&client_id)?;
-    Ok(Json(app_json(&app, &sites)).into_response())
+    record(state, client_id, event).await?;
+    find_app(state, client_id)
 }
 
 async fn rotate_secret(
@@ -397,7 +416,18 @@ async fn rotate_secret(
     Path(client_id): Path<String>,
 ) -> AdminResult {
     require_admin(&state, &headers)?;
-    let app = find_app(&state, &client_id)?;
+    let secret = rotate_secret_as(&state, &client_id, "admin").await?;
+    Ok(Json(json!({"client_id": client_id, "client_secret": secret})).into_response())
+}
+
+/// Issues a new client secret for a confidential symmetric app and returns it; only its
+/// hash is stored.
+pub async fn rotate_secret_as(
+    state: &AuthState,
+    client_id: &str,
+    actor: &str,
+) -> OAuthResult<String> {
+    let app = find_app(state, client_id)?;
     if app.client_type != ClientType::ConfidentialSymmetric {
         return Err(OAuthError::invalid_request(
             "only confidential symmetric clients have a secret",
@@ -407,13 +437,13 @@ async fn rotate_secret(
     let event = AppSecretRotated {
         event_id: new_id(),
         occurred_at: now_micros(),
-        client_id: client_id.clone(),
+        client_id: client_id.to_string(),
         client_secret_hash: hash_token(&secret),
         previous_secret_expires_at: None,
-        actor: "admin".to_string(),
+        actor: actor.to_string(),
     };
-    record(&state, &client_id, event).await?;
-    Ok(Json(json!({"client_id": client_id, "client_secret": secret})).into_response())
+    record(state, client_id, event).await?;
+    Ok(secret)
 }
 
 async fn disable_app(
@@ -422,21 +452,27 @@ async fn disable_app(
     Path(client_id): Path<String>,
 ) -> AdminResult {
     require_admin(&state, &headers)?;
-    find_app(&state, &client_id)?;
+    disable_app_as(&state, &client_id, "admin").await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Disables an app and revokes every grant it holds.
+pub async fn disable_app_as(state: &AuthState, client_id: &str, actor: &str) -> OAuthResult<()> {
+    find_app(state, client_id)?;
     let event = AppDisabled {
         event_id: new_id(),
         occurred_at: now_micros(),
-        client_id: client_id.clone(),
+        client_id: client_id.to_string(),
         reason: None,
-        actor: "admin".to_string(),
+        actor: actor.to_string(),
     };
-    record(&state, &client_id, event).await?;
-    for grant in state.store.grants(Some(&client_id), None)? {
+    record(state, client_id, event).await?;
+    for grant in state.store.grants(Some(client_id), None)? {
         if !grant.is_revoked() {
-            revoke(&state, &grant, RevocationReason::AppDisabled, "admin").await?;
+            revoke(state, &grant, RevocationReason::AppDisabled, actor).await?;
         }
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(())
 }
 
 async fn enable_app(
@@ -445,40 +481,45 @@ async fn enable_app(
     Path(client_id): Path<String>,
 ) -> AdminResult {
     require_admin(&state, &headers)?;
-    find_app(&state, &client_id)?;
-    let event = AppEnabled {
-        event_id: new_id(),
-        occurred_at: now_micros(),
-        client_id: client_id.clone(),
-        actor: "admin".to_string(),
-    };
-    record(&state, &client_id, event).await?;
+    enable_app_as(&state, &client_id, "admin").await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+pub async fn enable_app_as(state: &AuthState, client_id: &str, actor: &str) -> OAuthResult<()> {
+    find_app(state, client_id)?;
+    let event = AppEnabled {
+        event_id: new_id(),
+        occurred_at: now_micros(),
+        client_id: client_id.to_string(),
+        actor: actor.to_string(),
+    };
+    record(state, client_id, event).await?;
+    Ok(())
+}
+
 /// The body of `POST /admin/sites`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SiteRequest {
-    site_id: String,
-    name: String,
+pub struct SiteRequest {
+    pub site_id: String,
+    pub name: String,
     /// `repository` (default) or `ehr`.
-    backing: Option<String>,
-    upstream_base_url: Option<String>,
+    pub backing: Option<String>,
+    pub upstream_base_url: Option<String>,
     #[serde(default)]
-    dynamic_registration: bool,
+    pub dynamic_registration: bool,
     /// `none` (default), `bearer` (token from the server configuration) or
     /// `backend-services`.
-    upstream_auth_method: Option<String>,
-    upstream_client_id: Option<String>,
-    upstream_token_url: Option<String>,
-    upstream_scope: Option<String>,
+    pub upstream_auth_method: Option<String>,
+    pub upstream_client_id: Option<String>,
+    pub upstream_token_url: Option<String>,
+    pub upstream_scope: Option<String>,
     /// Such as `4.0.1` or `3.0.2`; STU3 upstreams are converted to R4.
-    upstream_fhir_version: Option<String>,
+    pub upstream_fhir_version: Option<String>,
     #[serde(default)]
-    cache_freshness_s: BTreeMap<String, i64>,
+    pub cache_freshness_s: BTreeMap<String, i64>,
     #[serde(default)]
-    default_cache_freshness_s: i64,
+    pub default_cache_freshness_s: i64,
 }
 
 impl SiteRequest {
@@ -530,6 +571,16 @@ async fn create_site(
 ) -> AdminResult {
     require_admin(&state, &headers)?;
     let request: SiteRequest = json_body(&body)?;
+    let site = create_site_as(&state, &request, "admin").await?;
+    Ok((StatusCode::CREATED, Json(site_json(&site))).into_response())
+}
+
+/// Registers a new site.
+pub async fn create_site_as(
+    state: &AuthState,
+    request: &SiteRequest,
+    actor: &str,
+) -> OAuthResult<Site> {
     let valid_id = !request.site_id.is_empty()
         && request.site_id.len() <= 64
         && request
@@ -563,6 +614,9 @@ async fn create_site(
         ));
     }
     request.check(request.upstream_base_url.as_deref())?;
+    if request.name.trim().is_empty() {
+        return Err(OAuthError::invalid_request("name is empty"));
+    }
     let mut event = site_registered(
         &request.site_id,
         &request.name,
@@ -571,7 +625,7 @@ async fn create_site(
         request.dynamic_registration,
     );
     if backing == Backing::Ehr {
-        let upstream = &request;
+        let upstream = request;
         event.upstream_auth_method = upstream.auth_method()?;
         event.upstream_client_id = upstream.upstream_client_id.clone();
         event.upstream_token_url = upstream.upstream_token_url.clone();
@@ -580,12 +634,12 @@ async fn create_site(
         event.cache_freshness_s = upstream.cache_freshness_s.clone();
         event.default_cache_freshness_s = upstream.default_cache_freshness_s;
     }
-    record(&state, &request.site_id, event).await?;
-    let site = state
+    event.actor = actor.to_string();
+    record(state, &request.site_id, event).await?;
+    state
         .store
         .site(&request.site_id)?
-        .ok_or_else(|| OAuthError::server_error("the registered site is missing from the store"))?;
-    Ok((StatusCode::CREATED, Json(site_json(&site))).into_response())
+        .ok_or_else(|| OAuthError::server_error("the registered site is missing from the store"))
 }
 
 fn site_registered(
@@ -665,6 +719,15 @@ fn find_site(state: &AuthState, site_id: &str) -> OAuthResult<Site> {
 
 /// Activates an app at a site.
 pub async fn activate_app(state: &AuthState, site_id: &str, client_id: &str) -> OAuthResult<()> {
+    activate_app_as(state, site_id, client_id, "admin").await
+}
+
+pub async fn activate_app_as(
+    state: &AuthState,
+    site_id: &str,
+    client_id: &str,
+    actor: &str,
+) -> OAuthResult<()> {
     find_site(state, site_id)?;
     find_app(state, client_id)?;
     let event = AppActivated {
@@ -672,7 +735,7 @@ pub async fn activate_app(state: &AuthState, site_id: &str, client_id: &str) -> 
         occurred_at: now_micros(),
         site_id: site_id.to_string(),
         client_id: client_id.to_string(),
-        actor: "admin".to_string(),
+        actor: actor.to_string(),
     };
     record(state, client_id, event).await?;
     Ok(())
@@ -694,16 +757,26 @@ async fn deactivate(
     Path((site_id, client_id)): Path<(String, String)>,
 ) -> AdminResult {
     require_admin(&state, &headers)?;
-    find_site(&state, &site_id)?;
+    deactivate_app_as(&state, &site_id, &client_id, "admin").await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn deactivate_app_as(
+    state: &AuthState,
+    site_id: &str,
+    client_id: &str,
+    actor: &str,
+) -> OAuthResult<()> {
+    find_site(state, site_id)?;
     let event = AppDeactivated {
         event_id: new_id(),
         occurred_at: now_micros(),
-        site_id,
-        client_id: client_id.clone(),
-        actor: "admin".to_string(),
+        site_id: site_id.to_string(),
+        client_id: client_id.to_string(),
+        actor: actor.to_string(),
     };
-    record(&state, &client_id, event).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    record(state, client_id, event).await?;
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -747,15 +820,24 @@ async fn revoke_grant(
     Path(grant_id): Path<String>,
 ) -> AdminResult {
     require_admin(&state, &headers)?;
-    let grant = state.store.grant(&grant_id)?.ok_or_else(|| {
+    revoke_grant_as(&state, &grant_id, "admin").await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Revokes a grant and every token issued under it. Revoking a revoked grant changes
+/// nothing.
+pub async fn revoke_grant_as(state: &AuthState, grant_id: &str, actor: &str) -> OAuthResult<()> {
+    let grant = state.store.grant(grant_id)?.ok_or_else(|| {
         OAuthError::new(
             StatusCode::NOT_FOUND,
             "invalid_request",
             format!("no grant {grant_id}"),
         )
     })?;
-    revoke(&state, &grant, RevocationReason::Admin, "admin").await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    if grant.is_revoked() {
+        return Ok(());
+    }
+    revoke(state, &grant, RevocationReason::Admin, actor).await
 }
 
 async fn revoke(
@@ -828,6 +910,13 @@ async fn create_user(
                 "role {role} is not platform-admin, site-admin or app-vendor"
             )));
         }
+    }
+    let has_role = |role: &str| request.roles.iter().any(|r| r == role);
+    if has_role("site-admin") && request.site_id.is_none() {
+        return Err(OAuthError::invalid_request("a site-admin needs site_id"));
+    }
+    if has_role("app-vendor") && request.vendor.is_none() {
+        return Err(OAuthError::invalid_request("an app-vendor needs vendor"));
     }
     if let Some(fhir_user) = &request.fhir_user {
         let valid = fhir_user.split_once('/').is_some_and(|(t, id)| {

@@ -18,7 +18,7 @@ use crate::oauth_error::{OAuthError, OAuthResult};
 
 /// The body of `POST /auth/launch`. Unknown members become custom context parameters of
 /// the token response.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct LaunchRequest {
     pub client_id: Option<String>,
     pub patient: Option<String>,
@@ -69,6 +69,16 @@ async fn create(
     let request: LaunchRequest = serde_json::from_slice(body).map_err(|e| {
         OAuthError::invalid_request(format!("the launch request is not valid JSON: {e}"))
     })?;
+    let launch_id = create_launch_as(state, site, &request).await?;
+    Ok(json!({"launch": launch_id, "expires_in": state.settings.launch_seconds}))
+}
+
+/// Checks a launch request, records the launch context and returns its `launch` value.
+pub async fn create_launch_as(
+    state: &AuthState,
+    site: &Site,
+    request: &LaunchRequest,
+) -> OAuthResult<String> {
     if let Some(reserved) = request
         .custom
         .keys()
@@ -117,7 +127,7 @@ async fn create(
         custom_context: custom,
     };
     record(state, &launch_id, event).await?;
-    Ok(json!({"launch": launch_id, "expires_in": state.settings.launch_seconds}))
+    Ok(launch_id)
 }
 
 /// Checks that a context resource exists in the repository, so a typo fails here and not

@@ -33,10 +33,16 @@ use hearth_projection::ProjectionHandle;
 use hearth_smart::keys::KeyStore;
 use parking_lot::RwLock;
 
-pub use admin::{admin_router, ensure_default_site};
+pub use admin::{
+    AppRequest, SiteRequest, activate_app_as, admin_router, check_app, create_site_as,
+    deactivate_app_as, disable_app_as, enable_app_as, ensure_default_site, register_app,
+    revoke_grant_as, rotate_secret_as, update_app_as,
+};
+pub use events::{new_id, now_micros, record};
 pub use guard::require_token;
+pub use launch::{LaunchRequest, create_launch_as};
 pub use oauth_error::{MAX_BODY_BYTES, OAuthError, OAuthResult, oauth_for_framework_errors};
-pub use site::{SiteId, resolve_site, route_site};
+pub use site::{DEFAULT_SITE, SiteId, auth_base_url, fhir_base_url, resolve_site, route_site};
 
 /// Compares two secrets in time that does not depend on where they differ.
 pub(crate) fn same_secret(a: &str, b: &str) -> bool {

@@ -395,6 +395,48 @@ pub async fn users(connection: Connection, command: UsersCommand) -> anyhow::Res
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ConsoleCommand {
+    /// Add a platform admin of the console; the password is read from standard input
+    AddAdmin {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+}
+
+pub async fn console(connection: Connection, command: ConsoleCommand) -> anyhow::Result<ExitCode> {
+    let ConsoleCommand::AddAdmin {
+        username,
+        display_name,
+    } = command;
+    let password = read_password()?;
+    let body = json!({
+        "username": username,
+        "password": password,
+        "display_name": display_name,
+        "roles": ["platform-admin"],
+    });
+    let value = connection
+        .call(reqwest::Method::POST, "/users", Some(body))
+        .await?;
+    eprintln!(
+        "sign in at {}/console/ as {username}",
+        connection.url.trim_end_matches('/')
+    );
+    print(&value)
+}
+
+/// Reads a password from the first line of standard input.
+fn read_password() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("cannot read the password from standard input")?;
+    Ok(password.trim_end_matches(['\r', '\n']).to_string())
+}
+
+#[derive(Subcommand, Debug)]
 pub enum GrantsCommand {
     /// List grants, newest first
     List {

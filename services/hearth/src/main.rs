@@ -68,6 +68,13 @@ enum Command {
         #[command(subcommand)]
         command: analytics::AnalyticsCommand,
     },
+    /// Add console administrators through a running server
+    Console {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(subcommand)]
+        command: admin::ConsoleCommand,
+    },
     /// Rotate the server's signing keys
     Keys {
         #[command(flatten)]
@@ -115,6 +122,11 @@ fn main() -> ExitCode {
                 command,
             } => admin::keys(connection, command).await,
             Command::Analytics { args, command } => analytics::run(args, command).await,
+    },
+            Command::Console {
+                connection,
+                command,
+            } => admin::console(connection, command).await,
         }
     });
     match result {

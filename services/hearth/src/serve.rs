@@ -106,6 +106,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     hearth_auth::ensure_default_site(&auth)
         .await
         .map_err(|e| anyhow::anyhow!("cannot register the default site: {}", e.description))?;
+    hearth_console::ensure_demo_app(&auth, &settings.public_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot register the demo app: {}", e.description))?;
+    let console = hearth_console::ConsoleState::new(
+        auth.clone(),
+        hearth_console::ConsoleSettings::new(&settings.public_url),
+    );
 
     let bulk = hearth_bulk::service::start(
         log.clone(),
@@ -129,7 +136,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let analytics = crate::analytics::Analytics::start(&settings, log.clone(), &admin_token)?;
     let auditor = crate::audit::Auditor::start(log.clone());
-    let app = router(fhir, auth, bulk, analytics.admin.clone(), ehr).layer(
+    let app = router(fhir, auth, bulk, analytics.admin.clone(), ehr, console).layer(
         middleware::from_fn_with_state(auditor, crate::audit::record_calls),
     );
     let listener = tokio::net::TcpListener::bind(&settings.listen)
@@ -217,6 +224,7 @@ fn router(
     bulk: hearth_bulk::BulkService,
     analytics: hearth_analytics::admin::AdminState,
     ehr: hearth_ehr_proxy::EhrProxy,
+    console: hearth_console::ConsoleState,
 ) -> Router {
     // Route layers run only for matched routes, innermost first: the call record learns
     // the route before the token check, so rejected calls are recorded with it too.
@@ -263,6 +271,7 @@ fn router(
         ]);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(hearth_console::router(console))
         .nest("/fhir", fhir_routes)
         .nest("/auth", auth_routes)
         .nest(
