@@ -152,7 +152,12 @@ fn console_portal_and_demo_app_in_chromium() {
 
     let data_dir = tempfile::tempdir().unwrap();
     let args: Vec<String> = match &clickhouse {
-        Some(url) => vec!["--clickhouse-url".to_string(), url.clone()],
+        Some(url) => vec![
+            "--clickhouse-url".to_string(),
+            url.clone(),
+            "--clickhouse-database".to_string(),
+            format!("console_test_{}", std::process::id()),
+        ],
         None => Vec::new(),
     };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

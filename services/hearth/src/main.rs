@@ -122,7 +122,6 @@ fn main() -> ExitCode {
                 command,
             } => admin::keys(connection, command).await,
             Command::Analytics { args, command } => analytics::run(args, command).await,
-    },
             Command::Console {
                 connection,
                 command,
