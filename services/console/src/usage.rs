@@ -127,10 +127,11 @@ pub async fn page(
         .map(|a| (a.client_id, a.name))
         .collect();
 
-    let range = match query.range.as_deref() {
-        Some(r @ ("1d" | "7d" | "30d")) => r,
-        _ => "1d",
-    };
+    let range = query
+        .range
+        .as_deref()
+        .filter(|r| ["1d", "7d", "30d"].contains(r))
+        .unwrap_or("1d");
     let mut range_options = String::new();
     for (value, label) in [
         ("1d", "Last 24 hours"),
