@@ -334,7 +334,28 @@ fn console_portal_and_demo_app_in_chromium() {
             usage["launches_table_rows"].as_u64().unwrap() >= 1,
             "{pretty}"
         );
-        assert_eq!(usage["csv_links"], 9, "{pretty}");
+        assert!(
+            usage["status"].as_str().unwrap().starts_with("Updated"),
+            "{pretty}"
+        );
+        let charts = usage["charts"].as_object().unwrap();
+        assert_eq!(charts.len(), 9, "{pretty}");
+        for chart in [
+            "chart-launches",
+            "chart-calls",
+            "chart-per-app",
+            "chart-per-site",
+            "chart-latency",
+        ] {
+            assert!(
+                charts[chart].as_u64().unwrap() >= 1,
+                "{chart} is empty: {pretty}"
+            );
+        }
+        assert_eq!(
+            usage["csv_links"], 9,
+            "every chart has a CSV download: {pretty}"
+        );
     } else {
         assert_eq!(usage["analytics"], "off", "{pretty}");
         assert!(

@@ -40,7 +40,7 @@ pub struct ConsoleSignInFailed {
     pub reason: ConsoleSignInFailure,
 }
 
-/// Why a console sign-in was rejected.
+/// Reason a console sign-in was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConsoleSignInFailure {

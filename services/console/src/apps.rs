@@ -280,7 +280,7 @@ pub async fn set_status(
     .into_response())
 }
 
-/// The page that shows a new client secret, the only time it is shown.
+/// Renders the page that shows a new client secret, the only time it is shown.
 fn secret_page(viewer: &Viewer, app: &App, secret: &str, what: &str) -> Response {
     let body = format!(
         "<h1>Client secret of {name}</h1>\
@@ -388,7 +388,7 @@ impl AppFields {
         }
     }
 
-    /// The registration request, or a message saying which field is wrong.
+    /// Builds the registration request, or returns a message naming the invalid field.
     fn request(&self) -> Result<AppRequest, String> {
         let optional = |text: &str| (!text.is_empty()).then(|| text.to_string());
         let jwks = match self.jwks.as_str() {
@@ -424,7 +424,7 @@ impl AppFields {
     }
 }
 
-/// The registration form; with `app` it edits that app and shows its actions.
+/// Renders the registration form. With `app`, it edits that app and shows its actions.
 fn app_form(
     viewer: &Viewer,
     app: Option<&App>,

@@ -22,12 +22,12 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// A page without navigation, for sign-in and errors.
+/// Renders a page without navigation, for sign-in and errors.
 pub fn bare_page(title: &str, body: &str) -> String {
     frame(title, "", body)
 }
 
-/// A page with the navigation that the viewer's roles allow. `current` is the path of
+/// Renders a page with the navigation that the viewer's roles allow. `current` is the path of
 /// the navigation entry to mark as the current page.
 pub fn page(viewer: &Viewer, current: &str, title: &str, body: &str) -> Response {
     let mut links = Vec::new();
@@ -81,7 +81,7 @@ fn frame(title: &str, header: &str, body: &str) -> String {
     )
 }
 
-/// The hidden CSRF field of a form posted by a signed-in viewer.
+/// Renders the hidden CSRF field of a form posted by a signed-in viewer.
 pub fn csrf_field(viewer: &Viewer) -> String {
     format!(
         "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
@@ -89,7 +89,7 @@ pub fn csrf_field(viewer: &Viewer) -> String {
     )
 }
 
-/// A notice above a page's content: `kind` is `ok` or `error`.
+/// Renders a notice above a page's content. `kind` is `ok` or `error`.
 pub fn notice(kind: &str, text: &str) -> String {
     let role = if kind == "error" { "alert" } else { "status" };
     format!(

@@ -1,9 +1,9 @@
 //! Hearth's web console and portals, served by `hearth serve` under `/console`, and the
 //! bundled demo SMART app under `/demo-app`.
 //!
-//! Pages are rendered on the server as HTML with a little hand-written JavaScript for the
-//! usage charts and the portals' searches; every asset is embedded in the binary, so the
-//! pages need no network beyond Hearth itself. Users sign in with the credentials that
+//! Pages are rendered on the server as HTML. One small hand-written script draws the usage
+//! charts. Every asset is embedded in the binary, so the pages need no network beyond
+//! Hearth itself. Users sign in with the credentials that
 //! the auth store holds (argon2 hashes). Sessions are events on `hearth.auth` like every
 //! other state change, and the cookie carries a random value whose SHA-256 the store keys
 //! the session by. Every form carries a CSRF token derived from the session.
@@ -67,7 +67,7 @@ impl ConsoleSettings {
     }
 }
 
-/// What every console handler needs.
+/// State shared by every console handler.
 #[derive(Clone)]
 pub struct ConsoleState {
     pub auth: AuthState,
@@ -97,7 +97,7 @@ impl ConsoleState {
     }
 }
 
-/// The console under `/console` and the demo app under `/demo-app`.
+/// Builds the routes of the console under `/console` and of the demo app under `/demo-app`.
 pub fn router(state: ConsoleState) -> Router {
     Router::new()
         .route("/console", get(signin::home))

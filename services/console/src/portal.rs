@@ -179,7 +179,7 @@ pub async fn patient_page(
     ))
 }
 
-/// What a launch button posts.
+/// Context fields that a launch button posts.
 struct LaunchContext {
     site_id: String,
     practitioner: Option<String>,
@@ -310,7 +310,7 @@ pub async fn launch(
     Ok(Redirect::to(target.as_str()).into_response())
 }
 
-/// The sites where the viewer may launch apps.
+/// Returns the sites where the viewer may launch apps.
 fn launch_sites(state: &ConsoleState, viewer: &Viewer) -> ConsoleResult<Vec<Site>> {
     Ok(state
         .auth
@@ -437,7 +437,7 @@ fn search_people(
         .collect())
 }
 
-/// The latest encounters of a patient.
+/// Returns the latest encounters of a patient, newest first.
 fn encounters_of(state: &ConsoleState, patient: &str) -> ConsoleResult<Vec<Choice>> {
     let filters = vec![(
         "patient".to_string(),
@@ -501,7 +501,8 @@ fn person_name(resource: &Value) -> String {
     }
 }
 
-/// The display name of a Patient or Practitioner, or its reference when it is not found.
+/// Returns the display name of a Patient or Practitioner, or its reference when it is not
+/// found.
 fn resource_label(state: &ConsoleState, resource_type: &str, id: &str) -> String {
     match state.auth.repository.read(resource_type, id) {
         Ok(Some(stored)) if !stored.is_deleted() => stored

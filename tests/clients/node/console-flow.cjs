@@ -267,14 +267,17 @@ async function usage(page, config) {
       charts: Object.fromEntries(
         [...document.querySelectorAll("figure.chart")].map((f) => [f.id, Number(f.dataset.rows || 0)]),
       ),
-      csv_links: [...document.querySelectorAll("figure.chart a.csv")].filter((a) => a.href.startsWith("data:text/csv")).length,
+      csv_links: [...document.querySelectorAll("figure.chart a.csv")].filter((a) => !a.hidden && a.href.startsWith("data:text/csv")).length,
     }));
+  const settled = () =>
+    page.waitForFunction(() => /\b(ok|error)\b/.test(document.getElementById("usage-status").className));
+  await settled();
   let result = await read();
   const deadline = Date.now() + ANALYTICS_WAIT_MS;
   while (config.expect_analytics && Date.now() < deadline && !(Number(result.totals.Launches) >= 1)) {
     await page.waitForTimeout(3000);
     await page.reload();
-    await page.waitForFunction(() => document.body.dataset.analytics !== undefined && document.querySelector(".tile, .notice.error"));
+    await settled();
     result = await read();
   }
   if (result.analytics === "on") {
