@@ -27,6 +27,12 @@ mod introspection;
 mod launch;
 #[path = "smart_cases/lifecycle.rs"]
 mod lifecycle;
+#[path = "smart_cases/management.rs"]
+mod management;
+#[path = "smart_cases/registration.rs"]
+mod registration;
+#[path = "smart_cases/safeguards.rs"]
+mod safeguards;
 #[path = "smart_cases/scopes.rs"]
 mod scopes;
 #[path = "smart_cases/sites.rs"]

@@ -176,6 +176,25 @@ impl AuthStore {
         Ok(grants)
     }
 
+    /// Returns the grants a user approved at a site, newest first, revoked ones included.
+    pub fn user_grants(&self, user_id: &str, site_id: &str) -> rusqlite::Result<Vec<Grant>> {
+        let conn = self.pool.get()?;
+        let mut statement = conn.prepare_cached(
+            "SELECT grant_id FROM grants WHERE user_id = ?1 AND site_id = ?2
+             ORDER BY created_at DESC, grant_id",
+        )?;
+        let ids: Vec<String> = statement
+            .query_map(params![user_id, site_id], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut grants = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(grant) = grant_row(&conn, &id)? {
+                grants.push(grant);
+            }
+        }
+        Ok(grants)
+    }
+
     /// Returns whether a grant exists and is not revoked.
     pub fn grant_is_live(&self, grant_id: &str) -> rusqlite::Result<bool> {
         let conn = self.pool.get()?;

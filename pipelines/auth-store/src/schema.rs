@@ -54,6 +54,7 @@ pub fn create(conn: &Connection) -> rusqlite::Result<()> {
         ) WITHOUT ROWID;
         CREATE UNIQUE INDEX IF NOT EXISTS grants_by_code ON grants (code_hash);
         CREATE INDEX IF NOT EXISTS grants_by_client ON grants (client_id, site_id);
+        CREATE INDEX IF NOT EXISTS grants_by_user ON grants (user_id, site_id);
 
         CREATE TABLE IF NOT EXISTS refresh_tokens (
             hash TEXT PRIMARY KEY,

@@ -336,3 +336,28 @@ fn disabling_user_ends_console_sessions() {
     });
     assert_eq!(f.store.console_session("s1").unwrap(), None);
 }
+
+#[test]
+fn user_grants_are_per_user_and_site() {
+    let f = fixture();
+    f.apply(granted("g1", "h1", 5_000));
+    let mut other_user = granted("g2", "h2", 5_000);
+    other_user.user_id = Some("u2".to_string());
+    f.apply(other_user);
+    let mut other_site = granted("g3", "h3", 5_000);
+    other_site.site_id = "north".to_string();
+    f.apply(other_site);
+
+    let ids = |user: &str, site: &str| -> Vec<String> {
+        f.store
+            .user_grants(user, site)
+            .unwrap()
+            .into_iter()
+            .map(|g| g.approval.grant_id)
+            .collect()
+    };
+    assert_eq!(ids("u1", "default"), ["g1"]);
+    assert_eq!(ids("u2", "default"), ["g2"]);
+    assert_eq!(ids("u1", "north"), ["g3"]);
+    assert!(ids("u3", "default").is_empty());
+}

@@ -62,7 +62,7 @@ pub fn admin_router(state: AuthState) -> Router {
             put(activate).delete(deactivate),
         )
         .route("/grants", get(list_grants))
-        .route("/grants/{grant_id}", axum::routing::delete(revoke_grant))
+        .route("/grants/{grant_id}", get(get_grant).delete(revoke_grant))
         .route("/users", post(create_user).get(list_users))
         .route("/keys/rotate", post(rotate_keys))
         .route("/events", get(list_events))
@@ -70,6 +70,15 @@ pub fn admin_router(state: AuthState) -> Router {
 }
 
 type AdminResult = Result<Response, OAuthError>;
+
+/// Marks a response that carries a client secret as not to be stored by caches.
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
 
 fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> OAuthResult<T> {
     serde_json::from_slice(body)
@@ -145,6 +154,10 @@ pub fn check_app(request: &AppRequest) -> OAuthResult<CheckedApp> {
     for uri in &request.redirect_uris {
         check_redirect_uri(uri)?;
     }
+    check_scope(&request.scope)?;
+    if let Some(uri) = &request.jwks_uri {
+        check_jwks_uri(uri)?;
+    }
     let auth_method = match (client_type, request.token_endpoint_auth_method.as_deref()) {
         (ClientType::Public, None | Some("none")) => "none".to_string(),
         (ClientType::ConfidentialSymmetric, None) => "client_secret_basic".to_string(),
@@ -218,6 +231,29 @@ pub fn check_app(request: &AppRequest) -> OAuthResult<CheckedApp> {
     })
 }
 
+/// Rejects a registered scope with any malformed token, so no app holds a scope that
+/// would be dropped at every request.
+fn check_scope(scope: &str) -> OAuthResult<()> {
+    match hearth_smart::scope::parse(scope).rejected().first() {
+        Some(rejected) => Err(OAuthError::invalid_request(format!(
+            "scope {} is not valid: {}",
+            rejected.text, rejected.reason
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A `jwks_uri` must be an absolute http or https URL; dynamic registration narrows this
+/// to https URLs of public hosts.
+fn check_jwks_uri(uri: &str) -> OAuthResult<()> {
+    match url::Url::parse(uri) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => Ok(()),
+        _ => Err(OAuthError::invalid_request(format!(
+            "jwks_uri {uri} is not an absolute http or https URL"
+        ))),
+    }
+}
+
 /// Redirect URIs must be absolute, without a fragment, and https unless they point at
 /// the local machine.
 fn check_redirect_uri(uri: &str) -> OAuthResult<()> {
@@ -256,7 +292,7 @@ async fn create_app(
     if let Some(secret) = secret {
         body["client_secret"] = Value::String(secret);
     }
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
 }
 
 /// Registers an app and returns it with its new client secret, if it has one.
@@ -417,7 +453,9 @@ async fn rotate_secret(
 ) -> AdminResult {
     require_admin(&state, &headers)?;
     let secret = rotate_secret_as(&state, &client_id, "admin").await?;
-    Ok(Json(json!({"client_id": client_id, "client_secret": secret})).into_response())
+    Ok(no_store(
+        Json(json!({"client_id": client_id, "client_secret": secret})).into_response(),
+    ))
 }
 
 /// Issues a new client secret for a confidential symmetric app and returns it; only its
@@ -814,6 +852,26 @@ async fn list_grants(
     Ok(Json(json!({"grants": grants})).into_response())
 }
 
+async fn get_grant(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    Path(grant_id): Path<String>,
+) -> AdminResult {
+    require_admin(&state, &headers)?;
+    let grant = find_grant(&state, &grant_id)?;
+    Ok(Json(grant_json(&grant)).into_response())
+}
+
+fn find_grant(state: &AuthState, grant_id: &str) -> OAuthResult<Grant> {
+    state.store.grant(grant_id)?.ok_or_else(|| {
+        OAuthError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request",
+            format!("no grant {grant_id}"),
+        )
+    })
+}
+
 async fn revoke_grant(
     State(state): State<AuthState>,
     headers: HeaderMap,
@@ -840,7 +898,7 @@ pub async fn revoke_grant_as(state: &AuthState, grant_id: &str, actor: &str) -> 
     revoke(state, &grant, RevocationReason::Admin, actor).await
 }
 
-async fn revoke(
+pub(crate) async fn revoke(
     state: &AuthState,
     grant: &Grant,
     reason: RevocationReason,
@@ -980,7 +1038,7 @@ async fn rotate_keys(State(state): State<AuthState>, headers: HeaderMap) -> Admi
 #[derive(Debug, Deserialize)]
 struct EventQuery {
     /// `hearth.auth`, `hearth.api`, `hearth.resources`, `hearth.bulk` or `hearth.ehr`.
-    topic: String,
+    topic: Option<String>,
     #[serde(default)]
     partition: u32,
     #[serde(default)]
@@ -1003,16 +1061,22 @@ async fn list_events(
         hearth_log::topics::BULK,
         hearth_log::topics::EHR,
     ];
-    if !known.contains(&query.topic.as_str()) {
+    let Some(topic) = query.topic.clone() else {
         return Err(OAuthError::invalid_request(format!(
-            "unknown topic {}",
-            query.topic
+            "the topic query parameter is missing; use one of {}",
+            known.join(", ")
+        )));
+    };
+    if !known.contains(&topic.as_str()) {
+        return Err(OAuthError::invalid_request(format!(
+            "unknown topic {topic}; use one of {}",
+            known.join(", ")
         )));
     }
     let limit = query.limit.unwrap_or(100).min(1000);
     let ends = state
         .log
-        .end_offsets(&query.topic)
+        .end_offsets(&topic)
         .await
         .map_err(OAuthError::temporarily_unavailable)?;
     let end = ends.get(query.partition as usize).copied().unwrap_or(0);
@@ -1020,7 +1084,7 @@ async fn list_events(
     if query.from < end {
         let mut reader = state
             .log
-            .read(&query.topic, query.partition, query.from)
+            .read(&topic, query.partition, query.from)
             .await
             .map_err(OAuthError::temporarily_unavailable)?;
         while events.len() < limit.min((end - query.from) as usize) {
@@ -1036,7 +1100,7 @@ async fn list_events(
             }
         }
     }
-    Ok(Json(json!({"topic": query.topic, "end": end, "events": events})).into_response())
+    Ok(Json(json!({"topic": topic, "end": end, "events": events})).into_response())
 }
 
 fn event_json(record: &hearth_log::Record) -> Value {

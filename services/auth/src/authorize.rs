@@ -280,8 +280,13 @@ fn check_request(
         Scope::Resource(r) => r.context != scope::Context::System,
         _ => true,
     };
-    let scopes =
-        scope::ScopeSet::from_scopes(requested.narrow(&allowed).iter().filter(grantable).cloned());
+    let scopes = scope::ScopeSet::from_scopes(
+        requested
+            .grantable(&allowed)
+            .iter()
+            .filter(grantable)
+            .cloned(),
+    );
     if scopes.is_empty() {
         return Err((
             "invalid_scope",
@@ -468,22 +473,9 @@ pub async fn login(
     };
     let username = form.get("username").ok().flatten().unwrap_or_default();
     let password = form.get("password").ok().flatten().unwrap_or_default();
-    let user = state
-        .store
-        .user_by_username(username)
-        .ok()
-        .flatten()
-        .filter(|u| !u.disabled);
-    let verified = user.as_ref().is_some_and(|u| {
-        hearth_smart::secret::verify_password(password, &u.registration.password_hash)
-            .unwrap_or(false)
-    });
-    let Some(user) = user.filter(|_| verified) else {
-        return login_page(
-            &state,
-            &pending,
-            Some("The username or password is not correct."),
-        );
+    let user = match crate::sign_in::verify(&state, username, password) {
+        Ok(user) => user,
+        Err(error) => return login_page(&state, &pending, Some(&error.message())),
     };
 
     let lifetime = std::time::Duration::from_secs(state.settings.session_seconds.max(60) as u64);
@@ -496,16 +488,22 @@ pub async fn login(
     pending.patient = None;
     state.sessions.put_pending(pending.clone());
 
-    let mut response = next_page(&state, pending).await;
+    let response = next_page(&state, pending).await;
+    with_session_cookie(&state, response, &login.session_id)
+}
+
+/// Adds the sign-in session cookie to a response.
+pub(crate) fn with_session_cookie(
+    state: &AuthState,
+    mut response: Response,
+    session_id: &str,
+) -> Response {
     let secure = if state.settings.public_url.starts_with("https://") {
         "; Secure"
     } else {
         ""
     };
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax{secure}",
-        login.session_id
-    );
+    let cookie = format!("{SESSION_COOKIE}={session_id}; Path=/; HttpOnly; SameSite=Lax{secure}");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -681,7 +679,7 @@ fn signed_in(state: &AuthState, headers: &HeaderMap, pending: &Pending) -> bool 
         && pending.session_id.as_deref() == Some(cookie.as_str())
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -715,7 +713,7 @@ fn expired() -> Response {
     )
 }
 
-fn no_store(mut response: Response) -> Response {
+pub(crate) fn no_store(mut response: Response) -> Response {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -70,6 +70,7 @@ pub async fn smart_configuration(
         "token_endpoint": format!("{auth}/token"),
         "introspection_endpoint": format!("{auth}/introspect"),
         "revocation_endpoint": format!("{auth}/revoke"),
+        "management_endpoint": format!("{auth}/manage"),
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],

@@ -14,10 +14,12 @@ mod events;
 mod guard;
 mod introspect;
 mod launch;
+mod manage;
 mod oauth_error;
 mod pages;
 mod register;
 mod session;
+mod sign_in;
 mod site;
 mod token;
 
@@ -42,6 +44,7 @@ pub use events::{new_id, now_micros, record};
 pub use guard::require_token;
 pub use launch::{LaunchRequest, create_launch_as};
 pub use oauth_error::{MAX_BODY_BYTES, OAuthError, OAuthResult, oauth_for_framework_errors};
+pub use pages::protect_html_pages;
 pub use site::{DEFAULT_SITE, SiteId, auth_base_url, fhir_base_url, resolve_site, route_site};
 
 /// Compares two secrets in time that does not depend on where they differ.
@@ -103,9 +106,11 @@ pub struct AuthState {
     /// The clinical data repository, for the patient picker and users' FHIR resources.
     pub repository: Repository,
     pub sessions: Arc<session::Sessions>,
-    /// Client for fetching apps' JSON Web Key Sets.
-    pub http: reqwest::Client,
+    /// Client for fetching apps' JSON Web Key Sets: no redirects, short timeouts.
+    pub jwks_http: reqwest::Client,
     pub jwks_cache: Arc<client_auth::JwksCache>,
+    /// Failed sign-ins per username, for the lock after repeated failures.
+    pub failed_sign_ins: Arc<sign_in::FailedSignIns>,
 }
 
 impl AuthState {
@@ -118,8 +123,10 @@ impl AuthState {
         keys: KeyStore,
         repository: Repository,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+        let jwks_http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(client_auth::JWKS_FETCH_TIMEOUT)
             .build()
             .unwrap_or_default();
         AuthState {
@@ -131,8 +138,9 @@ impl AuthState {
             verified: Arc::new(guard::VerifiedTokens::default()),
             repository,
             sessions: Arc::new(session::Sessions::default()),
-            http,
+            jwks_http,
             jwks_cache: Arc::new(client_auth::JwksCache::default()),
+            failed_sign_ins: Arc::new(sign_in::FailedSignIns::default()),
         }
     }
 }
@@ -153,6 +161,9 @@ pub fn auth_router(state: AuthState) -> Router {
         .route("/jwks", get(discovery::jwks))
         .route("/register", post(register::register))
         .route("/launch", post(launch::create_launch))
+        .route("/manage", get(manage::show))
+        .route("/manage/login", post(manage::login))
+        .route("/manage/revoke", post(manage::revoke))
         .route(
             "/.well-known/openid-configuration",
             get(discovery::openid_configuration),

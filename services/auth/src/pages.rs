@@ -1,6 +1,38 @@
 //! The HTML pages of the authorization flow: sign-in, patient picker, approval and error.
 //! They use no scripts or external assets, label every control and fit a phone screen.
 
+/// Response layer for the whole server: HTML pages (sign-in, approval, grant management,
+/// errors) may not be framed by another site, so a click on Approve cannot be hijacked,
+/// and they get no CORS headers, which only the JSON endpoints need.
+pub async fn protect_html_pages(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
+    if !is_html {
+        return response;
+    }
+    let headers = response.headers_mut();
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    for name in [
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+    ] {
+        headers.remove(name);
+    }
+    response
+}
+
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -153,6 +185,78 @@ pub fn approve_page(
             app = escape(app_name),
             action = escape(action),
             hidden = hidden(pending_id, csrf),
+        ),
+    )
+}
+
+/// The sign-in form of the grant management page.
+pub fn manage_login_page(action: &str, csrf: &str, error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<p role=\"alert\" class=\"error\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    page(
+        "Sign in",
+        &format!(
+            "<h1>Sign in to manage the apps you allowed</h1>{error}\
+             <form method=\"post\" action=\"{action}\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <label for=\"username\">Username</label>\
+             <input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus>\
+             <label for=\"password\">Password</label>\
+             <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
+             <button type=\"submit\">Sign in</button></form>",
+            action = escape(action),
+            csrf = escape(csrf),
+        ),
+    )
+}
+
+/// A grant as the management page lists it.
+pub struct GrantSummary {
+    pub grant_id: String,
+    pub app_name: String,
+    pub granted_at: String,
+    pub scopes: Vec<String>,
+    /// `None` while the grant is active, else when and why it ended.
+    pub revoked: Option<String>,
+}
+
+/// The signed-in user's grants at a site, each active one with a revoke button.
+pub fn grants_page(action: &str, csrf: &str, user: &str, grants: &[GrantSummary]) -> String {
+    let mut items = String::new();
+    for grant in grants {
+        let scopes: String = grant
+            .scopes
+            .iter()
+            .map(|s| format!("<li>{}</li>", escape(s)))
+            .collect();
+        let status = match &grant.revoked {
+            Some(revoked) => format!("<p>Revoked: {}</p>", escape(revoked)),
+            None => format!(
+                "<form method=\"post\" action=\"{action}\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <button type=\"submit\" name=\"grant_id\" value=\"{id}\">Revoke access of {app}</button></form>",
+                action = escape(action),
+                csrf = escape(csrf),
+                id = escape(&grant.grant_id),
+                app = escape(&grant.app_name),
+            ),
+        };
+        items.push_str(&format!(
+            "<li class=\"grant\"><h2>{app}</h2><p>Allowed {when}</p><ul>{scopes}</ul>{status}</li>",
+            app = escape(&grant.app_name),
+            when = escape(&grant.granted_at),
+        ));
+    }
+    if grants.is_empty() {
+        items.push_str("<li>You have not allowed any app at this site.</li>");
+    }
+    page(
+        "Apps you allowed",
+        &format!(
+            "<h1>Apps you allowed</h1><p>Signed in as {user}.</p>\
+             <ul class=\"patients\" aria-label=\"Grants\">{items}</ul>",
+            user = escape(user),
         ),
     )
 }

@@ -126,7 +126,13 @@ async fn authorization_code(
         .grant_by_code(&hash_token(code))?
         .ok_or_else(|| OAuthError::invalid_grant("the code is not valid"))?;
     let approval = &grant.approval;
-    if approval.client_id != client.app.client_id || approval.site_id != site.site_id {
+    if approval.site_id != site.site_id {
+        return Err(OAuthError::invalid_grant(format!(
+            "the code was issued at site {}; send it to that site's token endpoint",
+            approval.site_id
+        )));
+    }
+    if approval.client_id != client.app.client_id {
         return Err(OAuthError::invalid_grant(
             "the code was issued to another client",
         ));
@@ -250,7 +256,13 @@ async fn refresh_token(
         .grant(&stored.grant_id)?
         .ok_or_else(|| OAuthError::invalid_grant("the refresh token is not valid"))?;
     let approval = &grant.approval;
-    if approval.client_id != client.app.client_id || approval.site_id != site.site_id {
+    if approval.site_id != site.site_id {
+        return Err(OAuthError::invalid_grant(format!(
+            "the refresh token was issued at site {}; send it to that site's token endpoint",
+            approval.site_id
+        )));
+    }
+    if approval.client_id != client.app.client_id {
         return Err(OAuthError::invalid_grant(
             "the refresh token was issued to another client",
         ));
@@ -342,7 +354,7 @@ async fn client_credentials(
             .filter(|s| matches!(s, Scope::Resource(r) if r.context == scope::Context::System))
             .cloned(),
     );
-    let granted = system_only.narrow(&allowed);
+    let granted = system_only.grantable(&allowed);
     if granted.is_empty() {
         return Err(OAuthError::invalid_scope(
             "no requested system scope is allowed for this client",

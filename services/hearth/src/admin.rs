@@ -459,9 +459,23 @@ pub async fn grants(connection: Connection, command: GrantsCommand) -> anyhow::R
                 .await?
         }
         GrantsCommand::Revoke { grant_id } => {
-            connection
-                .call(Method::DELETE, &format!("/grants/{grant_id}"), None)
-                .await?
+            let path = format!(
+                "/grants/{}",
+                percent_encoding::utf8_percent_encode(
+                    &grant_id,
+                    percent_encoding::NON_ALPHANUMERIC
+                )
+            );
+            connection.call(Method::DELETE, &path, None).await?;
+            let grant = connection.call(Method::GET, &path, None).await?;
+            println!(
+                "revoked grant {grant_id} of client {} at site {} (user {}, scope {})",
+                grant["client_id"].as_str().unwrap_or("unknown"),
+                grant["site_id"].as_str().unwrap_or("unknown"),
+                grant["user_id"].as_str().unwrap_or("none"),
+                grant["scope"].as_str().unwrap_or("")
+            );
+            return Ok(ExitCode::SUCCESS);
         }
     };
     print(&value)

@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// Lifetime of backend-services access tokens, in seconds, from 1 to 300 [default: 300]
     #[arg(long, env = "HEARTH_BACKEND_TOKEN_SECONDS", value_parser = clap::value_parser!(i64).range(1..=300))]
     pub backend_token_seconds: Option<i64>,
+    /// How long an EHR launch context stays usable, in seconds, from 1 to 3600
+    /// [default: 3600]
+    #[arg(long, env = "HEARTH_LAUNCH_SECONDS", value_parser = clap::value_parser!(i64).range(1..=3600))]
+    pub launch_seconds: Option<i64>,
     #[command(flatten)]
     pub clickhouse: hearth_analytics::ClickHouseArgs,
 }
@@ -85,6 +89,7 @@ pub struct Settings {
     pub log: LogBackend,
     pub bulk: hearth_bulk::config::BulkConfig,
     pub backend_token_seconds: Option<i64>,
+    pub launch_seconds: Option<i64>,
     /// ClickHouse of the analytics sink; `None` leaves analytics off.
     pub clickhouse: Option<hearth_analytics::ClickHouseConfig>,
     /// Upstream limits and secrets of EHR-backed sites; secrets are masked in `Debug`.
@@ -123,6 +128,7 @@ impl fmt::Debug for Settings {
             .field("log", &log)
             .field("bulk", &self.bulk)
             .field("backend_token_seconds", &self.backend_token_seconds)
+            .field("launch_seconds", &self.launch_seconds)
             .field("clickhouse", &self.clickhouse)
             .field("ehr", &self.ehr)
             .finish()
@@ -184,6 +190,7 @@ impl ServeArgs {
             ehr,
             bulk,
             backend_token_seconds: self.backend_token_seconds,
+            launch_seconds: self.launch_seconds,
             data_dir,
             admin_token: self.admin_token.clone().or(file.admin_token),
             listen,

@@ -95,6 +95,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(seconds) = settings.backend_token_seconds {
         auth_settings.backend_token_seconds = seconds;
     }
+    if let Some(seconds) = settings.launch_seconds {
+        auth_settings.launch_seconds = seconds;
+    }
     let auth = AuthState::new(
         auth_settings,
         AuthStore::open(&auth_path),
@@ -290,6 +293,7 @@ fn router(
                 )),
         )
         .layer(cors)
+        .layer(middleware::map_response(hearth_auth::protect_html_pages))
 }
 
 /// The admin credential: from the settings, else from `admin-token` in the data

@@ -333,6 +333,35 @@ impl ScopeSet {
         }
     }
 
+    /// Returns what a client may be granted of `self` (the request) under `allowed` (its
+    /// registered scopes): each requested scope that `allowed` covers, as in
+    /// [`ScopeSet::narrow`], and in place of a requested resource scope that it does not
+    /// cover, the allowed resource scopes that the requested one covers. So a client
+    /// registered for `system/Patient.rs` that requests `system/*.rs` or
+    /// `system/Patient.cruds` gets `system/Patient.rs`. Order follows the request, and
+    /// rejected tokens of `self` are kept as they are.
+    pub fn grantable(&self, allowed: &ScopeSet) -> ScopeSet {
+        let mut granted = ScopeSet {
+            scopes: Vec::new(),
+            rejected: self.rejected.clone(),
+        };
+        for scope in &self.scopes {
+            if scope.is_covered_by(allowed) {
+                granted.insert(scope.clone());
+                continue;
+            }
+            let Scope::Resource(requested) = scope else {
+                continue;
+            };
+            for candidate in allowed.resource_scopes() {
+                if candidate.is_covered_by(std::iter::once(requested)) {
+                    granted.insert(Scope::Resource(candidate.clone()));
+                }
+            }
+        }
+        granted
+    }
+
     /// Returns whether `other` covers every accepted scope of `self`, with coverage as in
     /// [`ScopeSet::narrow`]. At refresh, a requested scope that is not a subset of the
     /// grant gets `invalid_scope`.

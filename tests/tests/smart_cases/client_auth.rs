@@ -48,9 +48,7 @@ fn symmetric_client_basic_and_post() {
     let hearth = Hearth::start();
     let cases = [
         (BASIC_APP, hearth.basic(BASIC_APP)),
-        (BASIC_APP, hearth.post_secret(BASIC_APP)),
         (POST_APP, hearth.post_secret(POST_APP)),
-        (POST_APP, hearth.basic(POST_APP)),
     ];
 
     for (client_id, client) in cases {
@@ -72,6 +70,30 @@ fn symmetric_client_basic_and_post() {
             "{client_id} refresh: {}",
             refreshed.body
         );
+    }
+}
+
+#[test]
+fn secret_only_by_registered_method() {
+    let hearth = Hearth::start();
+    let cases = [
+        (
+            BASIC_APP,
+            hearth.post_secret(BASIC_APP),
+            "client_secret_post",
+        ),
+        (POST_APP, hearth.basic(POST_APP), "client_secret_basic"),
+    ];
+
+    for (client_id, client, method) in cases {
+        let (request, code) = code_for(&hearth, client_id);
+        let reply = hearth.token(&client, &code_pairs(&request, &code));
+        assert_oauth_error(&reply, 401, "invalid_client");
+        let description = reply.json()["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(description.contains(method), "{client_id}: {description}");
     }
 }
 

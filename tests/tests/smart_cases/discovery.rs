@@ -59,6 +59,7 @@ fn smart_configuration_is_public_and_complete() {
         ("token_endpoint", "token"),
         ("introspection_endpoint", "introspect"),
         ("revocation_endpoint", "revoke"),
+        ("management_endpoint", "manage"),
         ("jwks_uri", "jwks"),
     ] {
         assert_eq!(config[field], format!("{auth}/{path}").as_str(), "{field}");

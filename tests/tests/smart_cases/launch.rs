@@ -109,17 +109,17 @@ fn unknown_launch_is_rejected() {
     assert_error_redirect(&reply, "invalid_request", Some(request.state()));
 }
 
-/// Waits out the launch lifetime that `POST /auth/launch` reports (an hour by default),
-/// so it runs only on request: `cargo test -- --ignored expired_launch`.
+/// Waits out the launch lifetime that `POST /auth/launch` reports, shortened to two
+/// seconds by `--launch-seconds`.
 #[test]
-#[ignore = "waits for the launch lifetime to pass"]
 fn expired_launch_is_rejected() {
-    let hearth = Hearth::start();
+    let hearth = Hearth::start_with(&["--launch-seconds", "2"]);
     let reply = hearth.admin_post("/auth/launch", &full_context(&hearth));
     assert_eq!(reply.status, 201, "{}", reply.body);
     let created = reply.json();
     let launch = created["launch"].as_str().expect("launch").to_string();
     let lifetime = created["expires_in"].as_u64().expect("expires_in");
+    assert_eq!(lifetime, 2, "{created}");
 
     std::thread::sleep(std::time::Duration::from_secs(lifetime + 2));
     let (request, reply) = start_with_launch(&hearth, &launch);

@@ -228,6 +228,7 @@ fn dynamic_registration_on_open_site() {
     assert_error_redirect(&reply, "unauthorized_client", Some(elsewhere.state()));
 }
 
+/// A backend service registers with the admin token as its initial access token.
 #[test]
 fn dynamic_confidential_client_gets_secret() {
     let hearth = Hearth::start();
@@ -239,10 +240,12 @@ fn dynamic_confidential_client_gets_secret() {
         "grant_types": ["client_credentials"],
     });
 
-    let reply = hearth.post_raw(
-        &format!("{}/register", open.auth),
-        "application/json",
-        metadata.to_string(),
+    let reply = Reply::send(
+        reqwest::blocking::Client::new()
+            .post(format!("{}/register", open.auth))
+            .bearer_auth(hearth.server.admin_token())
+            .header("Content-Type", "application/json")
+            .body(metadata.to_string()),
     );
 
     assert_eq!(reply.status, 201, "{}", reply.body);

@@ -759,3 +759,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn grantable_keeps_allowed_part_of_wider_request() {
+    let allowed = parse("system/Patient.rs system/Observation.rs?category=laboratory openid");
+    let cases = [
+        (
+            "system/*.rs",
+            "system/Patient.rs system/Observation.rs?category=laboratory",
+        ),
+        ("system/Patient.cruds", "system/Patient.rs"),
+        ("system/Patient.r", "system/Patient.r"),
+        (
+            "system/Observation.rs",
+            "system/Observation.rs?category=laboratory",
+        ),
+        ("system/Encounter.rs openid profile", "openid"),
+        ("user/*.rs", ""),
+    ];
+
+    for (request, expected) in cases {
+        assert_eq!(
+            parse(request).grantable(&allowed).to_string(),
+            expected,
+            "{request}"
+        );
+    }
+}
