@@ -338,8 +338,9 @@ impl ScopeSet {
     /// [`ScopeSet::narrow`], and in place of a requested resource scope that it does not
     /// cover, the allowed resource scopes that the requested one covers. So a client
     /// registered for `system/Patient.rs` that requests `system/*.rs` or
-    /// `system/Patient.cruds` gets `system/Patient.rs`. Order follows the request, and
-    /// rejected tokens of `self` are kept as they are.
+    /// `system/Patient.cruds` gets `system/Patient.rs`. A requested scope that only
+    /// overlaps an allowed one, neither covering the other, gets nothing from it. Order
+    /// follows the request, and rejected tokens of `self` are kept as they are.
     pub fn grantable(&self, allowed: &ScopeSet) -> ScopeSet {
         let mut granted = ScopeSet {
             scopes: Vec::new(),

@@ -464,7 +464,7 @@ fn client_credentials_rejects_bad_scopes() {
         None,
         Some("patient/*.rs"),
         Some("user/Patient.rs"),
-        Some("system/*.cruds"),
+        Some("system/Patient.c"),
     ] {
         assert_oauth_error(&grant(scope), 400, "invalid_scope");
     }

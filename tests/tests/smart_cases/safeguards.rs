@@ -226,7 +226,6 @@ fn client_credentials_grants_allowed_subset() {
             "system/Patient.rs system/Observation.cud",
             "system/Patient.rs",
         ),
-        ("system/Patient.cruds", "system/Patient.rs"),
     ];
 
     for (requested, granted) in cases {
