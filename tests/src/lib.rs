@@ -122,7 +122,21 @@ impl Server {
         args: &[&str],
         envs: &[(&str, &str)],
     ) -> anyhow::Result<Server> {
-        Self::start_on_port(backend, data_dir, free_port(), args, envs)
+        let mut data_dir = data_dir;
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port();
+            match Self::try_start(backend, data_dir, port, args, envs)? {
+                Started::Ready(server) => return Ok(server),
+                Started::Exited(dir) => {
+                    // Another process may have taken the free port before hearth bound it.
+                    eprintln!(
+                        "hearth exited before it was ready on port {port}; trying another port"
+                    );
+                    data_dir = dir;
+                }
+            }
+        }
+        bail!("hearth exited before it was ready, {PORT_ATTEMPTS} times")
     }
 
     /// Starts a server on a given port, such as the port of a server that was stopped, so
@@ -134,6 +148,21 @@ impl Server {
         args: &[&str],
         envs: &[(&str, &str)],
     ) -> anyhow::Result<Server> {
+        match Self::try_start(backend, data_dir, port, args, envs)? {
+            Started::Ready(server) => Ok(server),
+            Started::Exited(_) => bail!("hearth exited before it was ready on port {port}"),
+        }
+    }
+
+    /// Starts a server and waits until it answers, or until it exits (such as when the
+    /// port is taken), giving back the data directory then.
+    fn try_start(
+        backend: &Backend,
+        data_dir: tempfile::TempDir,
+        port: u16,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Started> {
         let mut command = Command::new(hearth_bin());
         command
             .arg("serve")
@@ -160,24 +189,39 @@ impl Server {
         let child = command
             .spawn()
             .with_context(|| format!("cannot start {}", hearth_bin().display()))?;
-        let server = Server {
+        let mut server = Server {
             child,
             port,
             data_dir,
             base_url: format!("http://127.0.0.1:{port}"),
         };
-        server.wait_ready(Duration::from_secs(60))?;
-        Ok(server)
+        if server.wait_ready(Duration::from_secs(60))? {
+            return Ok(Started::Ready(server));
+        }
+        let placeholder = tempfile::tempdir().context("cannot create a temporary directory")?;
+        Ok(Started::Exited(std::mem::replace(
+            &mut server.data_dir,
+            placeholder,
+        )))
     }
 
-    fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+    /// Waits until this server answers on its port. Returns false if the process exited
+    /// first. Another server that answers on the same port is told apart by the admin
+    /// credential, which it rejects.
+    fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<bool> {
         let deadline = Instant::now() + timeout;
-        let url = format!("{}/healthz", self.base_url);
+        let url = format!("{}/admin/sites", self.base_url);
+        let client = reqwest::blocking::Client::new();
         while Instant::now() < deadline {
-            if let Ok(response) = reqwest::blocking::get(&url)
+            if self.child.try_wait()?.is_some() {
+                return Ok(false);
+            }
+            let token = self.admin_token();
+            if !token.is_empty()
+                && let Ok(response) = client.get(&url).bearer_auth(&token).send()
                 && response.status().is_success()
             {
-                return Ok(());
+                return Ok(true);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -264,6 +308,16 @@ impl Server {
         self.child.kill()?;
         bail!("hearth did not stop within 30 s of SIGTERM")
     }
+}
+
+/// How many free ports [`Server::start_with`] tries before it gives up.
+const PORT_ATTEMPTS: usize = 3;
+
+/// What became of a server process that was started.
+enum Started {
+    Ready(Server),
+    /// The process exited before it answered; the data directory it was given.
+    Exited(tempfile::TempDir),
 }
 
 impl Drop for Server {
