@@ -63,6 +63,7 @@ fn is_type_name(name: &str) -> bool {
 /// included.
 pub fn for_each_reference<'a>(resource: &'a Value, visit: &mut impl FnMut(&'a str)) {
     match resource {
+        Value::Object(map) if is_bundle(map) => {}
         Value::Object(map) => {
             for (key, value) in map {
                 match (key.as_str(), value) {
@@ -87,6 +88,7 @@ pub fn rewrite_references<E>(
     rewrite: &mut impl FnMut(&mut String) -> Result<(), E>,
 ) -> Result<(), E> {
     match resource {
+        Value::Object(map) if is_bundle(map) => {}
         Value::Object(map) => {
             for (key, value) in map.iter_mut() {
                 match (key.as_str(), value) {
@@ -103,6 +105,13 @@ pub fn rewrite_references<E>(
         _ => {}
     }
     Ok(())
+}
+
+/// Whether `map` is a Bundle resource. The references inside a Bundle resolve against its
+/// own entries' `fullUrl`s, so a Bundle stored as a resource (a document, say) is left
+/// out of reference resolution and kept as it is.
+fn is_bundle(map: &serde_json::Map<String, Value>) -> bool {
+    map.get("resourceType").and_then(Value::as_str) == Some("Bundle")
 }
 
 #[cfg(test)]
@@ -165,6 +174,31 @@ mod tests {
         assert_eq!(
             resource["contained"][0]["subject"]["reference"],
             "Patient/a"
+        );
+    }
+
+    #[test]
+    fn references_inside_a_bundle_are_left_alone() {
+        let mut resource = json!({
+            "resourceType": "Composition",
+            "subject": {"reference": "urn:uuid:a"},
+            "contained": [{
+                "resourceType": "Bundle",
+                "type": "collection",
+                "entry": [{"resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:inner"}}}]
+            }]
+        });
+        let mut seen = Vec::new();
+        for_each_reference(&resource, &mut |reference| seen.push(reference.to_owned()));
+        assert_eq!(seen, ["urn:uuid:a"]);
+        rewrite_references(&mut resource, &mut |reference: &mut String| {
+            *reference = "Patient/p".to_owned();
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(
+            resource["contained"][0]["entry"][0]["resource"]["subject"]["reference"],
+            "urn:uuid:inner"
         );
     }
 }
