@@ -154,8 +154,8 @@ impl Server {
         }
     }
 
-    /// Starts a server and waits until it answers, or until it exits (such as when the
-    /// port is taken), giving back the data directory then.
+    /// Starts a server and waits until it responds, or until it exits (such as when the
+    /// port is taken). After an exit it returns the data directory for another try.
     fn try_start(
         backend: &Backend,
         data_dir: tempfile::TempDir,
@@ -205,9 +205,9 @@ impl Server {
         )))
     }
 
-    /// Waits until this server answers on its port. Returns false if the process exited
-    /// first. Another server that answers on the same port is told apart by the admin
-    /// credential, which it rejects.
+    /// Waits until this server responds on its port. Returns false if the process exited
+    /// first. Another server on the same port rejects this server's admin credential, so
+    /// its responses are not mistaken for this one's.
     fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<bool> {
         let deadline = Instant::now() + timeout;
         let url = format!("{}/admin/sites", self.base_url);
@@ -316,7 +316,7 @@ const PORT_ATTEMPTS: usize = 3;
 /// What became of a server process that was started.
 enum Started {
     Ready(Server),
-    /// The process exited before it answered; the data directory it was given.
+    /// The process exited before it responded. This is the data directory it was given.
     Exited(tempfile::TempDir),
 }
 

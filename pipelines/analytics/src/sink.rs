@@ -47,7 +47,7 @@ pub struct SinkOptions {
     pub max_batch_delay: Duration,
     /// First wait after a transient error; it doubles on each retry.
     pub retry_initial: Duration,
-    /// Longest wait between retries.
+    /// Maximum wait between retries.
     pub retry_max: Duration,
     /// Return once the log has nothing left that was appended before the start, instead
     /// of following it. For backfills and benchmarks.
@@ -320,7 +320,7 @@ impl Sink {
                         .await
                         .map_err(|_| Processing::Stopped)?;
                     // The failed insert may have been applied before the error reached
-                    // the sink, so ask ClickHouse what it holds before trying again.
+                    // the sink, so read what ClickHouse stored before trying again.
                     self.reload_watermarks().await?;
                     pending.remove_stored(&self.watermarks);
                 }

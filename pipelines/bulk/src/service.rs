@@ -25,7 +25,7 @@ pub struct BulkSettings {
     pub workers: usize,
     /// How long finished files stay downloadable.
     pub file_lifetime: Duration,
-    /// Seconds a client is told to wait between status requests (`Retry-After`).
+    /// Seconds a client should wait between status requests (`Retry-After`).
     pub retry_after_seconds: u64,
     /// How long a request waits for a projection to apply its event.
     pub write_timeout: Duration,

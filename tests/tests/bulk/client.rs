@@ -115,7 +115,7 @@ impl BulkClient {
         }
     }
 
-    /// Kick-off by GET; `path` holds the operation and its query, such as
+    /// Kick-off by GET; `path` contains the operation and its query, such as
     /// `$export?_type=Patient`.
     pub fn kick_off(&self, path: &str) -> Reply {
         self.kick_off_with(path, &[])

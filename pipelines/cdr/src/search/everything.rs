@@ -51,7 +51,7 @@ impl FromStr for EverythingCursor {
     }
 }
 
-/// What a `$everything` request asks for.
+/// The parameters of a `$everything` request.
 #[derive(Debug, Clone, Copy)]
 pub struct EverythingRequest<'a> {
     pub patient: &'a str,
