@@ -282,6 +282,11 @@ async fn create_app(
 ) -> AdminResult {
     require_admin(&state, &headers)?;
     let request: AppRequest = json_body(&body)?;
+    // An unknown site must fail before the app is registered, not leave it registered
+    // and inactive.
+    for site in &request.sites {
+        find_site(&state, site)?;
+    }
     let (app, secret) =
         register_app(&state, &request, "admin", RegistrationSource::AdminApi).await?;
     for site in &request.sites {

@@ -697,6 +697,20 @@ fn admin_api_rejects_bad_requests() {
     }
     let existing = hearth.admin_post("/admin/apps", &with_value(&app, "client_id", PUBLIC_APP));
     assert_eq!(existing.status, 409, "{}", existing.body);
+    let unknown_site = hearth.admin_post("/admin/apps", &with_value(&app, "sites", "no-such-site"));
+    assert_eq!(unknown_site.status, 400, "{}", unknown_site.body);
+    let unknown_site = hearth.admin_post(
+        "/admin/apps",
+        &json!({
+            "client_id": "new-app",
+            "name": "New app",
+            "client_type": "public",
+            "redirect_uris": [REDIRECT_URI],
+            "scope": "patient/*.rs",
+            "sites": ["default", "no-such-site"],
+        }),
+    );
+    assert_oauth_error(&unknown_site, 404, "invalid_request");
 
     let bad_site = hearth.admin_post("/admin/sites", &json!({"site_id": "a/b", "name": "x"}));
     assert_oauth_error(&bad_site, 400, "invalid_request");
