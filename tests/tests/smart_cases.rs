@@ -23,6 +23,8 @@ mod client_auth;
 mod discovery;
 #[path = "smart_cases/introspection.rs"]
 mod introspection;
+#[path = "smart_cases/jwks_tls.rs"]
+mod jwks_tls;
 #[path = "smart_cases/launch.rs"]
 mod launch;
 #[path = "smart_cases/lifecycle.rs"]

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use hearth_schemas::{
     AppRegistered, AppUpdated, AuthorizationGranted, Backing, ClientType, LaunchCreated,
-    SiteRegistered, SiteUpdated, UpstreamAuthMethod, UserRegistered,
+    RegistrationSource, SiteRegistered, SiteUpdated, UpstreamAuthMethod, UserRegistered,
 };
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +32,11 @@ pub struct App {
     pub disabled: bool,
     /// Microseconds since the Unix epoch of the registration.
     pub registered_at: i64,
+    /// Whether `jwks_uri` came from an anonymous dynamic registration, so that fetching it
+    /// may only connect to public addresses. Updates come from administrators, so one that
+    /// changes the URI clears this.
+    #[serde(default)]
+    pub anonymous_jwks_uri: bool,
 }
 
 impl App {
@@ -56,6 +61,9 @@ impl App {
             software_version: event.software_version.clone(),
             disabled: false,
             registered_at: event.occurred_at,
+            anonymous_jwks_uri: event.jwks_uri.is_some()
+                && event.registration_source == RegistrationSource::Dynamic
+                && event.registered_by.is_empty(),
         }
     }
 
@@ -70,6 +78,9 @@ impl App {
         self.grant_types = event.grant_types.clone();
         self.client_secret_hash = event.client_secret_hash.clone();
         self.jwks = event.jwks.clone();
+        if self.jwks_uri != event.jwks_uri {
+            self.anonymous_jwks_uri = false;
+        }
         self.jwks_uri = event.jwks_uri.clone();
         self.logo_uri = event.logo_uri.clone();
         self.client_uri = event.client_uri.clone();

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use percent_encoding::percent_decode_str;
 
 use crate::AuthState;
+use crate::jwks_fetch::UriOrigin;
 use crate::oauth_error::{OAuthError, OAuthResult};
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -266,7 +267,12 @@ async fn client_jwks(state: &AuthState, app: &App) -> OAuthResult<Jwks> {
     {
         return Ok(jwks.clone());
     }
-    let text = fetch_jwks(state, &app.client_id, url).await?;
+    let origin = if app.anonymous_jwks_uri {
+        UriOrigin::Anonymous
+    } else {
+        UriOrigin::Trusted
+    };
+    let text = state.jwks.fetch(&app.client_id, url, origin).await?;
     let jwks = Jwks::from_json(&text)
         .map_err(|e| OAuthError::invalid_client(format!("the client's JWKS is invalid: {e}")))?
         .with_source_url(url);
@@ -277,56 +283,6 @@ async fn client_jwks(state: &AuthState, app: &App) -> OAuthResult<Jwks> {
         .insert(url.clone(), (Instant::now(), jwks.clone()));
     Ok(jwks)
 }
-
-/// The largest JWKS document Hearth reads from a client's `jwks_uri`.
-const MAX_JWKS_BYTES: usize = 64 * 1024;
-
-/// Fetches a client's JWKS document. The URL comes from the client's registration, so
-/// the fetch follows no redirects, stops after `MAX_JWKS_BYTES` and five seconds, and
-/// the error sent to the client says only that the fetch failed: details are logged.
-async fn fetch_jwks(state: &AuthState, client_id: &str, url: &str) -> OAuthResult<String> {
-    let failed =
-        || OAuthError::invalid_client("the client's JWKS could not be fetched from its jwks_uri");
-    let fetch = async {
-        let mut response = state
-            .jwks_http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("the server returned status {}", response.status()));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err(format!(
-                    "the document is larger than {MAX_JWKS_BYTES} bytes"
-                ));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        String::from_utf8(body).map_err(|_| "the document is not UTF-8".to_string())
-    };
-    match tokio::time::timeout(JWKS_FETCH_TIMEOUT, fetch).await {
-        Ok(Ok(text)) => Ok(text),
-        Ok(Err(detail)) => {
-            tracing::warn!(client_id, %detail, "fetching a client's JWKS failed");
-            Err(failed())
-        }
-        Err(_) => {
-            tracing::warn!(
-                client_id,
-                seconds = JWKS_FETCH_TIMEOUT.as_secs(),
-                "fetching a client's JWKS timed out"
-            );
-            Err(failed())
-        }
-    }
-}
-
-/// The time limit of a whole JWKS fetch, body included.
-pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Decodes HTTP Basic credentials; RFC 6749 section 2.3.1 form-encodes both parts.
 fn basic_credentials(headers: &HeaderMap) -> OAuthResult<Option<(String, String)>> {

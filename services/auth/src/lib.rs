@@ -13,6 +13,7 @@ mod discovery;
 mod events;
 mod guard;
 mod introspect;
+mod jwks_fetch;
 mod launch;
 mod manage;
 mod oauth_error;
@@ -42,6 +43,7 @@ pub use admin::{
 };
 pub use events::{new_id, now_micros, record};
 pub use guard::require_token;
+pub use jwks_fetch::JwksFetcher;
 pub use launch::{LaunchRequest, create_launch_as};
 pub use oauth_error::{MAX_BODY_BYTES, OAuthError, OAuthResult, oauth_for_framework_errors};
 pub use pages::protect_html_pages;
@@ -106,8 +108,8 @@ pub struct AuthState {
     /// The clinical data repository, for the patient picker and users' FHIR resources.
     pub repository: Repository,
     pub sessions: Arc<session::Sessions>,
-    /// Client for fetching apps' JSON Web Key Sets: no redirects, short timeouts.
-    pub jwks_http: reqwest::Client,
+    /// Fetches apps' JSON Web Key Sets from their `jwks_uri`.
+    pub jwks: JwksFetcher,
     pub jwks_cache: Arc<client_auth::JwksCache>,
     /// Failed sign-ins per username, for the lock after repeated failures.
     pub failed_sign_ins: Arc<sign_in::FailedSignIns>,
@@ -122,13 +124,8 @@ impl AuthState {
         projection: ProjectionHandle<AuthOutcome>,
         keys: KeyStore,
         repository: Repository,
+        jwks: JwksFetcher,
     ) -> Self {
-        let jwks_http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(client_auth::JWKS_FETCH_TIMEOUT)
-            .build()
-            .unwrap_or_default();
         AuthState {
             settings: Arc::new(settings),
             store,
@@ -138,7 +135,7 @@ impl AuthState {
             verified: Arc::new(guard::VerifiedTokens::default()),
             repository,
             sessions: Arc::new(session::Sessions::default()),
-            jwks_http,
+            jwks,
             jwks_cache: Arc::new(client_auth::JwksCache::default()),
             failed_sign_ins: Arc::new(sign_in::FailedSignIns::default()),
         }

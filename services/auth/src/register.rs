@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 use crate::AuthState;
 use crate::admin::{AppRequest, activate_app, register_app, require_admin};
+use crate::jwks_fetch::is_public_ip;
 use crate::oauth_error::{OAuthError, OAuthResult};
 
 /// RFC 7591 client metadata that Hearth reads; others are ignored, as section 2 allows.
@@ -230,10 +231,8 @@ fn anonymous_may_register(scope: &Scope) -> bool {
 }
 
 /// Checks an anonymous registrant's `jwks_uri`: Hearth fetches it at the token endpoint,
-/// so it must not lead to this machine or a private network.
-///
-/// NOTE: a public host name that resolves to a private address passes this check; the
-/// fetch itself follows no redirects and is bounded in time and size.
+/// so it must not lead to this machine or a private network. A host name passes here
+/// whatever it resolves to now; the fetch itself connects only to public addresses.
 fn check_public_https(uri: &str) -> OAuthResult<()> {
     let invalid = || {
         metadata_error(format!(
@@ -249,22 +248,8 @@ fn check_public_https(uri: &str) -> OAuthResult<()> {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             name != "localhost" && !name.ends_with(".localhost") && name.contains('.')
         }
-        Some(url::Host::Ipv4(ip)) => {
-            !(ip.is_loopback()
-                || ip.is_private()
-                || ip.is_link_local()
-                || ip.is_unspecified()
-                || ip.is_broadcast()
-                || ip.is_documentation()
-                || (ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1])))
-        }
-        Some(url::Host::Ipv6(ip)) => {
-            !(ip.is_loopback()
-                || ip.is_unspecified()
-                || ip.is_unique_local()
-                || ip.is_unicast_link_local()
-                || ip.to_ipv4_mapped().is_some())
-        }
+        Some(url::Host::Ipv4(ip)) => is_public_ip(ip.into()),
+        Some(url::Host::Ipv6(ip)) => is_public_ip(ip.into()),
         None => false,
     };
     if public { Ok(()) } else { Err(invalid()) }

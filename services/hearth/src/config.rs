@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// [default: 3600]
     #[arg(long, env = "HEARTH_LAUNCH_SECONDS", value_parser = clap::value_parser!(i64).range(1..=3600))]
     pub launch_seconds: Option<i64>,
+    /// PEM file of CA certificates to trust, besides the system's, when fetching apps'
+    /// JWKS from their jwks_uri [default: none]
+    #[arg(long, env = "HEARTH_EXTRA_CA_FILE")]
+    pub extra_ca_file: Option<PathBuf>,
     #[command(flatten)]
     pub clickhouse: hearth_analytics::ClickHouseArgs,
 }
@@ -62,6 +66,7 @@ struct FileConfig {
     admin_token: Option<String>,
     listen: Option<String>,
     public_url: Option<String>,
+    extra_ca_file: Option<PathBuf>,
     kafka: Option<KafkaFileConfig>,
     bulk: Option<hearth_bulk::config::BulkConfig>,
     clickhouse: Option<hearth_analytics::ClickHouseFile>,
@@ -90,6 +95,8 @@ pub struct Settings {
     pub bulk: hearth_bulk::config::BulkConfig,
     pub backend_token_seconds: Option<i64>,
     pub launch_seconds: Option<i64>,
+    /// CA certificates trusted for jwks_uri fetches besides the system's.
+    pub extra_ca_file: Option<PathBuf>,
     /// ClickHouse of the analytics sink; `None` leaves analytics off.
     pub clickhouse: Option<hearth_analytics::ClickHouseConfig>,
     /// Upstream limits and secrets of EHR-backed sites; secrets are masked in `Debug`.
@@ -129,6 +136,7 @@ impl fmt::Debug for Settings {
             .field("bulk", &self.bulk)
             .field("backend_token_seconds", &self.backend_token_seconds)
             .field("launch_seconds", &self.launch_seconds)
+            .field("extra_ca_file", &self.extra_ca_file)
             .field("clickhouse", &self.clickhouse)
             .field("ehr", &self.ehr)
             .finish()
@@ -191,6 +199,7 @@ impl ServeArgs {
             bulk,
             backend_token_seconds: self.backend_token_seconds,
             launch_seconds: self.launch_seconds,
+            extra_ca_file: self.extra_ca_file.clone().or(file.extra_ca_file),
             data_dir,
             admin_token: self.admin_token.clone().or(file.admin_token),
             listen,

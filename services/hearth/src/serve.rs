@@ -98,6 +98,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(seconds) = settings.launch_seconds {
         auth_settings.launch_seconds = seconds;
     }
+    let jwks = jwks_fetcher(&settings)?;
     let auth = AuthState::new(
         auth_settings,
         AuthStore::open(&auth_path),
@@ -105,6 +106,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         auth_projection.clone(),
         keys,
         repository,
+        jwks,
     );
     hearth_auth::ensure_default_site(&auth)
         .await
@@ -298,6 +300,21 @@ fn router(
 
 /// The admin credential: from the settings, else from `admin-token` in the data
 /// directory, created with a random value on first start (readable by the owner only).
+/// The HTTP clients of jwks_uri fetches, trusting the extra CA file when one is set.
+fn jwks_fetcher(settings: &Settings) -> anyhow::Result<hearth_auth::JwksFetcher> {
+    let extra_ca = match &settings.extra_ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read the extra CA file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    hearth_auth::JwksFetcher::new(extra_ca.as_deref()).map_err(|reason| {
+        let path = settings.extra_ca_file.as_deref().unwrap_or(Path::new(""));
+        anyhow::anyhow!("invalid extra CA file {}: {reason}", path.display())
+    })
+}
+
 fn admin_token(settings: &Settings) -> anyhow::Result<String> {
     if let Some(token) = &settings.admin_token {
         return Ok(token.clone());
