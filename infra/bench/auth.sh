@@ -23,7 +23,7 @@ cache_root="${HEARTH_CACHE_DIR:-/var/cache/hearth}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache_root/target}"
 
 if [[ -z "${HEARTH_BIN:-}" || -z "${TOKEN_LOAD_BIN:-}" ]]; then
-    cargo build --release --locked -p hearth -p hearth-auth --example token_load >&2
+    cargo build --release --locked -p hearth -p hearth-auth --bin hearth --example token_load >&2
 fi
 hearth="${HEARTH_BIN:-$CARGO_TARGET_DIR/release/hearth}"
 load="${TOKEN_LOAD_BIN:-$CARGO_TARGET_DIR/release/examples/token_load}"
@@ -54,12 +54,13 @@ patient="6c5d9ca9-54d7-42f5-bfae-a7c19cd217f2"
 port="$(free_port)"
 admin="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 HEARTH_LOG=warn "$hearth" serve --data-dir "$work/data" --listen "127.0.0.1:$port" --admin-token "$admin" &
-pids+=($!)
+server_pid=$!
+pids+=($server_pid)
 wait_for "http://127.0.0.1:$port/healthz"
 base="http://127.0.0.1:$port"
 "$hearth" load --quiet --url "$base" --admin-token="$admin" "$work/synthea" | tail -n 1 >&2
 
 echo "cores: $(nproc), CPU: $(lscpu | sed -n 's/^Model name: *//p'), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-"$load" "$base" "$admin" "$patient" "$concurrency" "$codes_per_round" "$rounds"
+HEARTH_PID="$server_pid" "$load" "$base" "$admin" "$patient" "$concurrency" "$codes_per_round" "$rounds"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "auth event log: $(du -sh "$work/data" | cut -f1) data directory"

@@ -18,7 +18,10 @@
 //! 6. the ES256 signature check of an access token in this process, without HTTP.
 //!
 //! Every request is counted as a success only when it returns what the flow expects; the
-//! program exits with status 1 when any request failed.
+//! program exits with status 1 when any request failed. With `HEARTH_PID` set to the
+//! server's process id, each phase also reports the CPU time the server and this program
+//! spent per request (from `/proc`, Linux only), which other jobs on the machine disturb
+//! less than the rate.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -153,6 +156,8 @@ struct Bench {
     admin_token: String,
     patient: String,
     suffix: String,
+    /// The server's process id, for its CPU time.
+    server_pid: Option<String>,
 }
 
 /// The session cookie of the signed-in user.
@@ -174,6 +179,7 @@ impl Bench {
             admin_token: admin_token.to_string(),
             patient: patient.to_string(),
             suffix: generate_token(6),
+            server_pid: std::env::var("HEARTH_PID").ok(),
         }
     }
 
@@ -475,6 +481,12 @@ impl Bench {
         Ok(())
     }
 
+    /// CPU seconds used so far by the server (when its pid is known) and by this process.
+    fn cpu_seconds(&self) -> (Option<f64>, Option<f64>) {
+        let server = self.server_pid.as_deref().and_then(process_cpu_seconds);
+        (server, process_cpu_seconds("self"))
+    }
+
     /// Runs `count` requests, `concurrency` at a time, and returns the successful results
     /// with the phase's figures.
     async fn phase<R, F, Fut>(
@@ -493,6 +505,7 @@ impl Bench {
         let results = Arc::new(Mutex::new(Vec::with_capacity(count)));
         let failures = Arc::new(Mutex::new(Vec::new()));
         let latencies = Arc::new(Mutex::new(Vec::with_capacity(count)));
+        let cpu_before = self.cpu_seconds();
         let started = Instant::now();
         let workers: Vec<_> = (0..concurrency)
             .map(|_| {
@@ -520,6 +533,7 @@ impl Bench {
             worker.await.expect("a load worker");
         }
         let elapsed = started.elapsed();
+        let cpu_after = self.cpu_seconds();
         let failures = std::mem::take(&mut *failures.lock());
         if let Some(first) = failures.first() {
             eprintln!("{} requests failed; the first: {first}", failures.len());
@@ -532,6 +546,8 @@ impl Bench {
             failed: failures.len(),
             elapsed,
             latencies,
+            server_cpu: cpu_after.0.zip(cpu_before.0).map(|(a, b)| a - b),
+            own_cpu: cpu_after.1.zip(cpu_before.1).map(|(a, b)| a - b),
         };
         (results, stats)
     }
@@ -553,6 +569,16 @@ fn hidden_field(html: &str, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// User plus system CPU seconds of a process, from `/proc/PID/stat` (fields 14 and 15,
+/// in clock ticks of 1/100 s, which is `USER_HZ` on x86 and arm64 Linux).
+fn process_cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 /// Figures of one phase.
 struct Stats {
     succeeded: usize,
@@ -560,6 +586,10 @@ struct Stats {
     elapsed: Duration,
     /// Latency of every request, sorted.
     latencies: Vec<Duration>,
+    /// CPU seconds the server used during the phase, when its pid is known.
+    server_cpu: Option<f64>,
+    /// CPU seconds this program used during the phase.
+    own_cpu: Option<f64>,
 }
 
 impl Stats {
@@ -572,6 +602,8 @@ impl Stats {
             failed: all.iter().map(|s| s.failed).sum(),
             elapsed: all.iter().map(|s| s.elapsed).sum(),
             latencies,
+            server_cpu: all.iter().map(|s| s.server_cpu).sum(),
+            own_cpu: all.iter().map(|s| s.own_cpu).sum(),
         }
     }
 
@@ -585,13 +617,20 @@ impl Stats {
 
     fn print(&self, name: &str) {
         let seconds = self.elapsed.as_secs_f64();
+        let requests = (self.succeeded + self.failed).max(1) as f64;
+        let per_request = |cpu: Option<f64>| {
+            cpu.map_or("-".to_string(), |c| format!("{:.0}", c * 1e6 / requests))
+        };
         println!(
-            "{name}: {} ok, {} failed in {seconds:.2} s = {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+            "{name}: {} ok, {} failed in {seconds:.2} s = {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, \
+             CPU us/request: server {}, load generator {}",
             self.succeeded,
             self.failed,
             self.succeeded as f64 / seconds,
             self.percentile(0.5),
             self.percentile(0.99),
+            per_request(self.server_cpu),
+            per_request(self.own_cpu),
         );
     }
 }
