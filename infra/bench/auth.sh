@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Measures token grants per second and the cost of the token check on FHIR requests, on
 # a release build with the embedded log (every grant appends its events and waits until
-# the auth store applied them). The load generator is services/auth/examples/token_load.rs:
-# it gets every authorization code through the authorize and approval pages of a signed-in
-# user, then times authorization_code exchanges with PKCE, refresh_token grants,
+# the auth store applied them). The load generator is services/auth/examples/token_load.rs.
+# It gets every authorization code through the authorize and approval pages of a signed-in
+# user. Then it times authorization_code exchanges with PKCE, refresh_token grants,
 # client_credentials grants with ES384 client assertions, and FHIR reads with and without
 # the token check. It runs on the same machine as the server and takes CPU from it.
 #
@@ -45,7 +45,7 @@ wait_for() {
         if curl -s -o /dev/null "$1"; then return 0; fi
         sleep 0.2
     done
-    echo "nothing answered at $1" >&2
+    echo "no response from $1" >&2
     return 1
 }
 

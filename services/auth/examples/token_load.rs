@@ -140,7 +140,9 @@ async fn main() {
     stats.print("client_credentials (ES384 assertion)");
     failed += stats.failed;
 
-    failed += bench.fhir_reads(concurrency, &refresh_tokens, refreshed).await;
+    failed += bench
+        .fhir_reads(concurrency, &refresh_tokens, refreshed)
+        .await;
     measure_verification();
 
     if failed > 0 {
@@ -246,7 +248,7 @@ impl Bench {
         assert!(status.is_success(), "POST {path} returned {status}: {text}");
     }
 
-    /// The authorize URL for a new code, with a fresh PKCE verifier.
+    /// Builds the authorize URL for a new code; returns it with its fresh PKCE verifier.
     fn authorize_url(&self) -> (String, String) {
         let verifier = generate_token(32);
         let query = serde_urlencoded::to_string([
@@ -319,7 +321,12 @@ impl Bench {
             .headers()
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| format!("the approval returned {} and no redirect", response.status()))?;
+            .ok_or_else(|| {
+                format!(
+                    "the approval returned {} and no redirect",
+                    response.status()
+                )
+            })?;
         let url = url::Url::parse(location).map_err(|e| e.to_string())?;
         let code = url
             .query_pairs()
@@ -505,6 +512,7 @@ impl Bench {
         let results = Arc::new(Mutex::new(Vec::with_capacity(count)));
         let failures = Arc::new(Mutex::new(Vec::new()));
         let latencies = Arc::new(Mutex::new(Vec::with_capacity(count)));
+
         let cpu_before = self.cpu_seconds();
         let started = Instant::now();
         let workers: Vec<_> = (0..concurrency)
@@ -534,6 +542,7 @@ impl Bench {
         }
         let elapsed = started.elapsed();
         let cpu_after = self.cpu_seconds();
+
         let failures = std::mem::take(&mut *failures.lock());
         if let Some(first) = failures.first() {
             eprintln!("{} requests failed; the first: {first}", failures.len());
@@ -560,7 +569,7 @@ fn access_token(tokens: &Value) -> Result<String, Failure> {
         .ok_or_else(|| "the token response has no access_token".to_string())
 }
 
-/// The value of a hidden form field of a flow page.
+/// Returns the value of a hidden form field of a flow page.
 fn hidden_field(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     html.split_once(&marker)
@@ -594,8 +603,10 @@ struct Stats {
 
 impl Stats {
     fn combine(all: &[Stats]) -> Stats {
-        let mut latencies: Vec<Duration> =
-            all.iter().flat_map(|s| s.latencies.iter().copied()).collect();
+        let mut latencies: Vec<Duration> = all
+            .iter()
+            .flat_map(|s| s.latencies.iter().copied())
+            .collect();
         latencies.sort();
         Stats {
             succeeded: all.iter().map(|s| s.succeeded).sum(),

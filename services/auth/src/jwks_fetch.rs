@@ -2,8 +2,8 @@
 //!
 //! Every fetch verifies the server's TLS certificate against the system's trusted roots
 //! plus the CA certificates of the `extra_ca_file` setting, follows no redirects, stops
-//! after [`MAX_JWKS_BYTES`] and [`JWKS_FETCH_TIMEOUT`], and tells the client only what
-//! kind of failure happened; the detail is logged.
+//! after [`MAX_JWKS_BYTES`] and [`JWKS_FETCH_TIMEOUT`], and returns to the client only the
+//! kind of failure. The detail is logged.
 //!
 //! A `jwks_uri` that an administrator registered may name any host, private networks
 //! included. One that came from anonymous dynamic registration passed a check that its
@@ -74,14 +74,22 @@ impl JwksFetcher {
     }
 
     /// Fetches a client's JWKS document as text.
-    pub async fn fetch(&self, client_id: &str, url: &str, origin: UriOrigin) -> OAuthResult<String> {
+    pub async fn fetch(
+        &self,
+        client_id: &str,
+        url: &str,
+        origin: UriOrigin,
+    ) -> OAuthResult<String> {
         let failed = |reason: &str| {
             OAuthError::invalid_client(format!(
                 "the client's JWKS could not be fetched from its jwks_uri: {reason}"
             ))
         };
         if origin == UriOrigin::Anonymous && names_private_address(url) {
-            tracing::warn!(client_id, "an anonymous client's jwks_uri names a private address");
+            tracing::warn!(
+                client_id,
+                "an anonymous client's jwks_uri names a private address"
+            );
             return Err(failed("its host is not a public address"));
         }
         let client = match origin {
@@ -204,7 +212,10 @@ impl Resolve for PublicOnlyResolver {
 /// Whether the URL's host is an IP address literal that is not public. The HTTP client
 /// connects to such a literal without asking the resolver, so it is checked here.
 fn names_private_address(url: &str) -> bool {
-    match url::Url::parse(url).ok().and_then(|u| u.host().map(|h| h.to_owned())) {
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
         Some(url::Host::Ipv4(ip)) => !is_public_ip(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => !is_public_ip(IpAddr::V6(ip)),
         Some(url::Host::Domain(_)) => false,
@@ -301,7 +312,11 @@ mod tests {
     #[tokio::test]
     async fn anonymous_fetch_skips_private_literals() {
         let fetcher = JwksFetcher::new(None).unwrap();
-        for url in ["https://127.0.0.1:9/jwks", "https://[::1]:9/jwks", "https://10.0.0.1/"] {
+        for url in [
+            "https://127.0.0.1:9/jwks",
+            "https://[::1]:9/jwks",
+            "https://10.0.0.1/",
+        ] {
             let error = fetcher
                 .fetch("app", url, UriOrigin::Anonymous)
                 .await

@@ -300,7 +300,7 @@ fn router(
 
 /// The admin credential: from the settings, else from `admin-token` in the data
 /// directory, created with a random value on first start (readable by the owner only).
-/// The HTTP clients of jwks_uri fetches, trusting the extra CA file when one is set.
+/// Builds the HTTP clients of jwks_uri fetches, trusting the extra CA file when one is set.
 fn jwks_fetcher(settings: &Settings) -> anyhow::Result<hearth_auth::JwksFetcher> {
     let extra_ca = match &settings.extra_ca_file {
         Some(path) => Some(
