@@ -203,3 +203,93 @@ pub struct IssuedToken {
     pub user_id: Option<String>,
     pub revoked: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered(registered_by: &str, source: RegistrationSource) -> AppRegistered {
+        AppRegistered {
+            event_id: "ev-1".to_string(),
+            occurred_at: 1_000,
+            client_id: "signer".to_string(),
+            name: "Signer".to_string(),
+            client_type: ClientType::ConfidentialAsymmetric,
+            token_endpoint_auth_method: "private_key_jwt".to_string(),
+            redirect_uris: vec!["https://app.example/cb".to_string()],
+            launch_uri: None,
+            scope: "patient/*.rs".to_string(),
+            grant_types: vec!["authorization_code".to_string()],
+            client_secret_hash: None,
+            jwks: None,
+            jwks_uri: Some("https://keys.app.example/jwks.json".to_string()),
+            logo_uri: None,
+            client_uri: None,
+            tos_uri: None,
+            policy_uri: None,
+            contacts: Vec::new(),
+            vendor: None,
+            software_id: None,
+            software_version: None,
+            registered_by: registered_by.to_string(),
+            registration_source: source,
+        }
+    }
+
+    fn updated(event: &AppRegistered, jwks_uri: &str) -> AppUpdated {
+        AppUpdated {
+            event_id: "ev-2".to_string(),
+            occurred_at: 2_000,
+            client_id: event.client_id.clone(),
+            name: event.name.clone(),
+            client_type: event.client_type,
+            token_endpoint_auth_method: event.token_endpoint_auth_method.clone(),
+            redirect_uris: event.redirect_uris.clone(),
+            launch_uri: None,
+            scope: event.scope.clone(),
+            grant_types: event.grant_types.clone(),
+            client_secret_hash: None,
+            jwks: None,
+            jwks_uri: Some(jwks_uri.to_string()),
+            logo_uri: None,
+            client_uri: None,
+            tos_uri: None,
+            policy_uri: None,
+            contacts: Vec::new(),
+            vendor: None,
+            software_id: None,
+            software_version: None,
+            updated_by: "admin".to_string(),
+            update_source: RegistrationSource::AdminApi,
+        }
+    }
+
+    #[test]
+    fn anonymous_jwks_uri_until_admin_changes_it() {
+        let anonymous = registered("", RegistrationSource::Dynamic);
+        let mut app = App::from_registered(&anonymous);
+        assert!(app.anonymous_jwks_uri, "anonymous dynamic registration");
+
+        app.update(&updated(&anonymous, "https://keys.app.example/jwks.json"));
+        assert!(app.anonymous_jwks_uri, "an update that keeps the URI");
+
+        app.update(&updated(&anonymous, "https://keys.internal.example/jwks"));
+        assert!(!app.anonymous_jwks_uri, "an update that changes the URI");
+    }
+
+    #[test]
+    fn trusted_registrations_have_trusted_jwks_uri() {
+        let cases = [
+            ("initial-access-token", RegistrationSource::Dynamic),
+            ("admin", RegistrationSource::AdminApi),
+            ("", RegistrationSource::Cli),
+        ];
+        for (registered_by, source) in cases {
+            let app = App::from_registered(&registered(registered_by, source));
+            assert!(
+                !app.anonymous_jwks_uri,
+                "{registered_by} through {source:?}"
+            );
+        }
+    }
+}
