@@ -45,7 +45,9 @@ pub use events::{new_id, now_micros, record};
 pub use guard::require_token;
 pub use jwks_fetch::JwksFetcher;
 pub use launch::{LaunchRequest, create_launch_as};
-pub use oauth_error::{MAX_BODY_BYTES, OAuthError, OAuthResult, oauth_for_framework_errors};
+pub use oauth_error::{
+    MAX_BODY_BYTES, OAuthError, OAuthResult, drain_oversized_body, oauth_for_framework_errors,
+};
 pub use pages::protect_html_pages;
 pub use site::{DEFAULT_SITE, SiteId, auth_base_url, fhir_base_url, resolve_site, route_site};
 

@@ -150,6 +150,55 @@ pub fn error_page(status: StatusCode, error: &'static str, description: &str) ->
 /// Largest request body of the authorization server and admin API, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Maximum bytes of an oversized request body that [`drain_oversized_body`] reads and drops.
+const MAX_DRAINED_BYTES: usize = 8 * MAX_BODY_BYTES;
+
+/// Middleware of the authorization server and admin API: reads the request body before
+/// the handler, and when it is over [`MAX_BODY_BYTES`], reads on and drops the rest (up
+/// to [`MAX_DRAINED_BYTES`]) before the handler rejects it. Without this, the server
+/// sends 413 while the client is still sending and then closes the connection, so the
+/// client gets a broken pipe instead of the error response.
+pub async fn drain_oversized_body(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::body::{Body, HttpBody};
+
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_DRAINED_BYTES) {
+        // Too much to drain: the handler rejects it at once and the connection closes.
+        return next.run(request).await;
+    }
+    let (parts, mut body) = request.into_parts();
+    let mut head: Vec<u8> = Vec::new();
+    let mut read = 0usize;
+    while read <= MAX_DRAINED_BYTES {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
+        let data = match frame {
+            None => break,
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue,
+            },
+            Some(Err(error)) => {
+                tracing::debug!(%error, "reading a request body failed");
+                return OAuthError::invalid_request("the request body could not be read")
+                    .into_response();
+            }
+        };
+        read += data.len();
+        // One byte over the limit is enough for the handler to reject the body.
+        let room = (MAX_BODY_BYTES + 1).saturating_sub(head.len());
+        head.extend_from_slice(&data[..data.len().min(room)]);
+    }
+    next.run(axum::extract::Request::from_parts(parts, Body::from(head)))
+        .await
+}
+
 /// Response mapper of the authorization server and admin API: turns the plain-text or
 /// empty error responses that the HTTP framework produces itself (a body over
 /// [`MAX_BODY_BYTES`], a method a route does not have, an unmatched path) into RFC 6749

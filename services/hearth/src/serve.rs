@@ -253,6 +253,7 @@ fn router(
         .layer(axum::extract::DefaultBodyLimit::max(
             hearth_auth::MAX_BODY_BYTES,
         ))
+        .layer(middleware::from_fn(hearth_auth::drain_oversized_body))
         .layer(middleware::map_response(
             hearth_auth::oauth_for_framework_errors,
         ))
@@ -290,6 +291,7 @@ fn router(
                 .layer(axum::extract::DefaultBodyLimit::max(
                     hearth_auth::MAX_BODY_BYTES,
                 ))
+                .layer(middleware::from_fn(hearth_auth::drain_oversized_body))
                 .layer(middleware::map_response(
                     hearth_auth::oauth_for_framework_errors,
                 )),
