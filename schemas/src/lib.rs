@@ -31,6 +31,7 @@ use apache_avro::Schema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod binary_de;
 mod canonical;
 mod catalog;
 mod de;

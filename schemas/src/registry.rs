@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::canonical::fingerprint;
 use crate::validate::{BodyError, validate_body};
-use crate::{Error, Result, de};
+use crate::{Error, Result, binary_de, de};
 
 /// Marker that starts every single-object encoded payload.
 pub(crate) const MARKER: [u8; 2] = [0xC3, 0x01];
@@ -204,12 +204,21 @@ impl Payload<'_, '_> {
     }
 
     /// Decodes the body into `T`, the Rust type of the event's current schema.
+    ///
+    /// Data written with the current schema needs no resolution, so it is read straight
+    /// into `T` without building an Avro `Value` first.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
-        let value = self.decode_value()?;
-        de::from_value(value).map_err(|error| Error::Deserialize {
+        let deserialize_error = |error: serde::de::value::Error| Error::Deserialize {
             event: self.event.name,
             reason: error.to_string(),
-        })
+        };
+        if self.writer.fingerprint == self.event.current.fingerprint {
+            validate_body(&self.writer.schema, self.body)
+                .map_err(|error| self.body_error(error))?;
+            return binary_de::from_body(&self.writer.schema, self.body).map_err(deserialize_error);
+        }
+        let value = self.decode_value()?;
+        de::from_value(value).map_err(deserialize_error)
     }
 
     fn body_error(&self, error: BodyError) -> Error {
