@@ -12,29 +12,24 @@
 
 mod batch;
 mod dedup;
+mod stages;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hearth_log::{CommittedOffset, GroupConsumer, Log, Record, topics};
+use hearth_log::{CommittedOffset, Log, Record, topics};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::client::ClickHouse;
-use crate::convert::{Converter, GrantUser};
+use crate::convert::Converter;
 use crate::pseudonym::Pseudonyms;
 use crate::watermark::Watermarks;
 use crate::{CONSUMER_GROUP, Error, Result, migrate};
 
-use batch::{Decoded, PendingRows};
-use dedup::RecentEvents;
-
-/// ClickHouse forms one part per partition from at most `max_insert_block_size` rows
-/// (1,048,576 by default); larger batches would split an insert into several parts and
-/// break the exactly-once argument of `watermark.rs`.
-const MAX_BATCH_RECORDS: usize = 1_000_000;
+use stages::{BatchReader, BatchWriter, PreparedBatch, Processing, Retry, Written};
 
 /// How the sink batches and retries.
 #[derive(Debug, Clone)]
@@ -147,12 +142,28 @@ pub fn spawn(
         state: "starting",
         ..SinkStatus::default()
     }));
+    let retry = |stop: &watch::Receiver<bool>| Retry {
+        initial: options.retry_initial,
+        max: options.retry_max,
+        status: status.clone(),
+        stop: stop.clone(),
+    };
+    let reader = BatchReader::new(
+        client.clone(),
+        Converter::new(pseudonyms),
+        &options,
+        retry(&stop_requested),
+    );
+    let writer = BatchWriter {
+        client: client.clone(),
+        watermarks: Watermarks::default(),
+        retry: retry(&stop_requested),
+    };
     let sink = Sink {
         log,
         client,
-        converter: Converter::new(pseudonyms),
-        recent: RecentEvents::default(),
-        watermarks: Watermarks::default(),
+        reader,
+        writer,
         options,
         stop: stop_requested,
         status: status.clone(),
@@ -165,17 +176,13 @@ pub fn spawn(
 struct Sink {
     log: Arc<dyn Log>,
     client: ClickHouse,
-    converter: Converter,
-    recent: RecentEvents,
-    watermarks: Watermarks,
+    reader: BatchReader,
+    writer: BatchWriter,
     options: SinkOptions,
     stop: watch::Receiver<bool>,
     status: Arc<Mutex<SinkStatus>>,
     totals: SinkSummary,
 }
-
-/// Returned inside the sink when a stop was requested during a wait.
-struct Stopped;
 
 impl Sink {
     async fn run(mut self) -> Result<SinkSummary> {
@@ -196,6 +203,8 @@ impl Sink {
         result.map(|()| self.totals.clone())
     }
 
+    /// Follows the log. Each round reads and converts the next batch while the previous
+    /// one is inserted, then commits the previous batch's offsets.
     async fn consume(&mut self) -> Result<()> {
         if !self.prepare().await? {
             return Ok(());
@@ -211,37 +220,81 @@ impl Sink {
             .await?;
         let mut reached: BTreeMap<(String, u32), u64> = BTreeMap::new();
         let mut idle_polls = 0;
+        let mut in_flight: Option<PreparedBatch> = None;
         tracing::info!(group = %self.options.group, database = self.client.database(), "analytics sink started");
 
+        // NOTE: a stop request drops a batch that was read but not yet written; its
+        // offsets stay uncommitted, so the next start reads it again.
         while !*self.stop.borrow() {
-            let records = self.collect(consumer.as_mut()).await?;
-            if records.is_empty() {
-                idle_polls += 1;
-                if let Some(ends) = &ends
-                    && idle_polls >= 2
-                    && caught_up(ends, &reached)
-                {
-                    break;
+            let reader = &mut self.reader;
+            let writer = &mut self.writer;
+            let write = async {
+                match in_flight.as_mut() {
+                    Some(batch) => writer.write(&mut batch.pending).await.map(Some),
+                    None => Ok(None),
                 }
-                continue;
-            }
-            idle_polls = 0;
-            let commits = next_offsets(&records);
-            for commit in &commits {
-                reached.insert((commit.topic.clone(), commit.partition), commit.next_offset);
-            }
-            match self.process(records).await {
-                Ok(()) => {}
+            };
+            let (next, written) = tokio::join!(reader.next(consumer.as_mut()), write);
+
+            match written {
+                Ok(Some(written)) => {
+                    if let Some(batch) = in_flight.take() {
+                        self.record_batch(&batch, written);
+                        if let Err(error) = consumer.commit(&batch.commits).await {
+                            // The rows are in ClickHouse; a later commit or the watermarks
+                            // cover a replay of these records.
+                            tracing::warn!(%error, "committing the analytics sink's log offsets failed");
+                        }
+                    }
+                }
+                Ok(None) => {}
                 Err(Processing::Stopped) => return Ok(()),
                 Err(Processing::Failed(error)) => return Err(error),
             }
-            if let Err(error) = consumer.commit(&commits).await {
-                // The rows are in ClickHouse; a later commit or the watermarks cover a
-                // replay of these records.
-                tracing::warn!(%error, "committing the analytics sink's log offsets failed");
+            match next {
+                Ok(Some(batch)) => {
+                    idle_polls = 0;
+                    for commit in &batch.commits {
+                        reached
+                            .insert((commit.topic.clone(), commit.partition), commit.next_offset);
+                    }
+                    in_flight = Some(batch);
+                }
+                Ok(None) => {
+                    idle_polls += 1;
+                    if let Some(ends) = &ends
+                        && idle_polls >= 2
+                        && caught_up(ends, &reached)
+                    {
+                        break;
+                    }
+                }
+                Err(Processing::Stopped) => return Ok(()),
+                Err(Processing::Failed(error)) => return Err(error),
             }
         }
         Ok(())
+    }
+
+    /// Adds a written batch to the totals and the status.
+    fn record_batch(&mut self, batch: &PreparedBatch, written: Written) {
+        self.totals.records += batch.records;
+        self.totals.duplicate_events += batch.duplicates;
+        self.totals.rows_written += written.rows;
+        self.totals.rows_already_stored += written.already_stored;
+        self.totals.batches += 1;
+        let mut status = self.status.lock();
+        status.state = "running";
+        status.last_batch_at = Some(time::OffsetDateTime::now_utc().unix_timestamp());
+        status.totals = self.totals.clone();
+        drop(status);
+        tracing::debug!(
+            records = batch.records,
+            rows = written.rows,
+            already_stored = written.already_stored,
+            elapsed_ms = batch.started.elapsed().as_millis() as u64,
+            "analytics batch written"
+        );
     }
 
     /// Applies migrations and loads the watermarks and site backings, retrying while
@@ -260,16 +313,16 @@ impl Sink {
             };
             match prepared.await {
                 Ok((watermarks, backings)) => {
-                    self.watermarks = watermarks;
+                    self.writer.watermarks = watermarks;
                     for (site_id, backing) in backings {
-                        self.converter.remember_backing(site_id, backing);
+                        self.reader.converter.remember_backing(site_id, backing);
                     }
                     self.status.lock().state = "running";
                     return Ok(true);
                 }
                 Err(error) if error.is_transient() => {
                     attempt += 1;
-                    if self.wait_to_retry(&error, attempt).await.is_err() {
+                    if self.writer.retry.wait(&error, attempt).await.is_err() {
                         return Ok(false);
                     }
                 }
@@ -277,198 +330,13 @@ impl Sink {
             }
         }
     }
-
-    /// Reads records until the batch is full or `max_batch_delay` passed since its first
-    /// record. Returns an empty batch when nothing arrived for `max_batch_delay`.
-    async fn collect(&mut self, consumer: &mut dyn GroupConsumer) -> Result<Vec<Record>> {
-        let max = self.options.max_batch_records.clamp(1, MAX_BATCH_RECORDS);
-        let delay = self.options.max_batch_delay;
-        let mut records = consumer.next_batch(max, delay).await?;
-        let deadline = Instant::now() + delay;
-        while !records.is_empty() && records.len() < max && !*self.stop.borrow() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let more = consumer.next_batch(max - records.len(), left).await?;
-            if more.is_empty() {
-                break;
-            }
-            records.extend(more);
-        }
-        Ok(records)
-    }
-
-    async fn process(&mut self, records: Vec<Record>) -> Result<(), Processing> {
-        let started = Instant::now();
-        let record_count = records.len() as u64;
-        let decoded = self.decode(records).await?;
-        self.lookup_grants(&decoded).await?;
-        let mut pending = self.convert(decoded).await?;
-        let already_stored = pending.remove_stored(&self.watermarks);
-        let mut written = 0;
-        let mut attempt = 0;
-        loop {
-            match pending
-                .write(&self.client, &mut self.watermarks, &mut written)
-                .await
-            {
-                Ok(()) => break,
-                Err(error) if error.is_transient() => {
-                    attempt += 1;
-                    self.wait_to_retry(&error, attempt)
-                        .await
-                        .map_err(|_| Processing::Stopped)?;
-                    // The failed insert may have been applied before the error reached
-                    // the sink, so read what ClickHouse stored before trying again.
-                    self.reload_watermarks().await?;
-                    pending.remove_stored(&self.watermarks);
-                }
-                Err(error) => return Err(Processing::Failed(error)),
-            }
-        }
-
-        self.totals.records += record_count;
-        self.totals.rows_written += written;
-        self.totals.rows_already_stored += already_stored;
-        self.totals.batches += 1;
-        let mut status = self.status.lock();
-        status.state = "running";
-        status.last_batch_at = Some(time::OffsetDateTime::now_utc().unix_timestamp());
-        status.totals = self.totals.clone();
-        drop(status);
-        tracing::debug!(
-            records = record_count,
-            rows = written,
-            already_stored,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "analytics batch written"
-        );
-        Ok(())
-    }
-
-    /// Decodes the records on a blocking thread, dropping repeated event ids.
-    async fn decode(&mut self, records: Vec<Record>) -> Result<Vec<Decoded>, Processing> {
-        let mut recent = std::mem::take(&mut self.recent);
-        let task = tokio::task::spawn_blocking(move || {
-            let result = batch::decode(records, &mut recent);
-            (recent, result)
-        });
-        let (recent, result) = task.await.map_err(|error| {
-            Processing::Failed(Error::Config(format!("decoding task failed: {error}")))
-        })?;
-        self.recent = recent;
-        let (decoded, duplicates) = result.map_err(Processing::Failed)?;
-        self.totals.duplicate_events += duplicates;
-        Ok(decoded)
-    }
-
-    /// Looks up in ClickHouse the users of refreshed grants that the converter does not
-    /// remember, retrying while ClickHouse is unreachable.
-    async fn lookup_grants(&mut self, decoded: &[Decoded]) -> Result<(), Processing> {
-        let missing = batch::unknown_grants(decoded, &self.converter);
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let mut attempt = 0;
-        loop {
-            match batch::load_grants(&self.client, &missing).await {
-                Ok(found) => {
-                    for (grant_id, user) in found {
-                        self.converter.remember_grant(grant_id, user);
-                    }
-                    for grant_id in missing {
-                        if !self.converter.knows_grant(&grant_id) {
-                            self.converter
-                                .remember_grant(grant_id, GrantUser::default());
-                        }
-                    }
-                    return Ok(());
-                }
-                Err(error) if error.is_transient() => {
-                    attempt += 1;
-                    self.wait_to_retry(&error, attempt)
-                        .await
-                        .map_err(|_| Processing::Stopped)?;
-                }
-                Err(error) => return Err(Processing::Failed(error)),
-            }
-        }
-    }
-
-    /// Converts the events on a blocking thread: pseudonyms cost an HMAC each.
-    async fn convert(&mut self, decoded: Vec<Decoded>) -> Result<PendingRows, Processing> {
-        let placeholder = Converter::new(self.converter.pseudonyms().clone());
-        let mut converter = std::mem::replace(&mut self.converter, placeholder);
-        let task = tokio::task::spawn_blocking(move || {
-            let pending = batch::convert(decoded, &mut converter);
-            (converter, pending)
-        });
-        let (converter, pending) = task.await.map_err(|error| {
-            Processing::Failed(Error::Config(format!("conversion task failed: {error}")))
-        })?;
-        self.converter = converter;
-        Ok(pending)
-    }
-
-    async fn reload_watermarks(&mut self) -> Result<(), Processing> {
-        let mut attempt = 0;
-        loop {
-            match Watermarks::load(&self.client).await {
-                Ok(watermarks) => {
-                    self.watermarks = watermarks;
-                    return Ok(());
-                }
-                Err(error) if error.is_transient() => {
-                    attempt += 1;
-                    self.wait_to_retry(&error, attempt)
-                        .await
-                        .map_err(|_| Processing::Stopped)?;
-                }
-                Err(error) => return Err(Processing::Failed(error)),
-            }
-        }
-    }
-
-    /// Logs a transient error and waits before the next attempt, or returns `Stopped`
-    /// when a stop is requested meanwhile.
-    async fn wait_to_retry(&mut self, error: &Error, attempt: u32) -> Result<(), Stopped> {
-        let wait = backoff(&self.options, attempt);
-        {
-            let mut status = self.status.lock();
-            status.state = "retrying";
-            status.last_error = Some(error.to_string());
-        }
-        // Log the first failures, then every tenth, so an outage of hours does not flood
-        // the log.
-        if attempt < 3 || attempt.is_multiple_of(10) {
-            tracing::warn!(%error, attempt, retry_in_ms = wait.as_millis() as u64, "ClickHouse is unavailable to the analytics sink; retrying");
-        }
-        tokio::select! {
-            () = tokio::time::sleep(wait) => Ok(()),
-            _ = self.stop.wait_for(|stop| *stop) => Err(Stopped),
-        }
-    }
 }
 
-/// Why processing a batch ended early.
-enum Processing {
-    Stopped,
-    Failed(Error),
-}
-
-impl From<Error> for Processing {
-    fn from(error: Error) -> Self {
-        Processing::Failed(error)
-    }
-}
-
-fn backoff(options: &SinkOptions, attempt: u32) -> Duration {
+/// The wait before retry number `attempt` (from 1): `initial` doubled per attempt, at most
+/// `max`.
+fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
     let factor = 2u32.saturating_pow(attempt.min(16));
-    options
-        .retry_initial
-        .saturating_mul(factor)
-        .min(options.retry_max)
+    initial.saturating_mul(factor).min(max)
 }
 
 /// The offsets to commit after a batch: one past the last record of each partition.
@@ -512,16 +380,13 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_maximum() {
-        let options = SinkOptions {
-            retry_initial: Duration::from_millis(100),
-            retry_max: Duration::from_secs(1),
-            ..SinkOptions::default()
-        };
-        assert_eq!(backoff(&options, 0), Duration::from_millis(100));
-        assert_eq!(backoff(&options, 1), Duration::from_millis(200));
-        assert_eq!(backoff(&options, 3), Duration::from_millis(800));
-        assert_eq!(backoff(&options, 4), Duration::from_secs(1));
-        assert_eq!(backoff(&options, 40), Duration::from_secs(1));
+        let initial = Duration::from_millis(100);
+        let max = Duration::from_secs(1);
+        assert_eq!(backoff(initial, max, 0), Duration::from_millis(100));
+        assert_eq!(backoff(initial, max, 1), Duration::from_millis(200));
+        assert_eq!(backoff(initial, max, 3), Duration::from_millis(800));
+        assert_eq!(backoff(initial, max, 4), Duration::from_secs(1));
+        assert_eq!(backoff(initial, max, 40), Duration::from_secs(1));
     }
 
     fn record(topic: &str, partition: u32, offset: u64) -> Record {
