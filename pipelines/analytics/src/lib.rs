@@ -2,7 +2,7 @@
 //!
 //! The [`sink`] reads `hearth.auth` and `hearth.api` as a consumer group and writes one
 //! row per launch, authorization, token grant and API call into raw tables. Materialized
-//! views keep hourly rollups of them. The tables and views come from the numbered SQL
+//! views keep hourly and daily rollups of them. The tables and views come from the numbered SQL
 //! files under `infra/clickhouse/migrations`, which [`migrate`] applies. [`reports`]
 //! holds the queries behind `hearth analytics report` and `GET /admin/analytics/...`.
 //!

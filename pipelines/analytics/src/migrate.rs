@@ -42,6 +42,8 @@ static FILES: &[(&str, &str)] = embedded_migrations![
     "0002_usage_hourly.sql",
     "0003_latency_hourly.sql",
     "0004_status_hourly.sql",
+    "0005_usage_daily.sql",
+    "0006_latency_daily.sql",
 ];
 
 /// Returns the embedded migrations in order of their version.

@@ -1,10 +1,12 @@
 //! The queries behind `hearth analytics report` and `GET /admin/analytics/...`.
 //!
-//! Every report reads the hourly rollups, never the raw tables, so its cost depends on
-//! the number of hours, sites and apps in the range and not on the number of calls. The
-//! rollups are AggregatingMergeTree and SummingMergeTree tables, and every query
-//! aggregates with `GROUP BY`, so the figures are right before ClickHouse merges parts.
-//! Times are UTC; a range covers the hours whose start is in `[from, to)`.
+//! Every report reads the rollups, never the raw tables, so its cost depends on the number
+//! of hours or days, sites and apps in the range and not on the number of calls. The usage
+//! and latency reports read the daily rollups when the range starts and ends at midnight
+//! UTC and the buckets are not hours, and the hourly rollups otherwise. The rollups are
+//! AggregatingMergeTree and SummingMergeTree tables, and every query aggregates with
+//! `GROUP BY`, so the figures are right before ClickHouse merges parts. Times are UTC; a
+//! range covers the hours whose start is in `[from, to)`.
 
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -16,6 +18,8 @@ use crate::{Error, Result};
 
 /// Range of a report when the request names no start: the 7 days before its end.
 const DEFAULT_RANGE_SECONDS: i64 = 7 * 24 * 3600;
+
+const DAY_SECONDS: i64 = 24 * 3600;
 
 /// Rows a report returns at most, so a wide range with hourly buckets cannot exhaust the
 /// server's memory; the response says when rows were left out.
@@ -57,6 +61,45 @@ impl TimeRange {
             self.from.clamp(0, i64::from(u32::MAX)),
             self.to.clamp(0, i64::from(u32::MAX))
         )
+    }
+
+    /// The condition on the `day` column of a daily rollup, for a range of whole days.
+    fn day_condition(&self) -> String {
+        format!(
+            "day >= toDate(toDateTime({}, 'UTC')) AND day < toDate(toDateTime({}, 'UTC'))",
+            self.from.clamp(0, i64::from(u32::MAX)),
+            self.to.clamp(0, i64::from(u32::MAX))
+        )
+    }
+
+    /// Whether the range starts and ends at midnight UTC, so daily rows cover it exactly.
+    fn whole_days(&self) -> bool {
+        self.from.rem_euclid(DAY_SECONDS) == 0 && self.to.rem_euclid(DAY_SECONDS) == 0
+    }
+}
+
+/// The rows a report reads: hourly rollups, or daily rollups for ranges of whole days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grain {
+    Hour,
+    Day,
+}
+
+impl Grain {
+    fn of(range: &TimeRange, bucket: Bucket) -> Grain {
+        if bucket != Bucket::Hour && range.whole_days() {
+            Grain::Day
+        } else {
+            Grain::Hour
+        }
+    }
+
+    /// The condition that selects the range in a rollup of this grain.
+    fn condition(self, range: &TimeRange) -> String {
+        match self {
+            Grain::Hour => range.condition("hour"),
+            Grain::Day => range.day_condition(),
+        }
     }
 }
 
@@ -112,12 +155,16 @@ impl Bucket {
         }
     }
 
-    fn expression(self, range: &TimeRange) -> String {
-        match self {
-            Bucket::Total => format!("toDateTime({}, 'UTC')", range.from.max(0)),
-            Bucket::Hour => "hour".to_string(),
-            Bucket::Day => "toStartOfDay(hour)".to_string(),
-            Bucket::Month => "toDateTime(toStartOfMonth(hour), 'UTC')".to_string(),
+    /// The start of a row's bucket in a rollup of `grain`. Daily rollups have no hours, so
+    /// `Grain::of` never picks them for hourly buckets.
+    fn expression(self, range: &TimeRange, grain: Grain) -> String {
+        match (self, grain) {
+            (Bucket::Total, _) => format!("toDateTime({}, 'UTC')", range.from.max(0)),
+            (Bucket::Hour, _) => "hour".to_string(),
+            (Bucket::Day, Grain::Hour) => "toStartOfDay(hour)".to_string(),
+            (Bucket::Day, Grain::Day) => "toDateTime(day, 'UTC')".to_string(),
+            (Bucket::Month, Grain::Hour) => "toDateTime(toStartOfMonth(hour), 'UTC')".to_string(),
+            (Bucket::Month, Grain::Day) => "toDateTime(toStartOfMonth(day), 'UTC')".to_string(),
         }
     }
 }
@@ -207,13 +254,19 @@ struct UsageRecord {
     patients: u64,
 }
 
-/// Calls, launches, grants and distinct users per bucket, site and app.
+/// Calls, launches, grants and distinct users per bucket, site and app, from
+/// `usage_daily` for ranges of whole days and `usage_hourly` otherwise.
 pub async fn usage(
     client: &ClickHouse,
     range: &TimeRange,
     filters: &Filters,
     bucket: Bucket,
 ) -> Result<Report<UsageRow>> {
+    let grain = Grain::of(range, bucket);
+    let table = match grain {
+        Grain::Hour => "usage_hourly",
+        Grain::Day => "usage_daily",
+    };
     let sql = format!(
         "SELECT {bucket} AS bucket, site_id, client_id, \
          sumMerge(calls) AS calls, sumMerge(fhir_calls) AS fhir_calls, \
@@ -221,11 +274,11 @@ pub async fn usage(
          sumMerge(ehr_launches) AS ehr_launches, sumMerge(denials) AS denials, \
          sumMerge(token_grants) AS token_grants, \
          uniqIfMerge(users) AS users, uniqIfMerge(patients) AS patients \
-         FROM usage_hourly WHERE {range}{filters} \
+         FROM {table} WHERE {range}{filters} \
          GROUP BY bucket, site_id, client_id \
          ORDER BY bucket, site_id, client_id LIMIT {limit}",
-        bucket = bucket.expression(range),
-        range = range.condition("hour"),
+        bucket = bucket.expression(range, grain),
+        range = grain.condition(range),
         filters = filters.conditions("client_id"),
         limit = MAX_ROWS + 1,
     );
@@ -261,8 +314,9 @@ pub struct LatencyRow {
     pub interaction: String,
     pub calls: u64,
     pub errors: u64,
-    /// Quantiles in microseconds. ClickHouse's `quantiles` samples 8192 values per
-    /// state, so these are exact up to 8192 calls per row and estimates above that.
+    /// Quantiles in microseconds. From the hourly rollup, ClickHouse's `quantiles`
+    /// samples 8192 values per state, so these are exact up to 8192 calls per row and
+    /// estimates above that. From the daily rollup they are t-digest estimates.
     pub p50_us: f64,
     pub p95_us: f64,
     pub p99_us: f64,
@@ -290,7 +344,8 @@ pub struct LatencyFilters {
     pub interaction: Option<String>,
 }
 
-/// Latency quantiles per bucket, site, surface and interaction.
+/// Latency quantiles per bucket, site, surface and interaction, from `latency_daily` for
+/// ranges of whole days and `latency_hourly` otherwise.
 pub async fn latency(
     client: &ClickHouse,
     range: &TimeRange,
@@ -318,16 +373,28 @@ pub async fn latency(
     if let Some(interaction) = latency_filters.interaction.as_deref() {
         conditions.push_str(&format!(" AND interaction = {}", quote(interaction)));
     }
+    let grain = Grain::of(range, bucket);
+    // quantilesTDigest returns Float32 values; the row reads Float64.
+    let (table, quantiles) = match grain {
+        Grain::Hour => (
+            "latency_hourly",
+            "quantilesMerge(0.5, 0.95, 0.99)(latency_quantiles_us)",
+        ),
+        Grain::Day => (
+            "latency_daily",
+            "arrayMap(x -> toFloat64(x), \
+             quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles_us))",
+        ),
+    };
     let sql = format!(
         "SELECT {bucket} AS bucket, site_id, toString(surface) AS surface, interaction, \
-         sumMerge(calls) AS calls, sumMerge(errors) AS errors, \
-         quantilesMerge(0.5, 0.95, 0.99)(latency_quantiles_us) AS quantiles, \
+         sumMerge(calls) AS calls, sumMerge(errors) AS errors, {quantiles} AS quantiles, \
          sumMerge(latency_sum_us) AS latency_sum, maxMerge(latency_max_us) AS latency_max \
-         FROM latency_hourly WHERE {range}{conditions} \
+         FROM {table} WHERE {range}{conditions} \
          GROUP BY bucket, site_id, surface, interaction \
          ORDER BY bucket, site_id, surface, interaction LIMIT {limit}",
-        bucket = bucket.expression(range),
-        range = range.condition("hour"),
+        bucket = bucket.expression(range, grain),
+        range = grain.condition(range),
         limit = MAX_ROWS + 1,
     );
     let records: Vec<LatencyRecord> = client.fetch_all(&sql).await?;
@@ -463,6 +530,22 @@ mod tests {
             app: Some(String::new()),
         };
         assert_eq!(filters.conditions("client_id"), " AND site_id = 'a\\'b'");
+    }
+
+    #[test]
+    fn whole_day_ranges_read_daily_rollups() {
+        let days = TimeRange::parse(Some("2026-03-01"), Some("2026-03-31")).unwrap();
+        assert_eq!(Grain::of(&days, Bucket::Total), Grain::Day);
+        assert_eq!(Grain::of(&days, Bucket::Day), Grain::Day);
+        assert_eq!(Grain::of(&days, Bucket::Month), Grain::Day);
+        assert_eq!(Grain::of(&days, Bucket::Hour), Grain::Hour);
+        let partial = TimeRange::parse(Some("2026-03-01T06:00:00Z"), Some("2026-03-31")).unwrap();
+        assert_eq!(Grain::of(&partial, Bucket::Total), Grain::Hour);
+        assert_eq!(
+            days.day_condition(),
+            "day >= toDate(toDateTime(1772323200, 'UTC')) \
+             AND day < toDate(toDateTime(1774915200, 'UTC'))"
+        );
     }
 
     #[test]

@@ -261,6 +261,54 @@ async fn check_reports(client: &ClickHouse, range: &TimeRange) {
     assert_eq!(south.calls, 10);
     assert_eq!(south.errors, 0);
 
+    // A whole-day range reads usage_daily; one that starts at 10:00 reads usage_hourly.
+    // Every call is at 10:00, so both must return the same figures.
+    let from_ten = TimeRange {
+        from: range.from + 10 * 3600,
+        to: range.to,
+    };
+    let hourly_usage = reports::usage(client, &from_ten, &Filters::default(), Bucket::Total)
+        .await
+        .unwrap();
+    let without_bucket = |rows: &[reports::UsageRow]| -> Vec<reports::UsageRow> {
+        rows.iter()
+            .map(|row| reports::UsageRow {
+                bucket: String::new(),
+                ..row.clone()
+            })
+            .collect()
+    };
+    assert_eq!(
+        without_bucket(&hourly_usage.rows),
+        without_bucket(&usage.rows),
+        "usage from the hourly and the daily rollup"
+    );
+
+    let daily_latency = reports::latency(
+        client,
+        range,
+        &Filters::default(),
+        &LatencyFilters::default(),
+        Bucket::Total,
+    )
+    .await
+    .unwrap();
+    let north = daily_latency
+        .rows
+        .iter()
+        .find(|r| r.site_id == "north")
+        .expect("a daily latency row for north");
+    assert_eq!(north.calls, 20);
+    assert_eq!(north.errors, 4);
+    assert_eq!(north.max_us, 20_000);
+    assert_eq!(north.mean_us, 10_500.0);
+    assert!(
+        (9_000.0..=12_000.0).contains(&north.p50_us),
+        "t-digest p50 {}",
+        north.p50_us
+    );
+    assert!(north.p99_us >= 19_000.0, "t-digest p99 {}", north.p99_us);
+
     let latency = reports::latency(
         client,
         range,
