@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 
 use hearth_schemas::{
-    AnyEvent, ApiCall, AppRegistered, AppUpdated, AuthorizationDenied, AuthorizationGranted,
-    LaunchCreated, SiteRegistered, SiteUpdated, TokenIssued, TokenRefreshed,
+    AnyEvent, ApiCall, AuthorizationDenied, AuthorizationGranted, Backing, ClientType,
+    LaunchCreated, TokenIssued, TokenRefreshed,
 };
 
 use crate::pseudonym::Pseudonyms;
@@ -102,10 +102,46 @@ impl Converter {
             AnyEvent::TokenIssued(event) => Converted::TokenGrant(self.issued(at, event)),
             AnyEvent::TokenRefreshed(event) => Converted::TokenGrant(self.refreshed(at, event)),
             AnyEvent::ApiCall(event) => Converted::ApiCall(self.api_call(at, event)),
-            AnyEvent::SiteRegistered(event) => Converted::Site(self.site_registered(at, event)),
-            AnyEvent::SiteUpdated(event) => Converted::Site(self.site_updated(at, event)),
-            AnyEvent::AppRegistered(event) => Converted::App(app_registered(at, event)),
-            AnyEvent::AppUpdated(event) => Converted::App(app_updated(at, event)),
+            AnyEvent::SiteRegistered(event) => Converted::Site(self.site(
+                at,
+                SiteFields {
+                    occurred_at: event.occurred_at,
+                    site_id: event.site_id,
+                    name: event.name,
+                    backing: event.backing,
+                    fhir_base_path: event.fhir_base_path,
+                },
+            )),
+            AnyEvent::SiteUpdated(event) => Converted::Site(self.site(
+                at,
+                SiteFields {
+                    occurred_at: event.occurred_at,
+                    site_id: event.site_id,
+                    name: event.name,
+                    backing: event.backing,
+                    fhir_base_path: event.fhir_base_path,
+                },
+            )),
+            AnyEvent::AppRegistered(event) => Converted::App(app(
+                at,
+                AppFields {
+                    occurred_at: event.occurred_at,
+                    client_id: event.client_id,
+                    name: event.name,
+                    vendor: event.vendor,
+                    client_type: event.client_type,
+                },
+            )),
+            AnyEvent::AppUpdated(event) => Converted::App(app(
+                at,
+                AppFields {
+                    occurred_at: event.occurred_at,
+                    client_id: event.client_id,
+                    name: event.name,
+                    vendor: event.vendor,
+                    client_type: event.client_type,
+                },
+            )),
             _ => return None,
         };
         Some(converted)
@@ -278,56 +314,50 @@ impl Converter {
         }
     }
 
-    fn site_registered(&mut self, at: Position, event: SiteRegistered) -> SiteRow {
-        let backing = codes::backing(Some(event.backing));
-        self.remember_backing(event.site_id.clone(), backing);
+    /// Builds the row of a site's registration or update and remembers its backing.
+    fn site(&mut self, at: Position, site: SiteFields) -> SiteRow {
+        let backing = codes::backing(Some(site.backing));
+        self.remember_backing(site.site_id.clone(), backing);
         SiteRow {
-            occurred_at: seconds(event.occurred_at),
+            occurred_at: seconds(site.occurred_at),
             log_partition: at.partition,
             log_offset: at.offset,
-            site_id: event.site_id,
-            name: bounded(event.name),
+            site_id: site.site_id,
+            name: bounded(site.name),
             backing,
-            fhir_base_path: event.fhir_base_path,
-        }
-    }
-
-    fn site_updated(&mut self, at: Position, event: SiteUpdated) -> SiteRow {
-        let backing = codes::backing(Some(event.backing));
-        self.remember_backing(event.site_id.clone(), backing);
-        SiteRow {
-            occurred_at: seconds(event.occurred_at),
-            log_partition: at.partition,
-            log_offset: at.offset,
-            site_id: event.site_id,
-            name: bounded(event.name),
-            backing,
-            fhir_base_path: event.fhir_base_path,
+            fhir_base_path: site.fhir_base_path,
         }
     }
 }
 
-fn app_registered(at: Position, event: AppRegistered) -> AppRow {
-    AppRow {
-        occurred_at: seconds(event.occurred_at),
-        log_partition: at.partition,
-        log_offset: at.offset,
-        client_id: event.client_id,
-        name: bounded(event.name),
-        vendor: bounded(event.vendor.unwrap_or_default()),
-        client_type: codes::client_type(event.client_type),
-    }
+/// The fields of `SiteRegistered` and `SiteUpdated` that the `sites` table keeps.
+struct SiteFields {
+    occurred_at: i64,
+    site_id: String,
+    name: String,
+    backing: Backing,
+    fhir_base_path: String,
 }
 
-fn app_updated(at: Position, event: AppUpdated) -> AppRow {
+/// The fields of `AppRegistered` and `AppUpdated` that the `apps` table keeps.
+struct AppFields {
+    occurred_at: i64,
+    client_id: String,
+    name: String,
+    vendor: Option<String>,
+    client_type: ClientType,
+}
+
+/// Builds the row of an app's registration or update.
+fn app(at: Position, app: AppFields) -> AppRow {
     AppRow {
-        occurred_at: seconds(event.occurred_at),
+        occurred_at: seconds(app.occurred_at),
         log_partition: at.partition,
         log_offset: at.offset,
-        client_id: event.client_id,
-        name: bounded(event.name),
-        vendor: bounded(event.vendor.unwrap_or_default()),
-        client_type: codes::client_type(event.client_type),
+        client_id: app.client_id,
+        name: bounded(app.name),
+        vendor: bounded(app.vendor.unwrap_or_default()),
+        client_type: codes::client_type(app.client_type),
     }
 }
 
