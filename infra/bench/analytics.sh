@@ -2,20 +2,20 @@
 # Measures the analytics pipeline against a ClickHouse server that this script starts on
 # 127.0.0.1 (Debian's clickhouse-server, installed with apt-get when missing). It prints
 # events/s from the embedded log into ClickHouse through the sink, then the time of the
-# report queries over many synthetic API calls. Stops the server and removes its data on
+# report queries over the API calls the sink wrote. Stops the server and removes its data on
 # exit.
 #
-# Usage: infra/bench/analytics.sh [EVENTS] [BATCH] [ROWS]
+# Usage: infra/bench/analytics.sh [EVENTS] [BATCH] [REPORTS]
 #   EVENTS  ApiCall events appended to the log and sunk (default 1000000)
 #   BATCH   records per ClickHouse insert (default 100000)
-#   ROWS    synthetic API calls for the query benchmark (default 10000000)
+#   REPORTS 0 to skip timing the report queries over the events written (default 1)
 #
 # Record the printed results with the hardware line in docs/BENCHMARKS.md.
 set -euo pipefail
 
 events="${1:-1000000}"
 batch="${2:-100000}"
-rows="${3:-10000000}"
+reports="${3:-1}"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 cache_root="${HEARTH_CACHE_DIR:-/var/cache/hearth}"
@@ -38,4 +38,7 @@ url="$(HEARTH_CLICKHOUSE_RUN_DIR="$run_dir" infra/clickhouse/start.sh "$http_por
 
 echo "hardware: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(free -g | awk '/Mem:/ {print $2}') GB RAM"
 echo "ClickHouse: $(curl -s "$url/?query=SELECT%20version()")"
-"$CARGO_TARGET_DIR/release/examples/sink_throughput" "$url" "$events" "$batch" "$rows"
+echo "load average before: $(cut -d" " -f1-3 /proc/loadavg)"
+HEARTH_BENCH_CLICKHOUSE_PID="$(cat "$run_dir/clickhouse.pid")" \
+    "$CARGO_TARGET_DIR/release/examples/sink_throughput" "$url" "$events" "$batch" "$reports"
+echo "load average after: $(cut -d" " -f1-3 /proc/loadavg)"

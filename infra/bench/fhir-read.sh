@@ -7,6 +7,13 @@
 #
 # Usage: infra/bench/fhir-read.sh [DURATION_SECONDS] [CONNECTIONS]
 #
+# With HEARTH_BENCH_CLICKHOUSE_URL set to the HTTP URL of a ClickHouse server, Hearth also
+# runs the analytics sink into its database bench_fhir_read, which is dropped first. Each
+# Hearth line then ends with the sink's lag during the run. A sample, taken every second,
+# is the seconds between now and the newest call in ClickHouse, and the line shows their
+# median and maximum. Calls carry whole seconds there, so a sample overstates the lag by
+# up to 1 s.
+#
 # Installs wrk (Debian) and the peer's npm packages (into the cache directory) when
 # missing. Builds the release binary. Prints one line per request and server; record the
 # results with the hardware in docs/BENCHMARKS.md.
@@ -65,9 +72,27 @@ measure() {
         awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {print rps, p50, p99}'
 }
 
+clickhouse_url="${HEARTH_BENCH_CLICKHOUSE_URL:-}"
+serve_args=()
+if [[ -n "$clickhouse_url" ]]; then
+    curl -sf "$clickhouse_url" --data-binary "DROP DATABASE IF EXISTS bench_fhir_read" >&2
+    serve_args+=(--clickhouse-url "$clickhouse_url" --clickhouse-database bench_fhir_read)
+fi
+
+# Prints "lag p50 P max M s" from samples taken every second until it is killed.
+sample_lag() {
+    local sql="SELECT toUInt32(now()) - toUInt32(max(occurred_at)) FROM api_calls"
+    while sleep 1; do
+        curl -s "$clickhouse_url/?database=bench_fhir_read" --data-binary "$sql" || true
+    done >"$work/lag"
+}
+lag_summary() {
+    sort -n "$work/lag" | awk '/^[0-9]+$/ {v[n++]=$1} END {if (n) printf "lag p50 %s max %s s", v[int(n/2)], v[n-1]; else printf "lag unknown"}'
+}
+
 port="$(free_port)"
 admin="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
-HEARTH_LOG=warn "$hearth" serve --data-dir "$work/data" --listen "127.0.0.1:$port" --admin-token "$admin" &
+HEARTH_LOG=warn "$hearth" serve --data-dir "$work/data" --listen "127.0.0.1:$port" --admin-token "$admin" "${serve_args[@]}" &
 pids+=($!)
 wait_for "http://127.0.0.1:$port/healthz"
 base="http://127.0.0.1:$port"
@@ -78,8 +103,23 @@ secret="$(curl -sf -X POST "$base/admin/apps" -H "Authorization: Bearer $admin" 
 token="$(curl -sf -u "bench:$secret" -d 'grant_type=client_credentials&scope=system/*.rs' "$base/auth/token" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')"
 
-echo "hearth read:   $(measure "$base/fhir/$read_path" -H "Authorization: Bearer $token")"
-echo "hearth search: $(measure "$base/fhir/$search_path" -H "Authorization: Bearer $token")"
+# Measures Hearth, with the sink's lag when analytics is on.
+measure_hearth() {
+    if [[ -z "$clickhouse_url" ]]; then
+        measure "$@"
+        return
+    fi
+    sample_lag &
+    local sampler=$!
+    local result
+    result="$(measure "$@")"
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
+    echo "$result $(lag_summary)"
+}
+
+echo "hearth read:   $(measure_hearth "$base/fhir/$read_path" -H "Authorization: Bearer $token")"
+echo "hearth search: $(measure_hearth "$base/fhir/$search_path" -H "Authorization: Bearer $token")"
 
 peer_port="$(free_port)"
 node "$peer_dir/medplum-server.cjs" "$peer_port" "$data" 2>/dev/null &

@@ -1,17 +1,18 @@
 //! Measures the analytics sink and the report queries against a real ClickHouse.
 //!
 //! ```text
-//! cargo run --release -p hearth-analytics --example sink_throughput -- URL [EVENTS] [BATCH] [ROWS]
+//! cargo run --release -p hearth-analytics --example sink_throughput -- URL [EVENTS] [BATCH] [REPORTS]
 //! ```
 //!
-//! 1. Appends `EVENTS` ApiCall events (default 1,000,000) to a fresh embedded log in a
+//! 1. Appends `EVENTS` ApiCall events (default 1,000,000; over 30 days, 20 sites, 50 apps,
+//!    4 interactions, 50,000 users and 200,000 patients) to a fresh embedded log in a
 //!    temporary directory and runs the sink until it has written all of them into the
 //!    database `bench_analytics` at `URL`, with batches of `BATCH` records (default
-//!    100,000). Prints events/s from the log into ClickHouse.
-//! 2. Inserts `ROWS` synthetic API calls (default 10,000,000, over 30 days, 20 sites and
-//!    50 apps) with `INSERT ... SELECT FROM numbers()`, so the materialized views fill the
-//!    rollups, and prints the median time of each report query over the 30 days, before
-//!    and after merging the rollups' parts.
+//!    100,000). Prints events/s from the log into ClickHouse, and the CPU time per event
+//!    of the sink and, when `HEARTH_BENCH_CLICKHOUSE_PID` names the server's process, of
+//!    ClickHouse.
+//! 2. Unless `REPORTS` is 0, prints the median time of each report query over the 30 days
+//!    of calls the sink wrote, before and after merging the rollups' parts.
 //!
 //! The database is dropped first and left in place at the end for inspection.
 
@@ -23,7 +24,7 @@ use hearth_analytics::reports::{self, Bucket, Filters, LatencyFilters, TimeRange
 use hearth_analytics::{ClickHouse, ClickHouseConfig, SinkOptions, migrate, sink};
 use hearth_log::embedded::{EmbeddedLog, EmbeddedOptions};
 use hearth_log::{Log, topics};
-use hearth_schemas::{ApiCall, Surface, UserType};
+use hearth_schemas::{ApiCall, Backing, Surface, UserType};
 
 /// Concurrent appends, so the embedded log commits them in groups.
 const APPEND_TASKS: usize = 256;
@@ -31,6 +32,8 @@ const APPEND_TASKS: usize = 256;
 /// 2026-03-01 00:00:00 UTC, the start of the synthetic month.
 const START_SECONDS: i64 = 1_772_323_200;
 const DAYS: i64 = 30;
+
+const INTERACTIONS: [&str; 4] = ["read", "search-type", "create", "history"];
 
 fn argument(args: &[String], index: usize, default: usize) -> usize {
     args.get(index).map_or(default, |arg| {
@@ -44,10 +47,10 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let url = args
         .get(1)
-        .expect("usage: sink_throughput URL [EVENTS] [BATCH] [ROWS]");
+        .expect("usage: sink_throughput URL [EVENTS] [BATCH] [REPORTS]");
     let events = argument(&args, 2, 1_000_000);
     let batch = argument(&args, 3, 100_000);
-    let rows = argument(&args, 4, 10_000_000);
+    let reports = argument(&args, 4, 1);
 
     let mut config = ClickHouseConfig::new(url).expect("a valid ClickHouse URL");
     config.database = "bench_analytics".to_string();
@@ -60,8 +63,8 @@ async fn main() {
     if events > 0 {
         measure_sink(&client, events, batch).await;
     }
-    if rows > 0 {
-        measure_queries(&client, rows).await;
+    if events > 0 && reports != 0 {
+        measure_queries(&client).await;
     }
 }
 
@@ -75,7 +78,7 @@ fn event(index: usize) -> ApiCall {
         surface: Surface::Fhir,
         method: "GET".to_string(),
         route: "/fhir/{type}/{id}".to_string(),
-        interaction: Some("read".to_string()),
+        interaction: Some(INTERACTIONS[index % INTERACTIONS.len()].to_string()),
         operation: None,
         resource_type: Some("Observation".to_string()),
         status: if index.is_multiple_of(50) { 404 } else { 200 },
@@ -83,11 +86,19 @@ fn event(index: usize) -> ApiCall {
         request_bytes: 0,
         response_bytes: 1500,
         client_id: Some(format!("app-{}", index % 50)),
-        grant_id: Some(format!("grant-{}", index % 5000)),
-        user_type: Some(UserType::Practitioner),
-        user_id: Some(format!("user-{}", index % 5000)),
-        patient: Some(format!("patient-{}", index % 20_000)),
-        backing: None,
+        grant_id: Some(format!("grant-{}", index % 50_000)),
+        user_type: Some(if index.is_multiple_of(3) {
+            UserType::Patient
+        } else {
+            UserType::Practitioner
+        }),
+        user_id: Some(format!("user-{}", index % 50_000)),
+        patient: Some(format!("patient-{}", index % 200_000)),
+        backing: Some(if index.is_multiple_of(5) {
+            Backing::Ehr
+        } else {
+            Backing::Repository
+        }),
         cache: None,
         upstream_status: None,
         upstream_latency_us: None,
@@ -133,6 +144,9 @@ async fn measure_sink(client: &ClickHouse, events: usize, batch: usize) {
         ..SinkOptions::default()
     };
     let pseudonyms = Pseudonyms::from_key(b"the benchmark's pseudonym key...");
+    let server_pid = std::env::var("HEARTH_BENCH_CLICKHOUSE_PID").ok();
+    let server_cpu = server_pid.as_deref().and_then(cpu_seconds);
+    let sink_cpu = cpu_seconds("self");
     let started = Instant::now();
     let log: Arc<dyn Log> = log;
     let summary = sink::spawn(log, client.clone(), pseudonyms, options)
@@ -148,42 +162,42 @@ async fn measure_sink(client: &ClickHouse, events: usize, batch: usize) {
         events as f64 / elapsed.as_secs_f64(),
         summary.batches
     );
+    let per_event = |before: Option<f64>, after: Option<f64>| {
+        before
+            .zip(after)
+            .map(|(before, after)| format!("{:.1}", (after - before) * 1e6 / events as f64))
+            .unwrap_or_else(|| "unknown".to_string())
+    };
+    println!(
+        "CPU time per event: sink {} us, ClickHouse {} us",
+        per_event(sink_cpu, cpu_seconds("self")),
+        per_event(server_cpu, server_pid.as_deref().and_then(cpu_seconds)),
+    );
 }
 
-async fn measure_queries(client: &ClickHouse, rows: usize) {
-    let insert = format!(
-        "INSERT INTO api_calls (occurred_at, log_partition, log_offset, site_id, backing, \
-         method, route, interaction, resource_type, status, latency_us, response_bytes, \
-         client_id, user_type, user_hash, patient_hash) \
-         SELECT toDateTime({START_SECONDS} + (number * 7) % {period}, 'UTC'), 1, number, \
-         concat('site-', toString(number % 20)), \
-         CAST(if(number % 5 = 0, 'EHR', 'REPOSITORY') AS Enum8('' = 0, 'REPOSITORY' = 1, 'EHR' = 2)), \
-         'GET', '/fhir/{{type}}', \
-         arrayElement(['read', 'search-type', 'create', 'history'], number % 4 + 1), \
-         'Observation', if(number % 50 = 0, 404, 200), 500 + (number * 7919) % 50000, 1500, \
-         concat('app-', toString(number % 50)), \
-         CAST(if(number % 3 = 0, 'PATIENT', 'PRACTITIONER') AS Enum8('' = 0, 'PATIENT' = 1, \
-         'PRACTITIONER' = 2, 'RELATED_PERSON' = 3, 'SYSTEM' = 4, 'OTHER' = 5)), \
-         number % 50000 + 1, number % 200000 + 1 \
-         FROM numbers({rows})",
-        period = DAYS * 86_400,
-    );
-    let started = Instant::now();
-    client
-        .execute(&insert)
-        .await
-        .expect("insert synthetic rows");
-    let elapsed = started.elapsed();
-    println!(
-        "inserted {rows} synthetic API calls (through the materialized views) in {:.1} s \
-         ({:.0} rows/s)",
-        elapsed.as_secs_f64(),
-        rows as f64 / elapsed.as_secs_f64()
-    );
+/// User plus system CPU time of process `pid` (or `self`) in seconds, read from
+/// `/proc/PID/stat`, whose clock tick is 1/100 s on Linux.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name start with the third, the state; utime and stime
+    // are the 14th and 15th.
+    let after_name = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
 
+async fn measure_queries(client: &ClickHouse) {
     time_reports(client, "before merges").await;
     let started = Instant::now();
-    for table in ["usage_hourly", "latency_hourly", "status_hourly"] {
+    for table in [
+        "usage_hourly",
+        "usage_daily",
+        "latency_hourly",
+        "latency_daily",
+        "status_hourly",
+    ] {
         client
             .execute(&format!("OPTIMIZE TABLE {table} FINAL"))
             .await
@@ -210,6 +224,29 @@ async fn time_reports(client: &ClickHouse, when: &str) {
         app: Some("app-7".to_string()),
     };
     let no_latency_filters = LatencyFilters::default();
+    // Starts an hour after midnight, so the reports read the hourly rollups.
+    let hours = TimeRange {
+        from: START_SECONDS + 3600,
+        to: START_SECONDS + DAYS * 86_400,
+    };
+    time(
+        "usage per site and app, 30 days less 1 hour (hourly rollup)",
+        || async {
+            reports::usage(client, &hours, &all, Bucket::Total)
+                .await
+                .map(|r| r.rows.len())
+        },
+    )
+    .await;
+    time(
+        "latency per site and interaction, 30 days less 1 hour (hourly rollup)",
+        || async {
+            reports::latency(client, &hours, &all, &no_latency_filters, Bucket::Total)
+                .await
+                .map(|r| r.rows.len())
+        },
+    )
+    .await;
     time("usage per site and app, 30 days", || async {
         reports::usage(client, &range, &all, Bucket::Total)
             .await
