@@ -5,8 +5,8 @@
 //! sink commits the batch's log offsets only after ClickHouse acknowledged every row of
 //! it, and skips records whose rows ClickHouse holds already (see `watermark.rs`), so
 //! rows are written once even when records are delivered again. While ClickHouse is
-//! unreachable the sink keeps the batch, retries with exponential backoff and reads no
-//! further, so events wait in the log. It stops, without committing, on a record it
+//! unreachable the sink keeps the batch, retries with exponential backoff and reads at
+//! most one batch ahead, so events wait in the log. It stops, without committing, on a record it
 //! cannot decode and on errors that retrying cannot fix, such as a table that does not
 //! match the rows.
 
