@@ -5,6 +5,8 @@
 //! (`CARGO_TARGET_DIR`, or `target/` of the workspace). Kafka runs use the broker named by
 //! `HEARTH_TEST_KAFKA_BROKERS`, which the test command starts.
 
+pub mod browser;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -9,12 +9,12 @@
 //! tests/clients/python/requirements.txt). When they are unset, as under a plain
 //! `cargo test`, these tests print a notice and return without running the clients.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hearth_e2e::{Backend, Server, free_port, synthea_dir, workspace_root};
+use hearth_e2e::browser::{self, admin_post, clients_dir, sample_file};
+use hearth_e2e::{Backend, Server, free_port};
 use reqwest::Url;
 use serde_json::{Value, json};
 
@@ -70,20 +70,14 @@ fn client_tools(test: &str) -> Option<ClientTools> {
     match (node_dir, python) {
         (Some(node_dir), Some(python)) => Some(ClientTools { node_dir, python }),
         _ => {
-            // Written to stderr directly, because the test harness hides eprintln! output
-            // of passing tests.
-            let _ = writeln!(
-                std::io::stderr(),
-                "{test}: not run, because HEARTH_TEST_NODE_DIR or HEARTH_TEST_PYTHON is not \
-                 set; infra/test.sh installs the SMART clients and sets both"
+            browser::skip_notice(
+                test,
+                "HEARTH_TEST_NODE_DIR or HEARTH_TEST_PYTHON is not set; infra/test.sh \
+                 installs the SMART clients and sets both",
             );
             None
         }
     }
-}
-
-fn clients_dir() -> PathBuf {
-    workspace_root().join("tests/clients")
 }
 
 /// A patient of the Synthea sample, as its bundle file describes it.
@@ -96,19 +90,6 @@ struct SamplePatient {
     birth_date: String,
     encounter_ids: Vec<String>,
     observation_count: usize,
-}
-
-fn sample_file(prefix: &str) -> PathBuf {
-    std::fs::read_dir(synthea_dir())
-        .expect("the Synthea sample directory is readable")
-        .map(|entry| entry.expect("a directory entry").path())
-        .find(|path| {
-            path.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(prefix)
-        })
-        .unwrap_or_else(|| panic!("no Synthea file starts with {prefix}"))
 }
 
 fn read_json(path: &Path) -> Value {
@@ -192,22 +173,6 @@ fn start_with_sample(patients: &[&SamplePatient]) -> Server {
     server
 }
 
-/// POSTs JSON with the admin credential and returns the JSON response, which must be a
-/// success.
-fn admin_post(server: &Server, path: &str, body: &Value) -> Value {
-    let url = format!("{}{path}", server.base_url);
-    let response = reqwest::blocking::Client::new()
-        .post(&url)
-        .bearer_auth(server.admin_token())
-        .json(body)
-        .send()
-        .unwrap_or_else(|e| panic!("POST {url} failed: {e}"));
-    let status = response.status();
-    let text = response.text().unwrap_or_default();
-    assert!(status.is_success(), "POST {path} returned {status}: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {path} returned no JSON ({e})"))
-}
-
 fn register_app(server: &Server, registration: Value) -> Value {
     admin_post(server, "/admin/apps", &registration)
 }
@@ -289,65 +254,14 @@ impl Drop for StaticServer {
     }
 }
 
-/// Runs a driver script and returns the JSON object it printed last. Fails the test with
-/// the report and stderr when the script exits non-zero or runs past `DRIVER_TIMEOUT`.
-fn run_driver(mut command: Command, driver: &str) -> Value {
-    let started = Instant::now();
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {driver}: {e}"));
-    let stdout = drain(child.stdout.take().unwrap());
-    let stderr = drain(child.stderr.take().unwrap());
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the driver") {
-            break status;
-        }
-        if started.elapsed() > DRIVER_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{driver} did not finish within {DRIVER_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = stdout.join().unwrap();
-    let stderr = stderr.join().unwrap();
-    eprintln!("{driver} ran for {:.1?}", started.elapsed());
-
-    let report: Value = stdout
-        .lines()
-        .rev()
-        .find(|line| line.starts_with('{'))
-        .and_then(|line| serde_json::from_str(line).ok())
-        .unwrap_or_else(|| {
-            panic!("{driver} printed no JSON report ({status}):\n{stdout}\nstderr:\n{stderr}")
-        });
-    assert!(
-        status.success(),
-        "{driver} failed ({status}):\n{}\nstderr:\n{stderr}",
-        serde_json::to_string_pretty(&report).unwrap()
-    );
-    report
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    })
-}
-
 /// Runs the browser driver with a config object.
 fn run_browser(tools: &ClientTools, config: &Value) -> Value {
-    let mut command = Command::new("node");
-    command
-        .arg(clients_dir().join("node/js-client-launch.cjs"))
-        .arg(config.to_string())
-        .env("HEARTH_TEST_NODE_DIR", &tools.node_dir);
-    run_driver(command, "the SMART JavaScript client in Chromium")
+    browser::run_node_script(
+        &tools.node_dir,
+        "js-client-launch.cjs",
+        config,
+        DRIVER_TIMEOUT,
+    )
 }
 
 fn url_with(base: &str, params: &[(&str, &str)]) -> String {
@@ -384,11 +298,7 @@ fn assert_browser_basics(report: &Value, server: &Server) {
         report["pages"][0]["url"],
         format!("{}/auth/authorize", server.base_url)
     );
-    assert_eq!(
-        report["blocked_requests"],
-        json!([]),
-        "Chromium left 127.0.0.1"
-    );
+    browser::assert_stayed_on_loopback(report);
 }
 
 #[test]
@@ -667,7 +577,7 @@ fn python_client_standalone_launch_and_refresh() {
     command
         .arg(clients_dir().join("python/py_client_launch.py"))
         .arg(config.to_string());
-    let report = run_driver(command, "the SMART Python client");
+    let report = browser::run_driver(command, "the SMART Python client", DRIVER_TIMEOUT);
 
     // Endpoints come from the CapabilityStatement's oauth-uris extension.
     let base = &server.base_url;
@@ -781,7 +691,7 @@ fn backend_services_with_signed_assertions() {
     });
     let mut command = Command::new(&tools.python);
     command.arg(&script).arg("run").arg(config.to_string());
-    let report = run_driver(command, "the backend services client");
+    let report = browser::run_driver(command, "the backend services client", DRIVER_TIMEOUT);
 
     let accepted = report["accepted"].as_array().unwrap();
     assert_eq!(accepted.len(), 4, "two clients times two algorithms");

@@ -12,35 +12,12 @@
 //   refresh         true to refresh the access token after the first reads
 //
 // Prints one JSON object on stdout, and exits 0 when the app reached its result page.
-// Otherwise the object has "error" (with the steps done so far) and the exit code is 1. Packages are loaded from HEARTH_TEST_NODE_DIR
-// (the directory holding node_modules), else from this script's directory.
+// Otherwise the object has "error" (with the steps done so far) and the exit code is 1.
+// browser.cjs starts Chromium and loads the packages from HEARTH_TEST_NODE_DIR.
 
 "use strict";
 
-const fs = require("node:fs");
-const os = require("node:os");
-const path = require("node:path");
-const { createRequire } = require("node:module");
-
-const nodeDir = process.env.HEARTH_TEST_NODE_DIR || __dirname;
-const requireDependency = createRequire(path.join(nodeDir, "package.json"));
-const { chromium } = requireDependency("playwright-core");
-
-const CHROMIUM = "/usr/bin/chromium";
-
-// Chromium runs as root in CI, so it runs without its sandbox. The networking flags keep
-// it from contacting anything but the test's own servers.
-const CHROMIUM_FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-const STEP_TIMEOUT_MS = 30_000;
+const browser = require("./browser.cjs");
 
 async function main() {
   const config = JSON.parse(process.argv[2] || "{}");
@@ -48,41 +25,20 @@ async function main() {
     if (!config[name]) throw new Error(`the config has no ${name}`);
   }
 
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "hearth-chromium-"));
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_FLAGS,
-  });
+  const { context, close } = await browser.launchPersistent();
   const report = { pages: [], blocked_requests: [], console_errors: [] };
   try {
-    await blockOtherHosts(context, report);
+    await browser.blockOtherHosts(context, report);
     const page = context.pages()[0] || (await context.newPage());
-    page.setDefaultTimeout(STEP_TIMEOUT_MS);
-    page.on("console", (message) => {
-      if (message.type() === "error") report.console_errors.push(message.text());
-    });
+    browser.watchConsole(page, report);
     page.on("response", (response) => recordFailure(response, report));
     await runFlow(page, config, report);
   } catch (error) {
     report.error = String(error && error.stack ? error.stack : error);
   } finally {
-    await context.close();
-    fs.rmSync(userDataDir, { recursive: true, force: true });
+    await close();
   }
   return report;
-}
-
-// Aborts every request that does not go to the loopback address, and records it.
-async function blockOtherHosts(context, report) {
-  await context.route("**/*", (route) => {
-    const url = new URL(route.request().url());
-    if (url.hostname === "127.0.0.1" || url.protocol === "data:") {
-      return route.continue();
-    }
-    report.blocked_requests.push(url.origin + url.pathname);
-    return route.abort();
-  });
 }
 
 // Records an error response (status 400 and above) with the start of its body.
