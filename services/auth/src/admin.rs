@@ -10,11 +10,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use hearth_auth_store::{App, AuthOutcome, Grant, Refusal, Site, User};
+use hearth_auth_store::{App, Grant, Site};
 use hearth_schemas::{
     AppActivated, AppDeactivated, AppDisabled, AppEnabled, AppRegistered, AppSecretRotated,
     AppUpdated, Backing, ClientType, GrantRevoked, RegistrationSource, RevocationReason,
-    SiteRegistered, UpstreamAuthMethod, UserRegistered,
+    SiteRegistered, UpstreamAuthMethod,
 };
 use hearth_smart::secret::{generate_token, hash_token};
 use serde::Deserialize;
@@ -63,7 +63,7 @@ pub fn admin_router(state: AuthState) -> Router {
         )
         .route("/grants", get(list_grants))
         .route("/grants/{grant_id}", get(get_grant).delete(revoke_grant))
-        .route("/users", post(create_user).get(list_users))
+        .merge(crate::users::routes())
         .route("/keys/rotate", post(rotate_keys))
         .route("/events", get(list_events))
         .with_state(state)
@@ -922,112 +922,6 @@ pub(crate) async fn revoke(
     };
     record(state, &approval.grant_id, event).await?;
     Ok(())
-}
-
-/// The body of `POST /admin/users`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UserRequest {
-    username: String,
-    password: String,
-    fhir_user: Option<String>,
-    display_name: Option<String>,
-    #[serde(default)]
-    roles: Vec<String>,
-    site_id: Option<String>,
-    vendor: Option<String>,
-}
-
-fn user_json(user: &User) -> Value {
-    let r = &user.registration;
-    json!({
-        "user_id": r.user_id,
-        "username": r.username,
-        "fhir_user": r.fhir_user,
-        "display_name": r.display_name,
-        "roles": r.roles,
-        "site_id": r.site_id,
-        "vendor": r.vendor,
-        "disabled": user.disabled,
-    })
-}
-
-async fn create_user(
-    State(state): State<AuthState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> AdminResult {
-    require_admin(&state, &headers)?;
-    let request: UserRequest = json_body(&body)?;
-    if request.username.trim().is_empty() || request.password.len() < 8 {
-        return Err(OAuthError::invalid_request(
-            "username must not be empty and password needs at least 8 characters",
-        ));
-    }
-    for role in &request.roles {
-        if !matches!(
-            role.as_str(),
-            "platform-admin" | "site-admin" | "app-vendor"
-        ) {
-            return Err(OAuthError::invalid_request(format!(
-                "role {role} is not platform-admin, site-admin or app-vendor"
-            )));
-        }
-    }
-    let has_role = |role: &str| request.roles.iter().any(|r| r == role);
-    if has_role("site-admin") && request.site_id.is_none() {
-        return Err(OAuthError::invalid_request("a site-admin needs site_id"));
-    }
-    if has_role("app-vendor") && request.vendor.is_none() {
-        return Err(OAuthError::invalid_request("an app-vendor needs vendor"));
-    }
-    if let Some(fhir_user) = &request.fhir_user {
-        let valid = fhir_user.split_once('/').is_some_and(|(t, id)| {
-            matches!(
-                t,
-                "Patient" | "Practitioner" | "PractitionerRole" | "RelatedPerson" | "Person"
-            ) && hearth_fhir_core::id::is_valid_id(id)
-        });
-        if !valid {
-            return Err(OAuthError::invalid_request(
-                "fhir_user must be a reference such as Practitioner/123 or Patient/456",
-            ));
-        }
-    }
-    let password_hash =
-        hearth_smart::secret::hash_password(&request.password).map_err(OAuthError::server_error)?;
-    let user_id = new_id();
-    let event = UserRegistered {
-        event_id: new_id(),
-        occurred_at: now_micros(),
-        user_id: user_id.clone(),
-        username: request.username.clone(),
-        password_hash,
-        fhir_user: request.fhir_user.clone(),
-        display_name: request.display_name.clone(),
-        roles: request.roles.clone(),
-        site_id: request.site_id.clone(),
-        vendor: request.vendor.clone(),
-        actor: "admin".to_string(),
-    };
-    if record(&state, &user_id, event).await? == AuthOutcome::Refused(Refusal::UsernameTaken) {
-        return Err(OAuthError::new(
-            StatusCode::CONFLICT,
-            "invalid_request",
-            format!("username {} is taken", request.username),
-        ));
-    }
-    let user = state
-        .store
-        .user(&user_id)?
-        .ok_or_else(|| OAuthError::server_error("the registered user is missing from the store"))?;
-    Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
-}
-
-async fn list_users(State(state): State<AuthState>, headers: HeaderMap) -> AdminResult {
-    require_admin(&state, &headers)?;
-    let users: Vec<Value> = state.store.users()?.iter().map(user_json).collect();
-    Ok(Json(json!({"users": users})).into_response())
 }
 
 async fn rotate_keys(State(state): State<AuthState>, headers: HeaderMap) -> AdminResult {

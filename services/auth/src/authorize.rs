@@ -21,6 +21,7 @@ use crate::client_auth::Form;
 use crate::events::{audit, new_id, now_micros, record};
 use crate::oauth_error::{error_page, error_redirect, redirect_with};
 use crate::pages::{self, PatientChoice};
+use crate::portal_session::portal_login;
 use crate::session::Pending;
 use crate::site::{auth_base_url, fhir_base_url};
 
@@ -69,9 +70,13 @@ async fn start(state: &AuthState, site: &Site, form: &Form, headers: &HeaderMap)
         Ok(pending) => pending,
         Err(response) => return response,
     };
-    let login = session_cookie(headers).and_then(|id| state.sessions.login(&id));
     let mut pending = pending;
-    if let Some(login) = login {
+    // A portal session of the launch's user comes first: it is the user the portal
+    // launched the app for, while an own session may be left from an earlier sign-in.
+    if let Some(portal) = portal_login(state, headers, launch_user(&pending)) {
+        pending.session_id = Some(portal.key);
+        pending.user_id = Some(portal.user_id);
+    } else if let Some(login) = session_cookie(headers).and_then(|id| state.sessions.login(&id)) {
         pending.session_id = Some(login.session_id.clone());
         pending.user_id = Some(login.user_id.clone());
     }
@@ -670,13 +675,21 @@ fn pending_from(state: &AuthState, headers: &HeaderMap, body: &[u8]) -> Option<(
     Some((form, pending))
 }
 
-/// Whether the browser's session is the one that signed in for this request.
+/// Whether the browser's session, its own or a portal session, is the one that signed in
+/// for this request.
 fn signed_in(state: &AuthState, headers: &HeaderMap, pending: &Pending) -> bool {
-    let Some(cookie) = session_cookie(headers) else {
+    let Some(session_id) = pending.session_id.as_deref() else {
         return false;
     };
-    state.sessions.login(&cookie).is_some()
-        && pending.session_id.as_deref() == Some(cookie.as_str())
+    let own = session_cookie(headers)
+        .is_some_and(|cookie| state.sessions.login(&cookie).is_some() && session_id == cookie);
+    own || portal_login(state, headers, launch_user(pending))
+        .is_some_and(|portal| portal.key == session_id)
+}
+
+/// The FHIR user an EHR launch was created for, such as `Practitioner/123`.
+fn launch_user(pending: &Pending) -> Option<&str> {
+    pending.launch.as_ref().and_then(|l| l.user.as_deref())
 }
 
 pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {

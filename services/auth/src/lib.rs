@@ -18,11 +18,13 @@ mod launch;
 mod manage;
 mod oauth_error;
 mod pages;
+mod portal_session;
 mod register;
 mod session;
 mod sign_in;
 mod site;
 mod token;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +51,9 @@ pub use oauth_error::{
     MAX_BODY_BYTES, OAuthError, OAuthResult, drain_oversized_body, oauth_for_framework_errors,
 };
 pub use pages::protect_html_pages;
+pub use portal_session::{PORTAL_SESSION_COOKIE, cookie_values};
 pub use site::{DEFAULT_SITE, SiteId, auth_base_url, fhir_base_url, resolve_site, route_site};
+pub use users::{MIN_PASSWORD_BYTES, UserRequest, create_user_as, disable_user_as, user_json};
 
 /// Compares two secrets in time that does not depend on where they differ.
 pub(crate) fn same_secret(a: &str, b: &str) -> bool {

@@ -361,6 +361,11 @@ pub enum UsersCommand {
     },
     /// List users
     List,
+    /// Disable a user: its console sessions end and it can no longer sign in
+    Disable {
+        /// The user id that `hearth users list` shows
+        user_id: String,
+    },
 }
 
 pub async fn users(connection: Connection, command: UsersCommand) -> anyhow::Result<ExitCode> {
@@ -390,6 +395,13 @@ pub async fn users(connection: Connection, command: UsersCommand) -> anyhow::Res
             connection.call(Method::POST, "/users", Some(body)).await?
         }
         UsersCommand::List => connection.call(Method::GET, "/users", None).await?,
+        UsersCommand::Disable { user_id } => {
+            let path = format!(
+                "/users/{}/disable",
+                percent_encoding::utf8_percent_encode(&user_id, percent_encoding::NON_ALPHANUMERIC)
+            );
+            connection.call(Method::POST, &path, None).await?
+        }
     };
     print(&value)
 }
