@@ -10,32 +10,44 @@
 //! With `HEARTH_CONSOLE_SCREENSHOTS` set to a directory, the driver saves each page there
 //! at desktop and phone width (docs/console/ holds the committed ones).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hearth_e2e::{Backend, Server, synthea_dir};
+use hearth_e2e::browser::{self, admin_post, sample_file};
+use hearth_e2e::{Backend, Server};
 use serde_json::{Value, json};
 
-const DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
+const DRIVER_TIMEOUT: Duration = Duration::from_secs(420);
 
 const ADMIN: (&str, &str) = ("console-admin", "admin password 1");
 const PRACTITIONER: (&str, &str) = ("dr-console", "practitioner password");
 const PATIENT: (&str, &str) = ("patient-console", "patient password");
 
-fn sample_file(prefix: &str) -> PathBuf {
-    std::fs::read_dir(synthea_dir())
-        .expect("the Synthea sample directory is readable")
-        .map(|entry| entry.expect("a directory entry").path())
-        .find(|path| {
-            path.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(prefix)
-        })
-        .unwrap_or_else(|| panic!("no Synthea file starts with {prefix}"))
-}
+/// Pages the browser test audits for accessibility, each at desktop and phone width.
+const AUDITED_PAGES: &[&str] = &[
+    "sign-in",
+    "sign-in-error",
+    "apps",
+    "app-register",
+    "app-detail",
+    "sites",
+    "site-ehr",
+    "users",
+    "users-after-disable",
+    "provider-portal",
+    "authorize-sign-in",
+    "authorize-approve",
+    "demo-app",
+    "site",
+    "demo-app-failed",
+    "usage",
+    "not-found",
+    "provider-portal-practitioner",
+    "patient-portal",
+    "forbidden",
+];
 
 fn first_resource(path: &Path, resource_type: &str) -> Value {
     let bundle: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
@@ -46,20 +58,6 @@ fn first_resource(path: &Path, resource_type: &str) -> Value {
         .map(|entry| entry["resource"].clone())
         .find(|resource| resource["resourceType"] == resource_type)
         .unwrap_or_else(|| panic!("{path:?} has no {resource_type}"))
-}
-
-fn admin_post(server: &Server, path: &str, body: &Value) -> Value {
-    let url = format!("{}{path}", server.base_url);
-    let response = reqwest::blocking::Client::new()
-        .post(&url)
-        .bearer_auth(server.admin_token())
-        .json(body)
-        .send()
-        .unwrap_or_else(|e| panic!("POST {url} failed: {e}"));
-    let status = response.status();
-    let text = response.text().unwrap_or_default();
-    assert!(status.is_success(), "POST {path} returned {status}: {text}");
-    serde_json::from_str(&text).unwrap()
 }
 
 /// Adds a platform admin with `hearth console add-admin`, the password on stdin.
@@ -86,66 +84,9 @@ fn add_admin(server: &Server) {
     assert_eq!(user["roles"], json!(["platform-admin"]));
 }
 
-fn run_driver(node_dir: &Path, config: &Value) -> Value {
-    let started = Instant::now();
-    let mut child = Command::new("node")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/node/console-flow.cjs"))
-        .arg(config.to_string())
-        .env("HEARTH_TEST_NODE_DIR", node_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node starts");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > DRIVER_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the console driver did not finish within {DRIVER_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stdout = out.join().unwrap();
-    let stderr = err.join().unwrap();
-    let report: Value = stdout
-        .lines()
-        .rev()
-        .find(|line| line.starts_with('{'))
-        .and_then(|line| serde_json::from_str(line).ok())
-        .unwrap_or_else(|| {
-            panic!("the console driver printed no report ({status}):\n{stdout}\n{stderr}")
-        });
-    assert!(
-        status.success(),
-        "the console driver failed:\n{}\nstderr:\n{stderr}",
-        serde_json::to_string_pretty(&report).unwrap()
-    );
-    report
-}
-
 #[test]
 fn console_portal_and_demo_app_in_chromium() {
-    let Some(node_dir) = std::env::var_os("HEARTH_TEST_NODE_DIR").map(PathBuf::from) else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "console_portal_and_demo_app_in_chromium: not run, because HEARTH_TEST_NODE_DIR \
-             is not set; infra/test.sh installs Chromium and playwright-core and sets it"
-        );
+    let Some(node_dir) = browser::node_dir("console_portal_and_demo_app_in_chromium") else {
         return;
     };
     let clickhouse = std::env::var("HEARTH_TEST_CLICKHOUSE_URL").ok();
@@ -217,32 +158,52 @@ fn console_portal_and_demo_app_in_chromium() {
             "launch_uri": format!("{}/demo-app/launch.html?client_id={client_id}", server.base_url),
             "scope": "launch openid fhirUser patient/Patient.rs patient/Condition.rs patient/Observation.rs",
         },
+        "ehr_site": {
+            "site_id": "north-ehr",
+            "create": {
+                "name": "North EHR",
+                "upstream_base_url": "http://127.0.0.1:9/fhir/R3",
+                "upstream_fhir_version": "3.0.2",
+                "upstream_auth_method": "backend-services",
+                "upstream_client_id": "hearth-at-north",
+                "upstream_token_url": "http://127.0.0.1:9/oauth/token",
+                "upstream_scope": "system/*.rs",
+                "default_cache_freshness_s": 60,
+                "cache_freshness_lines": "Patient=300\nObservation=30",
+                "dynamic_registration": true,
+            },
+        },
+        "portal_user": {
+            "username": "nurse-console",
+            "display_name": "Nurse of the console test",
+            "password": "nurse password",
+            "fhir_user": format!("Practitioner/{practitioner_id}"),
+        },
         "expect_analytics": clickhouse.is_some(),
         "screenshots": screenshots,
     });
-    let report = run_driver(&node_dir, &config);
+    let report = browser::run_node_script(&node_dir, "console-flow.cjs", &config, DRIVER_TIMEOUT);
     let pretty = serde_json::to_string_pretty(&report).unwrap();
 
-    assert_eq!(
-        report["blocked_requests"],
-        json!([]),
-        "Chromium left 127.0.0.1: {pretty}"
-    );
-    // The only failed loads are the app's call after revocation and the patient's visit
-    // to the apps page.
+    browser::assert_stayed_on_loopback(&report);
+    assert_accessible(&report, clickhouse.is_some());
+    // The only failed loads are the forged approval (400), the app's call after
+    // revocation (401), the patient's visit to the apps page (403) and the missing site
+    // (404).
     let errors: Vec<&str> = report["console_errors"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(Value::as_str)
-        .filter(|e| !e.contains("status of 401") && !e.contains("status of 403"))
         .collect();
-    assert!(errors.is_empty(), "{pretty}");
-    assert_eq!(
-        report["console_errors"].as_array().unwrap().len(),
-        2,
-        "{pretty}"
-    );
+    for status in [400, 401, 403, 404] {
+        let count = errors
+            .iter()
+            .filter(|e| e.contains(&format!("status of {status}")))
+            .count();
+        assert_eq!(count, 1, "console errors with status {status}: {pretty}");
+    }
+    assert_eq!(errors.len(), 4, "{pretty}");
     assert!(
         report["wrong_password"]
             .as_str()
@@ -259,6 +220,9 @@ fn console_portal_and_demo_app_in_chromium() {
     );
     assert_eq!(report["registered"]["client_id"], client_id, "{pretty}");
     assert_eq!(report["app_status_at_site"], "active", "{pretty}");
+
+    assert_ehr_site(&server, &report["ehr_site"], &pretty);
+    assert_users(&server, &report, &pretty);
 
     let portal_apps = report["portal"]["apps"].as_array().unwrap();
     assert!(portal_apps.contains(&json!(client_id)), "{pretty}");
@@ -331,10 +295,6 @@ fn console_portal_and_demo_app_in_chromium() {
             "{pretty}"
         );
         assert!(
-            usage["launches_table_rows"].as_u64().unwrap() >= 1,
-            "{pretty}"
-        );
-        assert!(
             usage["status"].as_str().unwrap().starts_with("Updated"),
             "{pretty}"
         );
@@ -356,6 +316,22 @@ fn console_portal_and_demo_app_in_chromium() {
             usage["csv_links"], 9,
             "every chart has a CSV download: {pretty}"
         );
+        let csv = strings(&usage["launches_csv"]["lines"]);
+        assert_eq!(usage["launches_csv"]["name"], "launches.csv", "{pretty}");
+        assert!(csv[0].starts_with("label,"), "{pretty}");
+        assert!(csv.len() >= 2, "the CSV has a data row: {pretty}");
+        for (chart, shown) in usage["tables"].as_object().unwrap() {
+            assert_eq!(shown["pressed"], "true", "{chart}: {pretty}");
+            assert_eq!(
+                shown["table_rows"], shown["rows"],
+                "{chart} shows one table row per data row: {pretty}"
+            );
+        }
+        assert_eq!(usage["tables"].as_object().unwrap().len(), 9, "{pretty}");
+        assert_eq!(
+            usage["live_refresh"], true,
+            "the usage page updates without a reload: {pretty}"
+        );
     } else {
         assert_eq!(usage["analytics"], "off", "{pretty}");
         assert!(
@@ -364,6 +340,27 @@ fn console_portal_and_demo_app_in_chromium() {
         );
     }
     assert_eq!(report["after_sign_out"], "/console/sign-in", "{pretty}");
+    assert_eq!(report["missing_site_status"], 404, "{pretty}");
+    assert_eq!(
+        report["admin_launch_asked_sign_in"], true,
+        "an administrator's session does not approve a launch made for a practitioner: {pretty}"
+    );
+
+    // The practitioner's portal session signs it in on the authorization page, the CSRF
+    // value of the approval form is still checked, and signing out of the portal ends it.
+    let shared = &report["practitioner_session"];
+    assert_eq!(shared["start_page"], "/console/portal", "{pretty}");
+    assert_eq!(shared["launch_first_page"], "approve", "{pretty}");
+    assert_eq!(shared["forged_approval_status"], 400, "{pretty}");
+    assert_eq!(shared["app"]["state"], "ready", "{pretty}");
+    assert_eq!(shared["app"]["patient_id"], patient_id.as_str(), "{pretty}");
+    assert_eq!(
+        shared["app"]["fhir_user"],
+        format!("Practitioner/{practitioner_id}"),
+        "{pretty}"
+    );
+    assert_eq!(shared["standalone_first_page"], "picker", "{pretty}");
+    assert_eq!(shared["after_sign_out_first_page"], "sign-in", "{pretty}");
 
     assert_eq!(
         report["patient_portal"]["path"], "/console/patient-portal",
@@ -373,6 +370,10 @@ fn console_portal_and_demo_app_in_chromium() {
         report["patient_portal"]["nav"],
         json!(["Patient portal"]),
         "{pretty}"
+    );
+    assert_eq!(
+        report["patient_launch_first_page"], "approve",
+        "the patient portal session signs the patient in: {pretty}"
     );
     assert_eq!(report["patient_app"]["state"], "ready", "{pretty}");
     assert_eq!(
@@ -400,9 +401,136 @@ fn console_portal_and_demo_app_in_chromium() {
         .filter_map(|e| e["event"].as_str())
         .collect();
     let count = |name: &str| names.iter().filter(|n| **n == name).count();
-    assert_eq!(count("hearth.events.ConsoleSignedIn"), 2, "{names:?}");
-    assert_eq!(count("hearth.events.ConsoleSignedOut"), 1, "{names:?}");
-    assert_eq!(count("hearth.events.ConsoleSignInFailed"), 1, "{names:?}");
+    assert_eq!(count("hearth.events.ConsoleSignedIn"), 3, "{names:?}");
+    assert_eq!(count("hearth.events.ConsoleSignedOut"), 2, "{names:?}");
+    // One wrong password, and the disabled user.
+    assert_eq!(count("hearth.events.ConsoleSignInFailed"), 2, "{names:?}");
+}
+
+/// Checks the EHR-backed site that the console created, on the site page and through the
+/// admin API.
+fn assert_ehr_site(server: &Server, site: &Value, pretty: &str) {
+    assert_eq!(site["created_path"], "/console/sites/north-ehr", "{pretty}");
+    let created = &site["created"];
+    assert_eq!(
+        created["Upstream FHIR base URL"], "http://127.0.0.1:9/fhir/R3",
+        "{pretty}"
+    );
+    assert_eq!(created["Upstream FHIR version"], "3.0.2", "{pretty}");
+    let method = created["Authentication at the EHR"].as_str().unwrap();
+    assert!(method.contains("Backend Services"), "{pretty}");
+    assert!(method.contains("hearth-at-north"), "{pretty}");
+    assert!(
+        method.contains("http://127.0.0.1:9/oauth/token"),
+        "{pretty}"
+    );
+    assert_eq!(created["Cache freshness"], "60 s", "{pretty}");
+    assert_eq!(
+        created["Cache freshness per type"], "Observation 30 s, Patient 300 s",
+        "{pretty}"
+    );
+    assert_eq!(
+        created["Dynamic client registration"], "allowed",
+        "{pretty}"
+    );
+
+    let (status, listed) = server.get_json(&format!("{}/admin/sites", server.base_url));
+    assert_eq!(status, 200, "{listed}");
+    let stored = listed["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["site_id"] == "north-ehr")
+        .unwrap_or_else(|| panic!("the created site is not listed: {listed}"));
+    assert_eq!(stored["name"], "North EHR", "{stored}");
+    assert_eq!(
+        stored["upstream_base_url"], "http://127.0.0.1:9/fhir/R3",
+        "{stored}"
+    );
+    assert_eq!(stored["upstream_client_id"], "hearth-at-north", "{stored}");
+    assert_eq!(stored["upstream_fhir_version"], "3.0.2", "{stored}");
+    assert_eq!(stored["default_cache_freshness_s"], 60, "{stored}");
+    assert_eq!(
+        stored["cache_freshness_s"],
+        json!({"Patient": 300, "Observation": 30}),
+        "{stored}"
+    );
+    assert_eq!(stored["dynamic_registration"], true, "{stored}");
+}
+
+/// Checks the user that the console added and disabled.
+fn assert_users(server: &Server, report: &Value, pretty: &str) {
+    let users = &report["users"];
+    assert_eq!(users["listed"]["status"], "active", "{pretty}");
+    assert_eq!(users["listed"]["roles"], "", "{pretty}");
+    assert!(
+        users["listed"]["fhir_user"]
+            .as_str()
+            .unwrap()
+            .starts_with("Practitioner/"),
+        "{pretty}"
+    );
+    assert_eq!(users["after_disable"]["status"], "disabled", "{pretty}");
+    assert_eq!(
+        report["disabled_user_sign_in"]["path"], "/console/sign-in",
+        "{pretty}"
+    );
+
+    let (status, listed) = server.get_json(&format!("{}/admin/users", server.base_url));
+    assert_eq!(status, 200);
+    let nurse = listed["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "nurse-console")
+        .unwrap_or_else(|| panic!("the added user is not listed: {listed}"));
+    assert_eq!(nurse["disabled"], true, "{nurse}");
+    assert_eq!(
+        nurse["display_name"], "Nurse of the console test",
+        "{nurse}"
+    );
+    assert!(nurse.get("password_hash").is_none(), "{nurse}");
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("{value} is not an array"))
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Checks that every page was audited at both widths and that neither axe-core nor the
+/// keyboard walk found a problem.
+fn assert_accessible(report: &Value, analytics: bool) {
+    let audits = report["accessibility"].as_array().unwrap();
+    let mut expected: Vec<&str> = AUDITED_PAGES.to_vec();
+    if analytics {
+        expected.push("usage-table");
+    }
+    for page in &expected {
+        for width in ["desktop", "phone"] {
+            assert!(
+                audits
+                    .iter()
+                    .any(|a| a["page"] == *page && a["width"] == width),
+                "{page} was not audited at {width} width"
+            );
+        }
+    }
+    let failures: Vec<&Value> = audits
+        .iter()
+        .filter(|a| {
+            !a["violations"].as_array().unwrap().is_empty()
+                || !a["keyboard"].as_array().unwrap().is_empty()
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "accessibility problems:\n{}",
+        serde_json::to_string_pretty(&failures).unwrap()
+    );
 }
 
 #[test]
@@ -417,6 +545,7 @@ fn console_pages_need_sign_in() {
         "/console/sites/default",
         "/console/usage/data?report=usage",
         "/console/portal",
+        "/console/users",
     ] {
         let response = client
             .get(format!("{}{path}", server.base_url))
@@ -445,6 +574,38 @@ fn console_pages_need_sign_in() {
         .to_string();
     for attribute in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/console"] {
         assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+
+    // The session cookie follows the rules of the authorization server's session cookie,
+    // so the authorization pages receive it, also after a cross-site redirect from an app.
+    admin_post(
+        &server,
+        "/admin/users",
+        &json!({"username": ADMIN.0, "password": ADMIN.1, "roles": ["platform-admin"]}),
+    );
+    let form_value = cookie.split(';').next().unwrap().to_string();
+    let token = form_value.split_once('=').unwrap().1.to_string();
+    let signed_in = client
+        .post(format!("{}/console/sign-in", server.base_url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", &form_value)
+        .body(format!(
+            "username={}&password={}&signin={token}",
+            ADMIN.0,
+            ADMIN.1.replace(' ', "+")
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let session = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("hearth_console=") && !c.starts_with("hearth_console=;"))
+        .expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/;"] {
+        assert!(session.contains(attribute), "{session} lacks {attribute}");
     }
     for asset in [
         "/console/assets/console.css",

@@ -245,8 +245,12 @@
       p.textContent = "No data in this range.";
       body.append(p);
     } else if (showTable) {
+      // A named region and a Tab stop, so keyboard users can scroll a wide table.
       const wrap = document.createElement("div");
       wrap.className = "table-wrap";
+      wrap.setAttribute("role", "region");
+      wrap.setAttribute("aria-label", `${title}, table`);
+      wrap.tabIndex = 0;
       wrap.append(table(data, title));
       body.append(wrap);
     } else {

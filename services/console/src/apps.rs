@@ -51,10 +51,11 @@ pub async fn list(State(state): State<ConsoleState>, viewer: Viewer) -> ConsoleR
         ""
     };
     let body = format!(
-        "<h1>Apps</h1>{register}<div class=\"table-wrap\"><table><caption>Registered apps</caption>\
+        "<h1>Apps</h1>{register}{wrap}<table><caption id=\"apps-caption\">Registered apps</caption>\
          <thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Client id</th><th scope=\"col\">Type</th>\
          <th scope=\"col\">Vendor</th><th scope=\"col\">Active at</th><th scope=\"col\">Status</th></tr></thead>\
-         <tbody>{rows}</tbody></table></div>"
+         <tbody>{rows}</tbody></table></div>",
+        wrap = html::table_wrap("apps-caption"),
     );
     Ok(html::page(&viewer, "/console/apps", "Apps", &body))
 }

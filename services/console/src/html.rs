@@ -37,6 +37,9 @@ pub fn page(viewer: &Viewer, current: &str, title: &str, body: &str) -> Response
     } else if viewer.vendor().is_some() {
         links.push(("/console/apps", "Apps"));
     }
+    if viewer.is_platform_admin() {
+        links.push(("/console/users", "Users"));
+    }
     if viewer.can_see_usage() {
         links.push(("/console/usage", "Usage"));
     }
@@ -78,6 +81,16 @@ fn frame(title: &str, header: &str, body: &str) -> String {
          <main id=\"main\">{body}</main>\
          <script src=\"/console/assets/console.js\" defer></script></body></html>",
         title = escape(title),
+    )
+}
+
+/// Opens the box that scrolls a wide table sideways on a small screen. The box is a Tab
+/// stop, so keyboard users can scroll it too. It is a region labelled by the table's
+/// caption, whose id is `caption_id`.
+pub fn table_wrap(caption_id: &str) -> String {
+    format!(
+        "<div class=\"table-wrap\" role=\"region\" aria-labelledby=\"{}\" tabindex=\"0\">",
+        escape(caption_id)
     )
 }
 

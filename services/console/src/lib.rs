@@ -20,8 +20,10 @@ mod html;
 mod portal;
 mod session;
 mod signin;
+mod site_form;
 mod sites;
 mod usage;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,6 +127,8 @@ pub fn router(state: ConsoleState) -> Router {
             "/console/sites/{site_id}/grants/revoke",
             post(sites::revoke),
         )
+        .route("/console/users", get(users::list).post(users::create))
+        .route("/console/users/{user_id}/disable", post(users::disable))
         .route("/console/usage", get(usage::page))
         .route("/console/usage/data", get(usage::data))
         .route("/console/portal", get(portal::provider_page))

@@ -15,7 +15,9 @@ use hearth_smart::secret::hash_token;
 use crate::ConsoleState;
 use crate::error::{ConsoleError, ConsoleResult};
 
-pub const SESSION_COOKIE: &str = "hearth_console";
+/// The session cookie, shared with the authorization pages so that a signed-in portal
+/// user approves app launches without signing in again.
+pub const SESSION_COOKIE: &str = hearth_auth::PORTAL_SESSION_COOKIE;
 
 /// The signed-in user of a console request.
 #[derive(Debug, Clone)]
@@ -170,22 +172,22 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
-/// Finds the live session of a request and its user.
+/// Finds the live session of a request and its user. Every value of the cookie is
+/// tried, because a browser may still hold a cookie of the same name with an older path.
 pub fn viewer_of(state: &ConsoleState, headers: &HeaderMap) -> ConsoleResult<Option<Viewer>> {
-    let Some(session_id) = cookie(headers, SESSION_COOKIE) else {
-        return Ok(None);
-    };
     let store = &state.auth.store;
-    let Some((user_id, expires_at)) = store.console_session(&hash_token(&session_id))? else {
-        return Ok(None);
-    };
-    if expires_at <= hearth_auth::now_micros() {
-        return Ok(None);
+    for session_id in hearth_auth::cookie_values(headers, SESSION_COOKIE) {
+        let Some((user_id, expires_at)) = store.console_session(&hash_token(&session_id))? else {
+            continue;
+        };
+        if expires_at <= hearth_auth::now_micros() {
+            continue;
+        }
+        if let Some(user) = store.user(&user_id)?.filter(|user| !user.disabled) {
+            return Ok(Some(Viewer::from_user(&user, &session_id)));
+        }
     }
-    match store.user(&user_id)? {
-        Some(user) if !user.disabled => Ok(Some(Viewer::from_user(&user, &session_id))),
-        _ => Ok(None),
-    }
+    Ok(None)
 }
 
 impl FromRequestParts<ConsoleState> for Viewer {
@@ -226,6 +228,14 @@ impl FormData {
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.trim())
             .filter(|value| !value.is_empty())
+    }
+
+    /// The first value of a field as posted, not trimmed, for passwords.
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
     }
 
     /// Every non-blank value of a field.

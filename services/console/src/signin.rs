@@ -102,19 +102,38 @@ fn form_page(state: &ConsoleState, error: Option<&str>, username: &str) -> Respo
         username = escape(username),
     );
     let mut response = html::no_store(Html(html::bare_page("Sign in", &body)).into_response());
-    let cookie = cookie_header(state, SIGN_IN_COOKIE, &token, Some(600));
+    let cookie = cookie_header(state, CookieKind::SignInForm, &token, Some(600));
     response.headers_mut().append(header::SET_COOKIE, cookie);
     response
 }
 
-/// Builds a `Set-Cookie` value scoped to the console: HttpOnly, SameSite=Strict, Secure
-/// where the browser accepts it. `max_age` of `Some(0)` deletes the cookie.
+/// Which cookie a `Set-Cookie` value is for, with its path and `SameSite` rule.
+#[derive(Debug, Clone, Copy)]
+enum CookieKind {
+    /// The session, read by the console and by the authorization pages. `SameSite=Lax`,
+    /// because an app on another origin reaches the authorize endpoint by a cross-site
+    /// navigation. Every console form still carries a CSRF token.
+    Session,
+    /// A session cookie of the console's earlier releases, which had `Path=/console`;
+    /// only ever deleted.
+    OldSession,
+    /// The sign-in form's double-submit value, needed only by the console.
+    SignInForm,
+}
+
+/// Builds a `Set-Cookie` value: HttpOnly, Secure where the browser accepts it, with the
+/// path and `SameSite` rule of its kind. `max_age` of `Some(0)` deletes the cookie.
 fn cookie_header(
     state: &ConsoleState,
-    name: &str,
+    kind: CookieKind,
     value: &str,
     max_age: Option<i64>,
 ) -> HeaderValue {
+    let (name, path, same_site) = match kind {
+        CookieKind::Session => (SESSION_COOKIE, "/", "Lax"),
+        CookieKind::OldSession => (SESSION_COOKIE, "/console", "Strict"),
+        CookieKind::SignInForm => (SIGN_IN_COOKIE, "/console", "Strict"),
+    };
     let secure = if state.settings.secure_cookies() {
         "; Secure"
     } else {
@@ -123,7 +142,7 @@ fn cookie_header(
     let age = max_age
         .map(|s| format!("; Max-Age={s}"))
         .unwrap_or_default();
-    let text = format!("{name}={value}; Path=/console; HttpOnly; SameSite=Strict{secure}{age}");
+    let text = format!("{name}={value}; Path={path}; HttpOnly; SameSite={same_site}{secure}{age}");
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -143,7 +162,7 @@ pub async fn sign_in(
         ));
     }
     let username = form.get("username").unwrap_or_default().to_string();
-    let password = form.get("password").unwrap_or_default().to_string();
+    let password = form.raw("password").unwrap_or_default().to_string();
     if state.failures.locked(&username) {
         return Ok(form_page(
             &state,
@@ -211,11 +230,15 @@ pub async fn sign_in(
     let headers = response.headers_mut();
     headers.append(
         header::SET_COOKIE,
-        cookie_header(&state, SESSION_COOKIE, &session_id, Some(seconds)),
+        cookie_header(&state, CookieKind::Session, &session_id, Some(seconds)),
     );
     headers.append(
         header::SET_COOKIE,
-        cookie_header(&state, SIGN_IN_COOKIE, "", Some(0)),
+        cookie_header(&state, CookieKind::OldSession, "", Some(0)),
+    );
+    headers.append(
+        header::SET_COOKIE,
+        cookie_header(&state, CookieKind::SignInForm, "", Some(0)),
     );
     Ok(response)
 }
@@ -234,10 +257,11 @@ pub async fn sign_out(
     };
     hearth_auth::record(&state.auth, &viewer.user_id, event).await?;
     let mut response = Redirect::to("/console/sign-in").into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        cookie_header(&state, SESSION_COOKIE, "", Some(0)),
-    );
+    for kind in [CookieKind::Session, CookieKind::OldSession] {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, cookie_header(&state, kind, "", Some(0)));
+    }
     Ok(response)
 }
 

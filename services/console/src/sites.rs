@@ -4,30 +4,28 @@
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use hearth_auth::SiteRequest;
 use hearth_auth_store::Site;
-use hearth_schemas::Backing;
+use hearth_schemas::{Backing, UpstreamAuthMethod};
 
 use crate::ConsoleState;
 use crate::apps::path_segment;
 use crate::error::{ConsoleError, ConsoleResult};
 use crate::html::{self, csrf_field, escape};
 use crate::session::{FormData, Viewer};
+use crate::site_form::SiteFields;
 
 /// Grants listed on a site page, newest first.
 const GRANTS_SHOWN: usize = 200;
 
 pub async fn list(State(state): State<ConsoleState>, viewer: Viewer) -> ConsoleResult<Response> {
-    let body = list_body(&state, &viewer, None, &SiteFields::default())?;
+    let fields = SiteFields {
+        backing: "repository".to_string(),
+        auth_method: "none".to_string(),
+        default_freshness: "0".to_string(),
+        ..SiteFields::default()
+    };
+    let body = list_body(&state, &viewer, None, &fields)?;
     Ok(html::page(&viewer, "/console/sites", "Sites", &body))
-}
-
-#[derive(Debug, Default)]
-struct SiteFields {
-    site_id: String,
-    name: String,
-    backing: String,
-    upstream: String,
 }
 
 fn list_body(
@@ -62,37 +60,89 @@ fn list_body(
     }
     let create = if viewer.is_platform_admin() {
         let error = error.map(|e| html::notice("error", e)).unwrap_or_default();
-        let ehr_selected = if fields.backing == "ehr" {
-            " selected"
-        } else {
-            ""
-        };
         format!(
             "<section aria-labelledby=\"new-site\"><h2 id=\"new-site\">Create a site</h2>{error}\
-             <form method=\"post\" action=\"/console/sites\">{csrf}\
-             <label for=\"site_id\">Site id <small>(letters, digits, - and _; part of the site's URLs)</small></label>\
-             <input type=\"text\" id=\"site_id\" name=\"site_id\" value=\"{id}\" required pattern=\"[A-Za-z0-9_-]{{1,64}}\">\
-             <label for=\"site_name\">Name</label>\
-             <input type=\"text\" id=\"site_name\" name=\"name\" value=\"{name}\" required>\
-             <label for=\"backing\">Backing</label>\
-             <select id=\"backing\" name=\"backing\"><option value=\"repository\">Hearth's clinical data repository</option>\
-             <option value=\"ehr\"{ehr_selected}>An upstream EHR's FHIR API</option></select>\
-             <label for=\"upstream\">Upstream FHIR base URL <small>(for an EHR backing)</small></label>\
-             <input type=\"url\" id=\"upstream\" name=\"upstream_base_url\" value=\"{upstream}\">\
+             <form method=\"post\" action=\"/console/sites\" class=\"site-form\">{csrf}{fields}\
              <button type=\"submit\">Create site</button></form></section>",
             csrf = csrf_field(viewer),
-            id = escape(&fields.site_id),
-            name = escape(&fields.name),
-            upstream = escape(&fields.upstream),
+            fields = fields.render(false),
         )
     } else {
         String::new()
     };
     Ok(format!(
-        "<h1>Sites</h1><div class=\"table-wrap\"><table><caption>Sites and their FHIR bases</caption>\
+        "<h1>Sites</h1>{wrap}<table><caption id=\"sites-caption\">Sites and their FHIR bases</caption>\
          <thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Site id</th><th scope=\"col\">Backing</th>\
-         <th scope=\"col\">FHIR base</th><th scope=\"col\">Active apps</th></tr></thead><tbody>{rows}</tbody></table></div>{create}"
+         <th scope=\"col\">FHIR base</th><th scope=\"col\">Active apps</th></tr></thead><tbody>{rows}</tbody></table></div>{create}",
+        wrap = html::table_wrap("sites-caption"),
     ))
+}
+
+/// Lists a site's settings as a description list. No setting is a secret: an upstream's
+/// bearer token lives only in the server configuration.
+fn settings_list(site: &Site) -> String {
+    let mut items: Vec<(&str, String)> = vec![(
+        "Dynamic client registration",
+        if site.dynamic_registration {
+            "allowed"
+        } else {
+            "not allowed"
+        }
+        .to_string(),
+    )];
+    if site.backing == Backing::Ehr {
+        let text = |value: &Option<String>, default: &str| {
+            value
+                .as_deref()
+                .map(|v| format!("<code>{}</code>", escape(v)))
+                .unwrap_or_else(|| default.to_string())
+        };
+        let method = match site.upstream_auth_method {
+            UpstreamAuthMethod::None => "no credential".to_string(),
+            UpstreamAuthMethod::Bearer => {
+                "a static bearer token from the server configuration".to_string()
+            }
+            UpstreamAuthMethod::BackendServices => format!(
+                "SMART Backend Services as client {}, token endpoint {}, scopes {}",
+                text(&site.upstream_client_id, "(none)"),
+                text(
+                    &site.upstream_token_url,
+                    "from the EHR's SMART configuration"
+                ),
+                text(&site.upstream_scope, "<code>system/*.rs</code>"),
+            ),
+        };
+        let per_type = if site.cache_freshness_s.is_empty() {
+            "none".to_string()
+        } else {
+            site.cache_freshness_s
+                .iter()
+                .map(|(t, seconds)| format!("{} {seconds} s", escape(t)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        items.extend([
+            (
+                "Upstream FHIR base URL",
+                text(&site.upstream_base_url, "(none)"),
+            ),
+            (
+                "Upstream FHIR version",
+                text(&site.upstream_fhir_version, "4.0.1 (R4)"),
+            ),
+            ("Authentication at the EHR", method),
+            (
+                "Cache freshness",
+                format!("{} s", site.default_cache_freshness_s),
+            ),
+            ("Cache freshness per type", per_type),
+        ]);
+    }
+    let rows: String = items
+        .iter()
+        .map(|(term, value)| format!("<dt>{term}</dt><dd>{value}</dd>"))
+        .collect();
+    format!("<dl class=\"settings\" id=\"site-settings\">{rows}</dl>")
 }
 
 fn backing_label(site: &Site) -> String {
@@ -116,19 +166,13 @@ pub async fn create(
         ));
     }
     let form = FormData::checked(&viewer, &body)?;
-    let text = |name: &str| form.get(name).unwrap_or_default().to_string();
-    let fields = SiteFields {
-        site_id: text("site_id"),
-        name: text("name"),
-        backing: text("backing"),
-        upstream: text("upstream_base_url"),
-    };
-    let request = SiteRequest {
-        site_id: fields.site_id.clone(),
-        name: fields.name.clone(),
-        backing: Some(fields.backing.clone()).filter(|b| !b.is_empty()),
-        upstream_base_url: Some(fields.upstream.clone()).filter(|u| !u.is_empty()),
-        ..SiteRequest::default()
+    let fields = SiteFields::from_form(&form);
+    let request = match fields.to_request() {
+        Ok(request) => request,
+        Err(message) => {
+            let body = list_body(&state, &viewer, Some(&message), &fields)?;
+            return Ok(html::page(&viewer, "/console/sites", "Sites", &body));
+        }
     };
     match hearth_auth::create_site_as(&state.auth, &request, &viewer.user_id).await {
         Ok(site) => Ok(Redirect::to(&format!(
@@ -240,12 +284,13 @@ pub async fn show(
     let body = format!(
         "{notice}<h1>Site {name}</h1>\
          <p>Site id <code>{id}</code>, backing: {backing}. FHIR base <code>{base}</code>.</p>\
+         <section aria-labelledby=\"settings-heading\"><h2 id=\"settings-heading\">Settings</h2>{settings}</section>\
          <section aria-labelledby=\"apps-heading\"><h2 id=\"apps-heading\">Apps</h2>\
-         <div class=\"table-wrap\"><table><caption>Apps and whether they are active at this site</caption>\
+         {apps_wrap}<table><caption id=\"apps-caption\">Apps and whether they are active at this site</caption>\
          <thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Client id</th><th scope=\"col\">Status</th><th scope=\"col\">Change</th></tr></thead>\
          <tbody>{app_rows}</tbody></table></div></section>\
          <section aria-labelledby=\"grants-heading\"><h2 id=\"grants-heading\">Grants</h2>{revoke_all}\
-         <div class=\"table-wrap\"><table><caption>Grants at this site, newest first</caption>\
+         {grants_wrap}<table><caption id=\"grants-caption\">Grants at this site, newest first</caption>\
          <thead><tr><th scope=\"col\">Grant</th><th scope=\"col\">App</th><th scope=\"col\">User</th><th scope=\"col\">Patient</th>\
          <th scope=\"col\">Scopes</th><th scope=\"col\">Granted</th><th scope=\"col\">Revoke</th></tr></thead>\
          <tbody>{grant_rows}</tbody></table></div></section>",
@@ -256,6 +301,9 @@ pub async fn show(
             "{}{}",
             state.settings.public_url, site.fhir_base_path
         )),
+        settings = settings_list(&site),
+        apps_wrap = html::table_wrap("apps-caption"),
+        grants_wrap = html::table_wrap("grants-caption"),
     );
     Ok(html::page(&viewer, "/console/sites", &site.name, &body))
 }
