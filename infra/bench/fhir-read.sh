@@ -15,8 +15,9 @@
 # up to 1 s.
 #
 # Installs wrk (Debian) and the peer's npm packages (into the cache directory) when
-# missing. Builds the release binary. Prints one line per request and server; record the
-# results with the hardware in docs/BENCHMARKS.md.
+# missing. Builds the release binary, or uses the binary named by HEARTH_BIN. Prints one
+# line per request and server; record the results with the hardware in
+# docs/BENCHMARKS.md.
 set -euo pipefail
 
 duration="${1:-15}"
@@ -34,8 +35,12 @@ if [[ ! -d "$peer_dir/node_modules/@medplum/fhir-router" ]]; then
     (cd "$peer_dir" && npm install --legacy-peer-deps --no-audit --no-fund >&2)
 fi
 cp infra/bench/peer/medplum-server.cjs "$peer_dir/"
-cargo build --release --locked -p hearth >&2
-hearth="$CARGO_TARGET_DIR/release/hearth"
+if [[ -n "${HEARTH_BIN:-}" ]]; then
+    hearth="$HEARTH_BIN"
+else
+    cargo build --release --locked -p hearth >&2
+    hearth="$CARGO_TARGET_DIR/release/hearth"
+fi
 
 work="$(mktemp -d)"
 pids=()
@@ -64,11 +69,12 @@ patient="6c5d9ca9-54d7-42f5-bfae-a7c19cd217f2"
 read_path="Patient/$patient"
 search_path="Observation?patient=Patient/$patient&code=http://loinc.org%7C8302-2&date=ge2000-01-01"
 
-# Prints "requests/s p50 p99" of one wrk run.
+# Prints "requests/s p50 p99" of one wrk run. The timeout is long, so that a slow server
+# is measured instead of having its requests dropped (wrk's default is 2 s).
 measure() {
     local url="$1"
     shift
-    wrk -t2 -c"$connections" -d"${duration}s" --latency "$@" "$url" |
+    wrk -t2 -c"$connections" -d"${duration}s" --timeout 30s --latency "$@" "$url" |
         awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {print rps, p50, p99}'
 }
 

@@ -37,3 +37,5 @@ mod scopes;
 mod search;
 #[path = "fhir_rest/search_scopes.rs"]
 mod search_scopes;
+#[path = "fhir_rest/search_system.rs"]
+mod search_system;

@@ -8,7 +8,7 @@ use percent_encoding::percent_decode_str;
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 
-use crate::search::{SqlBuilder, parse_filters};
+use crate::search::{SqlBuilder, parse_filters, push_matching};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CriteriaError {
@@ -33,14 +33,12 @@ pub fn find(
             reason: "no search parameters".to_string(),
         });
     }
-    let (filter, args) = build_filter(resource_type, &pairs)?;
+    let (matching, args) = build_filter(resource_type, &pairs)?;
     let sql = format!(
-        "SELECT r.id, r.version FROM resources r WHERE r.type = ? AND r.deleted = 0{filter} ORDER BY r.rid LIMIT {limit}"
+        "SELECT r.id, r.version FROM resources r WHERE {matching} ORDER BY r.rid LIMIT {limit}"
     );
-    let mut all_args = vec![SqlValue::Text(resource_type.to_string())];
-    all_args.extend(args);
     let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map(rusqlite::params_from_iter(all_args), |row| {
+    let rows = statement.query_map(rusqlite::params_from_iter(args), |row| {
         Ok((row.get(0)?, row.get(1)?))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -64,8 +62,10 @@ pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, CriteriaError> 
     Ok(pairs)
 }
 
-/// Builds ` AND (...)` conditions on `r` (a row of `resources`) for (name, encoded value)
-/// pairs: pairs are ANDed, comma-separated values ORed.
+/// Builds the conditions that a live resource `r` (a row of `resources`) of
+/// `resource_type` meets when it matches (name, encoded value) pairs: pairs are ANDed,
+/// comma-separated values ORed. The text starts with the condition SQLite should find the
+/// rows with (see [`crate::search::push_matching`]) and has no leading `AND`.
 pub fn build_filter(
     resource_type: &str,
     pairs: &[(String, String)],
@@ -80,8 +80,7 @@ pub fn build_filter(
     };
     let filters = parse_filters(resource_type, pairs).map_err(|e| invalid(e.to_string()))?;
     let mut builder = SqlBuilder::new(None);
-    builder
-        .filters(resource_type, "r", &filters)
+    push_matching(&mut builder, resource_type, "r", &filters, None, false)
         .map_err(|e| invalid(e.to_string()))?;
     Ok((builder.sql, builder.args))
 }

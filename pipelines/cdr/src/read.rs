@@ -171,13 +171,9 @@ impl Repository {
         filters: &[(String, String)],
         visibility: &Visibility,
     ) -> Result<u64> {
-        let (filter, args) = build_filter(resource_type, filters)?;
+        let (matching, mut all_args) = build_filter(resource_type, filters)?;
         let (visible, visible_args) = visibility.sql(resource_type)?;
-        let sql = format!(
-            "SELECT count(*) FROM resources r WHERE r.type = ? AND r.deleted = 0{filter}{visible}"
-        );
-        let mut all_args = vec![SqlValue::Text(resource_type.to_string())];
-        all_args.extend(args);
+        let sql = format!("SELECT count(*) FROM resources r WHERE {matching}{visible}");
         all_args.extend(visible_args);
         let conn = self.pool.get()?;
         let count: i64 = conn
@@ -196,17 +192,13 @@ impl Repository {
         count: usize,
         after: Option<i64>,
     ) -> Result<SearchPage> {
-        let (filter, args) = build_filter(resource_type, filters)?;
+        let (matching, mut all_args) = build_filter(resource_type, filters)?;
         let (visible, visible_args) = visibility.sql(resource_type)?;
         let sql = format!(
             "SELECT {VERSION_COLUMNS}, r.rid FROM resources r JOIN versions v ON v.vid = r.vid
-             WHERE r.type = ? AND r.deleted = 0 AND r.rid > ?{filter}{visible} ORDER BY r.rid LIMIT ?"
+             WHERE {matching} AND r.rid > ?{visible} ORDER BY r.rid LIMIT ?"
         );
-        let mut all_args = vec![
-            SqlValue::Text(resource_type.to_string()),
-            SqlValue::Integer(after.unwrap_or(0)),
-        ];
-        all_args.extend(args);
+        all_args.push(SqlValue::Integer(after.unwrap_or(0)));
         all_args.extend(visible_args);
         all_args.push(SqlValue::Integer(count as i64 + 1));
 

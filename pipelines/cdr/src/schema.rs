@@ -5,10 +5,11 @@
 //! `idx_*` tables hold one row per search-parameter value of each current version, keyed
 //! by the parameter's integer id (see [`crate::params`]) and the value. When a resource
 //! changes, its old rows are computed again from the old JSON and deleted by key, so the
-//! write path needs no index by resource. Only `idx_date`, `idx_string` and
-//! `idx_reference` have one (`rid`, `param`), because search sorts by dates and strings
-//! per resource and follows a resource's references for `_include`, `_has` and
-//! `$everything`; the other tables are sorted by one pass over the parameter's rows.
+//! write path needs no index by resource. Only `idx_date`, `idx_string`, `idx_reference`
+//! and `idx_token` have one (`rid`, `param`): search checks the rows its most selective
+//! filter found against the other filters through them (see `search::plan`), sorts by
+//! dates and strings per resource, and follows a resource's references for `_include`,
+//! `_has` and `$everything`. The other tables are read as a whole set per parameter.
 //!
 //! `Reference.identifier` values are stored in `idx_token` under the id of their reference
 //! parameter, so `:identifier` matches them like a token. `idx_composite` is described at
@@ -174,6 +175,7 @@ fn create(conn: &Connection) -> rusqlite::Result<()> {
         CREATE INDEX IF NOT EXISTS idx_date_by_resource ON idx_date (rid, param);
         CREATE INDEX IF NOT EXISTS idx_string_by_resource ON idx_string (rid, param);
         CREATE INDEX IF NOT EXISTS idx_reference_by_resource ON idx_reference (rid, param);
+        CREATE INDEX IF NOT EXISTS idx_token_by_resource ON idx_token (rid, param);
         ",
     )
 }

@@ -37,6 +37,18 @@ impl Visibility {
             .any(|a| a.patient_compartment.is_none() && a.filters.is_empty())
     }
 
+    /// Returns whether every visible resource is in one patient's compartment, so that a
+    /// search can find them through that patient's references.
+    pub fn confines_to_patient(&self) -> bool {
+        matches!(
+            self.alternatives.as_slice(),
+            [Alternative {
+                patient_compartment: Some(_),
+                ..
+            }]
+        )
+    }
+
     /// Returns ` AND (...)`: the condition on `r` (a row of `resources`) that a visible
     /// resource of `resource_type` meets.
     pub(crate) fn sql(
@@ -77,8 +89,12 @@ impl Visibility {
                 builder.push(" AND ");
                 builder.compartment(resource_type, alias, patient);
             }
-            let filters = parse_filters(resource_type, &alternative.filters)?;
-            builder.filters(resource_type, alias, &filters)?;
+            // Checks of the rows a search finds by other means, so that a broad scope
+            // restriction never becomes the set SQLite starts from.
+            for filter in parse_filters(resource_type, &alternative.filters)? {
+                builder.push(" AND ");
+                builder.check(resource_type, alias, &filter)?;
+            }
             builder.push(")");
         }
         builder.push(")");

@@ -100,6 +100,7 @@ fn interaction(method: &str, route: &str) -> (Option<&'static str>, Option<&'sta
         ("GET", "/{resource_type}/_history") => (Some("history-type"), None),
         ("GET", "/_history") => (Some("history-system"), None),
         ("POST", "/") => (Some("transaction"), None),
+        ("GET", "/") | ("GET" | "POST", "/_search") => (Some("search-system"), None),
         _ => (None, None),
     }
 }

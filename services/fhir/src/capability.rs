@@ -71,14 +71,42 @@ fn capability_statement(site: &SiteContext) -> Value {
             "interaction": [
                 {"code": "transaction"},
                 {"code": "batch"},
+                {"code": "search-system"},
                 {"code": "history-system"},
             ],
+            "searchParam": system_search_params(),
             "operation": [
                 {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
                 {"name": "import", "definition": format!("{base_url}/OperationDefinition/import")},
             ],
         }],
     })
+}
+
+/// The parameters of system-level search without `_type`: those every resource type has
+/// under one definition. With `_type`, any parameter the named types share works.
+fn system_search_params() -> Value {
+    let types = resource_types::all();
+    let Some(first) = types.first() else {
+        return json!([]);
+    };
+    let shared_by_all = |param: &&search_params::SearchParam| {
+        types.iter().all(|resource_type| {
+            search_params::get(resource_type, &param.code).is_some_and(|p| p.url == param.url)
+        })
+    };
+    search_params::for_type(first)
+        .iter()
+        .filter(|param| searchable(param.param_type))
+        .filter(shared_by_all)
+        .map(|param| {
+            json!({
+                "name": param.code,
+                "definition": param.url,
+                "type": type_code(param.param_type),
+            })
+        })
+        .collect()
 }
 
 /// The SMART on FHIR security service with the oauth-uris extension, which clients

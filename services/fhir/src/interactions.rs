@@ -118,22 +118,22 @@ pub async fn create(
 ) -> FhirResult<FhirJson> {
     check_type(&resource_type)?;
     let resource = parse_body(&headers, &body, &resource_type)?;
-    check_write(
-        &state,
-        &principal,
-        &resource_type,
-        None,
-        Some(&resource),
-        Interaction::Create,
-    )?;
     let mut create = entry(Action::Create, &resource_type, None, Some(resource));
     create.if_none_exist = headers
         .get("if-none-exist")
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim_start_matches('?').to_string())
         .filter(|v| !v.is_empty());
-    confine(&state, &principal, &mut create)?;
-    run_single(&state, &site, &principal, create, prefer_return(&headers)).await
+    let wanted = prefer_return(&headers);
+    run_confined(
+        &state,
+        &site,
+        &principal,
+        create,
+        Interaction::Create,
+        wanted,
+    )
+    .await
 }
 
 /// `PUT [base]/[type]/[id]`: update, or create with the client's id.
@@ -187,21 +187,8 @@ pub async fn conditional_update(
     body: Bytes,
 ) -> FhirResult<FhirJson> {
     check_type(&resource_type)?;
-    let criteria = query.filter(|q| !q.is_empty()).ok_or_else(|| {
-        FhirError::not_supported(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "PUT on a type needs search criteria",
-        )
-    })?;
+    let criteria = required_criteria(query, "PUT")?;
     let resource = parse_body(&headers, &body, &resource_type)?;
-    check_write(
-        &state,
-        &principal,
-        &resource_type,
-        None,
-        Some(&resource),
-        Interaction::Update,
-    )?;
     let id = resource
         .get("id")
         .and_then(Value::as_str)
@@ -209,8 +196,16 @@ pub async fn conditional_update(
     let mut update = entry(Action::Update, &resource_type, id, Some(resource));
     update.criteria = Some(criteria);
     update.if_match = if_match(&headers)?;
-    confine(&state, &principal, &mut update)?;
-    run_single(&state, &site, &principal, update, prefer_return(&headers)).await
+    let wanted = prefer_return(&headers);
+    run_confined(
+        &state,
+        &site,
+        &principal,
+        update,
+        Interaction::Update,
+        wanted,
+    )
+    .await
 }
 
 /// `PATCH [base]/[type]/[id]` with a JSON Patch (RFC 6902) body.
@@ -290,24 +285,53 @@ pub async fn conditional_delete(
     RawQuery(query): RawQuery,
 ) -> FhirResult<FhirJson> {
     check_type(&resource_type)?;
-    let criteria = query.filter(|q| !q.is_empty()).ok_or_else(|| {
-        FhirError::not_supported(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "DELETE on a type needs search criteria",
-        )
-    })?;
-    check_write(
-        &state,
-        &principal,
-        &resource_type,
-        None,
-        None,
-        Interaction::Delete,
-    )?;
+    let criteria = required_criteria(query, "DELETE")?;
     let mut delete = entry(Action::Delete, &resource_type, None, None);
     delete.criteria = Some(criteria);
-    confine(&state, &principal, &mut delete)?;
-    run_single(&state, &site, &principal, delete, Return::Minimal).await
+    let wanted = Return::Minimal;
+    run_confined(
+        &state,
+        &site,
+        &principal,
+        delete,
+        Interaction::Delete,
+        wanted,
+    )
+    .await
+}
+
+/// Returns the search criteria of a conditional update or delete (`method` on a type):
+/// the query string, which must not be empty.
+fn required_criteria(query: Option<String>, method: &str) -> FhirResult<String> {
+    query.filter(|q| !q.is_empty()).ok_or_else(|| {
+        FhirError::not_supported(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} on a type needs search criteria"),
+        )
+    })
+}
+
+/// Runs a write whose target the repository picks by criteria (a create, or a conditional
+/// update or delete). It checks the caller's scopes for `interaction` on the entry's new
+/// content and confines the criteria to what the caller may see before appending it.
+async fn run_confined(
+    state: &FhirState,
+    site: &SiteContext,
+    principal: &Principal,
+    mut entry: Entry,
+    interaction: Interaction,
+    wanted: Return,
+) -> FhirResult<FhirJson> {
+    check_write(
+        state,
+        principal,
+        &entry.resource_type,
+        None,
+        entry.resource.as_ref(),
+        interaction,
+    )?;
+    confine(state, principal, &mut entry)?;
+    run_single(state, site, principal, entry, wanted).await
 }
 
 /// Appends one write and answers with its outcome.

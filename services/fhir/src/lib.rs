@@ -19,6 +19,7 @@ mod read;
 mod rules;
 mod scopes;
 mod search;
+mod search_system;
 mod transaction;
 mod write;
 
@@ -92,7 +93,14 @@ pub fn router(state: FhirState) -> Router {
             "/$load",
             post(load::load).layer(DefaultBodyLimit::max(load_limit)),
         )
-        .route("/", post(transaction::transaction))
+        .route(
+            "/",
+            get(search_system::search_system).post(transaction::transaction),
+        )
+        .route(
+            "/_search",
+            get(search_system::search_system).post(search_system::search_system_post),
+        )
         .route("/_history", get(history::system))
         .route(
             "/{resource_type}",

@@ -1,4 +1,5 @@
-//! Type-level and Patient-compartment search over GET and POST `_search`.
+//! Type-level and Patient-compartment search over GET and POST `_search`, and the
+//! searchset Bundle that system-level search (`crate::search_system`) writes too.
 //!
 //! [`hearth_cdr::search`] parses the parameters and runs them against the repository with
 //! the caller's visibility. The searched type and the types that chains and `_has` read
@@ -137,7 +138,7 @@ fn compartment_search(
 
 /// Collects the pairs of a POST search: those of the query string, then those of the
 /// form body.
-fn form_pairs(
+pub(crate) fn form_pairs(
     query: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
@@ -258,15 +259,8 @@ fn search_response(
     // A type the caller may not search at all is 403, not an empty Bundle.
     visibility(principal, resource_type, Interaction::Search)?;
     let base = site.fhir_base_url.as_str();
-    let options = ParseOptions {
-        strict: strict_handling(headers),
-        context: ValueContext {
-            base_url: base,
-            now: search::now_micros(),
-        },
-    };
+    let options = parse_options(base, headers);
     let query = search::parse(resource_type, &request.pairs, &options).map_err(search_error)?;
-    let pretty = pretty(&request.pairs);
 
     let search_visibility = access_of(principal, Interaction::Search);
     let read_visibility = access_of(principal, Interaction::Read);
@@ -275,82 +269,125 @@ fn search_response(
         read: &read_visibility,
         compartment: request.compartment,
     };
-    let settings = &state.settings;
-    let count = query
-        .count
-        .unwrap_or(settings.default_page_size)
-        .min(settings.max_page_size);
-    let path = request.path();
-    let self_link = link(base, &path, &query.echoed, query.cursor);
-
-    let count_only = count == 0 || query.summary == Some(Summary::Count);
-    let total_requested = matches!(query.total, Some(Total::Accurate | Total::Estimate));
-    if count_only {
-        let total = match query.total {
-            Some(Total::None) => None,
-            _ => Some(state.repository.search_count(&query, &access)?),
-        };
-        let body = write_bundle("searchset", total, &[("self", &self_link)], &[]);
-        return Ok(FhirJson::ok(body).pretty(pretty));
-    }
-
-    let results = state.repository.search_page(&query, &access, count)?;
-    let total = if total_requested {
-        Some(state.repository.search_count(&query, &access)?)
-    } else if query.total.is_none() && query.cursor.is_none() && results.next.is_none() {
-        // The first page contains every match, so the total is known without counting.
-        Some(results.matches.len() as u64)
-    } else {
-        None
+    let repository = &state.repository;
+    let search = SearchRun {
+        base,
+        path: request.path(),
+        query: &query,
+        pretty: pretty(&request.pairs),
     };
+    search.respond(
+        &state.settings,
+        || Ok(repository.search_count(&query, &access)?),
+        |count| Ok(repository.search_page(&query, &access, count)?),
+    )
+}
 
-    let next_link = results
-        .next
-        .map(|next| link(base, &path, &query.echoed, Some(next)));
-    let first_link = query
-        .cursor
-        .is_some()
-        .then(|| link(base, &path, &query.echoed, None));
-    let mut links = vec![("self", self_link.as_str())];
-    if let Some(first) = &first_link {
-        links.push(("first", first.as_str()));
+/// How to parse the parameters of a request to the FHIR base `base`.
+pub(crate) fn parse_options<'a>(base: &'a str, headers: &HeaderMap) -> ParseOptions<'a> {
+    ParseOptions {
+        strict: strict_handling(headers),
+        context: ValueContext {
+            base_url: base,
+            now: search::now_micros(),
+        },
     }
-    if let Some(next) = &next_link {
-        links.push(("next", next.as_str()));
-    }
+}
 
-    let match_subset = subset_of(&query, true);
-    let include_subset = subset_of(&query, false);
-    let mut bodies: Vec<(&hearth_cdr::StoredResource, &'static str, Option<String>)> =
-        Vec::with_capacity(results.matches.len() + results.included.len());
-    for stored in &results.matches {
-        bodies.push((stored, "match", reshape(stored, match_subset.as_ref())));
+/// A parsed search on its way to a searchset Bundle.
+pub(crate) struct SearchRun<'a> {
+    pub base: &'a str,
+    /// The path of the search under the base, which paging links repeat.
+    pub path: String,
+    pub query: &'a SearchQuery,
+    pub pretty: bool,
+}
+
+impl SearchRun<'_> {
+    /// Runs the search with `count_all`, which counts every match, and `page`, which
+    /// returns a page of the given size, and writes the searchset Bundle.
+    pub fn respond(
+        &self,
+        settings: &crate::FhirSettings,
+        count_all: impl Fn() -> FhirResult<u64>,
+        page: impl Fn(usize) -> FhirResult<hearth_cdr::search::SearchResults>,
+    ) -> FhirResult<FhirJson> {
+        let (base, path, query) = (self.base, self.path.as_str(), self.query);
+        let count = query
+            .count
+            .unwrap_or(settings.default_page_size)
+            .min(settings.max_page_size);
+        let self_link = link(base, path, &query.echoed, query.cursor);
+
+        let count_only = count == 0 || query.summary == Some(Summary::Count);
+        let total_requested = matches!(query.total, Some(Total::Accurate | Total::Estimate));
+        if count_only {
+            let total = match query.total {
+                Some(Total::None) => None,
+                _ => Some(count_all()?),
+            };
+            let body = write_bundle("searchset", total, &[("self", &self_link)], &[]);
+            return Ok(FhirJson::ok(body).pretty(self.pretty));
+        }
+
+        let results = page(count)?;
+        let total = if total_requested {
+            Some(count_all()?)
+        } else if query.total.is_none() && query.cursor.is_none() && results.next.is_none() {
+            // The first page contains every match, so the total is known without counting.
+            Some(results.matches.len() as u64)
+        } else {
+            None
+        };
+
+        let next_link = results
+            .next
+            .map(|next| link(base, path, &query.echoed, Some(next)));
+        let first_link = query
+            .cursor
+            .is_some()
+            .then(|| link(base, path, &query.echoed, None));
+        let mut links = vec![("self", self_link.as_str())];
+        if let Some(first) = &first_link {
+            links.push(("first", first.as_str()));
+        }
+        if let Some(next) = &next_link {
+            links.push(("next", next.as_str()));
+        }
+
+        let match_subset = subset_of(query, true);
+        let include_subset = subset_of(query, false);
+        let mut bodies: Vec<(&hearth_cdr::StoredResource, &'static str, Option<String>)> =
+            Vec::with_capacity(results.matches.len() + results.included.len());
+        for stored in &results.matches {
+            bodies.push((stored, "match", reshape(stored, match_subset.as_ref())));
+        }
+        for stored in &results.included {
+            bodies.push((stored, "include", reshape(stored, include_subset.as_ref())));
+        }
+        let mut entries: Vec<BundleEntry<'_>> = bodies
+            .iter()
+            .map(|(stored, mode, reshaped)| BundleEntry {
+                full_url: format!("{base}/{}/{}", stored.resource_type, stored.id),
+                resource: reshaped.as_deref().or(stored.json.as_deref()),
+                search_mode: Some(*mode),
+                request: None,
+                response: None,
+            })
+            .collect();
+        let warning = warnings(query, results.included_truncated);
+        if let Some(outcome) = &warning {
+            entries.push(BundleEntry {
+                full_url: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+                resource: Some(outcome.as_str()),
+                search_mode: Some("outcome"),
+                request: None,
+                response: None,
+            });
+        }
+        let body = write_bundle("searchset", total, &links, &entries);
+        Ok(FhirJson::ok(body).pretty(self.pretty))
     }
-    for stored in &results.included {
-        bodies.push((stored, "include", reshape(stored, include_subset.as_ref())));
-    }
-    let mut entries: Vec<BundleEntry<'_>> = bodies
-        .iter()
-        .map(|(stored, mode, reshaped)| BundleEntry {
-            full_url: format!("{base}/{}/{}", stored.resource_type, stored.id),
-            resource: reshaped.as_deref().or(stored.json.as_deref()),
-            search_mode: Some(*mode),
-            request: None,
-            response: None,
-        })
-        .collect();
-    let warning = warnings(&query, results.included_truncated);
-    if let Some(outcome) = &warning {
-        entries.push(BundleEntry {
-            full_url: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
-            resource: Some(outcome.as_str()),
-            search_mode: Some("outcome"),
-            request: None,
-            response: None,
-        });
-    }
-    let body = write_bundle("searchset", total, &links, &entries);
-    Ok(FhirJson::ok(body).pretty(pretty))
 }
 
 /// Returns the subset that `_summary` or `_elements` requests. `_summary` applies to every
@@ -414,7 +451,12 @@ pub(crate) fn link(
     echoed: &[(String, String)],
     cursor: Option<Cursor>,
 ) -> String {
-    let mut url = format!("{base}/{path}");
+    // A system-level search has no path: its links are `[base]?...`.
+    let mut url = if path.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}/{path}")
+    };
     let mut separator = '?';
     for (name, value) in echoed {
         let decoded = percent_encoding::percent_decode_str(&value.replace('+', " "))

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::client::{Fhir, assert_outcome, assert_outcome_value, location, unique};
+use crate::sample::PatientData;
 use crate::support::{ClientAuth, Hearth, Tokens};
 
 /// A backend service registered with every system scope.
@@ -33,8 +34,28 @@ fn patient_client(hearth: &Hearth, scope: &str) -> Fhir {
     Fhir::new(&hearth.default_site.fhir, &tokens.access)
 }
 
-fn admin_client(hearth: &Hearth) -> Fhir {
-    Fhir::admin(&hearth.server)
+/// Launch scopes that read and write everything in the patient's compartment.
+const PATIENT_CRUDS: &str = "launch/patient patient/*.cruds";
+
+/// Starts a server and returns it with a client of a patient launch with `scope` and an
+/// admin client.
+fn start_with_patient_scope(scope: &str) -> (Hearth, Fhir, Fhir) {
+    let hearth = Hearth::start();
+    let fhir = patient_client(&hearth, scope);
+    let admin = Fhir::admin(&hearth.server);
+    (hearth, fhir, admin)
+}
+
+/// Returns the path of the first Observation of `patient` and its stored JSON.
+fn first_observation(admin: &Fhir, patient: &PatientData) -> (String, Value) {
+    let path = format!("Observation/{}", patient.observations[0]);
+    let stored = admin.read(&path);
+    (path, stored)
+}
+
+/// Counts the stored Observations with the identifier `urn:test|{marker}`.
+fn count_marked(admin: &Fhir, marker: &str) -> u64 {
+    admin.count(&format!("Observation?identifier=urn:test|{marker}"))
 }
 
 /// Registers [`WRITER_APP`] and returns a client with its `system/*.cruds` token.
@@ -75,9 +96,7 @@ fn assert_unchanged(admin: &Fhir, path: &str, expected: &Value) {
 
 #[test]
 fn patient_token_creates_in_own_compartment() {
-    let hearth = Hearth::start();
-    let fhir = patient_client(&hearth, "launch/patient patient/*.cruds");
-    let admin = admin_client(&hearth);
+    let (hearth, fhir, admin) = start_with_patient_scope(PATIENT_CRUDS);
     let own = &hearth.sample.patient.id;
     let other = &hearth.sample.other.id;
     let other_count = admin.count(&format!("Observation?subject=Patient/{other}"));
@@ -103,13 +122,10 @@ fn patient_token_creates_in_own_compartment() {
 
 #[test]
 fn patient_token_cannot_change_other_patients() {
-    let hearth = Hearth::start();
-    let fhir = patient_client(&hearth, "launch/patient patient/*.cruds");
-    let admin = admin_client(&hearth);
+    let (hearth, fhir, admin) = start_with_patient_scope(PATIENT_CRUDS);
     let own = &hearth.sample.patient.id;
     let other = &hearth.sample.other;
-    let path = format!("Observation/{}", other.observations[0]);
-    let stored = admin.read(&path);
+    let (path, stored) = first_observation(&admin, other);
 
     let mut noted = stored.clone();
     noted["note"] = json!([{"text": "changed by another patient's app"}]);
@@ -132,12 +148,9 @@ fn patient_token_cannot_change_other_patients() {
 
 #[test]
 fn patient_token_cannot_move_own_resource_out() {
-    let hearth = Hearth::start();
-    let fhir = patient_client(&hearth, "launch/patient patient/*.cruds");
-    let admin = admin_client(&hearth);
+    let (hearth, fhir, admin) = start_with_patient_scope(PATIENT_CRUDS);
     let other = &hearth.sample.other.id;
-    let path = format!("Observation/{}", hearth.sample.patient.observations[0]);
-    let stored = admin.read(&path);
+    let (path, stored) = first_observation(&admin, &hearth.sample.patient);
 
     let mut moved = stored.clone();
     moved["subject"] = json!({"reference": format!("Patient/{other}")});
@@ -148,12 +161,9 @@ fn patient_token_cannot_move_own_resource_out() {
 
 #[test]
 fn patient_token_patch_stays_in_compartment() {
-    let hearth = Hearth::start();
-    let fhir = patient_client(&hearth, "launch/patient patient/*.cruds");
-    let admin = admin_client(&hearth);
+    let (hearth, fhir, admin) = start_with_patient_scope(PATIENT_CRUDS);
     let other = &hearth.sample.other.id;
-    let path = format!("Observation/{}", hearth.sample.patient.observations[0]);
-    let stored = admin.read(&path);
+    let (path, stored) = first_observation(&admin, &hearth.sample.patient);
 
     let patch = json!([{
         "op": "replace",
@@ -167,14 +177,11 @@ fn patient_token_patch_stays_in_compartment() {
 
 #[test]
 fn patient_token_conditional_writes_stay_in_compartment() {
-    let hearth = Hearth::start();
-    let fhir = patient_client(&hearth, "launch/patient patient/*.cruds");
-    let admin = admin_client(&hearth);
+    let (hearth, fhir, admin) = start_with_patient_scope(PATIENT_CRUDS);
     let own = &hearth.sample.patient.id;
     let other = &hearth.sample.other;
     let target = &other.observations[0];
-    let path = format!("Observation/{target}");
-    let stored = admin.read(&path);
+    let (path, stored) = first_observation(&admin, other);
     let criteria = format!("Observation?_id={target}");
 
     // The criteria match one Observation, of the other patient; the new content is in
@@ -214,9 +221,7 @@ fn patient_token_conditional_writes_stay_in_compartment() {
 
 #[test]
 fn patient_token_batch_entries_checked_alone() {
-    let hearth = Hearth::start();
-    let fhir = patient_client(&hearth, "launch/patient patient/*.cruds");
-    let admin = admin_client(&hearth);
+    let (hearth, fhir, admin) = start_with_patient_scope(PATIENT_CRUDS);
     let own = &hearth.sample.patient.id;
     let other = &hearth.sample.other.id;
     let own_marker = unique("own");
@@ -243,14 +248,8 @@ fn patient_token_batch_entries_checked_alone() {
     assert_eq!(entries[0]["response"]["status"], "201 Created", "{body}");
     assert_eq!(entries[1]["response"]["status"], "403 Forbidden", "{body}");
     assert_outcome_value(&entries[1]["response"]["outcome"], 403);
-    assert_eq!(
-        admin.count(&format!("Observation?identifier=urn:test|{own_marker}")),
-        1
-    );
-    assert_eq!(
-        admin.count(&format!("Observation?identifier=urn:test|{other_marker}")),
-        0
-    );
+    assert_eq!(count_marked(&admin, &own_marker), 1);
+    assert_eq!(count_marked(&admin, &other_marker), 0);
 
     let transaction = json!({
         "resourceType": "Bundle",
@@ -260,17 +259,12 @@ fn patient_token_batch_entries_checked_alone() {
     let reply = fhir.bundle(&transaction);
     let diagnostics = assert_outcome(&reply, 403);
     assert!(diagnostics.contains("entry 1"), "{diagnostics}");
-    assert_eq!(
-        admin.count(&format!("Observation?identifier=urn:test|{own_marker}")),
-        1
-    );
+    assert_eq!(count_marked(&admin, &own_marker), 1);
 }
 
 #[test]
 fn read_only_token_cannot_write() {
-    let hearth = Hearth::start();
-    let fhir = patient_client(&hearth, "launch/patient patient/Observation.rs");
-    let admin = admin_client(&hearth);
+    let (hearth, fhir, admin) = start_with_patient_scope("launch/patient patient/Observation.rs");
     let own = &hearth.sample.patient.id;
     let marker = unique("read-only");
     let path = format!("Observation/{}", hearth.sample.patient.observations[0]);
@@ -284,10 +278,7 @@ fn read_only_token_cannot_write() {
     assert_outcome(&fhir.patch(&path, &patch), 403);
     assert_outcome(&fhir.delete(&path), 403);
 
-    assert_eq!(
-        admin.count(&format!("Observation?identifier=urn:test|{marker}")),
-        0
-    );
+    assert_eq!(count_marked(&admin, &marker), 0);
     assert_unchanged(&admin, &path, &stored);
 }
 
@@ -295,7 +286,7 @@ fn read_only_token_cannot_write() {
 fn system_token_writes_anything() {
     let hearth = Hearth::start();
     let fhir = system_client(&hearth);
-    let admin = admin_client(&hearth);
+    let admin = Fhir::admin(&hearth.server);
     let own = &hearth.sample.patient.id;
     let other = &hearth.sample.other;
 

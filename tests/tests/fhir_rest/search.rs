@@ -57,7 +57,7 @@ fn put_all(fhir: &Fhir, resources: &[Value]) {
 
 /// A server holding two patients with Observations and Conditions, a Practitioner and
 /// an Organization.
-fn fixture() -> (hearth_e2e::Server, Fhir) {
+pub(crate) fn fixture() -> (hearth_e2e::Server, Fhir) {
     let server = start_server();
     let fhir = Fhir::admin(&server);
     let mut performed = observation("o4", "p2", "29463-7", "2022-01-01", None);
@@ -92,7 +92,7 @@ fn fixture() -> (hearth_e2e::Server, Fhir) {
 }
 
 /// The searchset of `path`, which must be 200.
-fn search(fhir: &Fhir, path: &str) -> Value {
+pub(crate) fn search(fhir: &Fhir, path: &str) -> Value {
     let reply = fhir.get(path);
     assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
     let bundle = reply.json();
@@ -102,7 +102,7 @@ fn search(fhir: &Fhir, path: &str) -> Value {
 }
 
 /// Ids of the entries with `search.mode` equal to `mode`, in Bundle order.
-fn ids_with_mode(bundle: &Value, mode: &str) -> Vec<String> {
+pub(crate) fn ids_with_mode(bundle: &Value, mode: &str) -> Vec<String> {
     bundle["entry"]
         .as_array()
         .into_iter()
@@ -123,7 +123,7 @@ fn matches(fhir: &Fhir, path: &str) -> Vec<String> {
 }
 
 /// Follows `next` links from `path` and returns every match id with the number of pages.
-fn all_pages(fhir: &Fhir, first: Value) -> (Vec<String>, usize) {
+pub(crate) fn all_pages(fhir: &Fhir, first: Value) -> (Vec<String>, usize) {
     let mut ids = Vec::new();
     let mut pages = 0;
     let mut page = first;
@@ -139,7 +139,7 @@ fn all_pages(fhir: &Fhir, first: Value) -> (Vec<String>, usize) {
     (ids, pages)
 }
 
-fn sorted(ids: &[String]) -> Vec<String> {
+pub(crate) fn sorted(ids: &[String]) -> Vec<String> {
     let mut ids = ids.to_vec();
     ids.sort();
     ids

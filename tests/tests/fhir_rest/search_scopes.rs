@@ -214,3 +214,48 @@ fn v2_scope_query_narrows_includes() {
     );
     assert!(chained.is_empty(), "a chain read Patients without a scope");
 }
+
+#[test]
+fn system_search_passes_scopes() {
+    let hearth = Hearth::start();
+    let (mine, theirs) = (&hearth.sample.patient, &hearth.sample.other);
+    let fhir = patient_client(&hearth, "launch/patient patient/*.rs");
+
+    let entries = all_entries(&fhir, "_search?_type=Patient,Observation&_count=100");
+    assert_eq!(ids_of(&entries, "match", "Patient"), one(&mine.id));
+    assert_eq!(
+        ids_of(&entries, "match", "Observation"),
+        set(&mine.observations)
+    );
+    let other = all_entries(
+        &fhir,
+        &format!("_search?_id={},{}", theirs.id, theirs.observations[0]),
+    );
+    assert!(other.is_empty(), "another patient's resources: {other:?}");
+    let every = all_entries(&fhir, "_search?_count=200");
+    let other_reference = format!("Patient/{}", theirs.id);
+    for (_, resource) in &every {
+        assert!(
+            !resource.to_string().contains(&other_reference),
+            "a search without _type returned another patient's resource: {resource}"
+        );
+    }
+    assert!(ids_of(&every, "match", "Observation").len() >= mine.observations.len());
+
+    // A v2 scope query narrows system search as it narrows a type search.
+    let scope = "launch/patient patient/Patient.rs patient/Observation.rs?category=laboratory";
+    let narrowed = patient_client(&hearth, scope);
+    let entries = all_entries(&narrowed, "_search?_type=Observation&_count=500");
+    assert_eq!(
+        ids_of(&entries, "match", "Observation"),
+        set(&mine.laboratory)
+    );
+    let entries = all_entries(&narrowed, "_search?_count=500");
+    assert!(
+        entries
+            .iter()
+            .all(|(_, r)| matches!(r["resourceType"].as_str(), Some("Patient" | "Observation"))),
+        "types outside the scopes were returned"
+    );
+    assert_outcome(&narrowed.get("_search?_type=Condition"), 403);
+}

@@ -18,9 +18,11 @@
 mod everything;
 mod include;
 mod parse;
+mod plan;
 mod query;
 mod run;
 mod sql;
+mod system;
 mod values;
 
 #[cfg(test)]
@@ -30,9 +32,11 @@ pub use everything::{EverythingCursor, EverythingPage, EverythingRequest};
 pub use parse::{PAGE_AFTER, PAGE_OFFSET, ParseOptions, now_micros, parse};
 pub use query::*;
 pub use run::{MAX_INCLUDED, SearchAccess, SearchResults};
+pub use system::{SystemQuery, TYPE_PARAMETER, parse_system};
 pub use values::ValueContext;
 
 pub(crate) use parse::parse_filters;
+pub(crate) use plan::push_matching;
 pub(crate) use sql::SqlBuilder;
 
 /// Why a search request cannot run.

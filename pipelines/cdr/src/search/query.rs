@@ -122,7 +122,10 @@ impl Table {
     /// Whether the table has the index by (`rid`, `param`), which makes a per-resource
     /// lookup cheap.
     pub fn has_resource_index(self) -> bool {
-        matches!(self, Table::Date | Table::String | Table::Reference)
+        matches!(
+            self,
+            Table::Date | Table::String | Table::Reference | Table::Token
+        )
     }
 }
 

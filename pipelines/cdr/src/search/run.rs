@@ -2,9 +2,9 @@
 
 use rusqlite::Connection;
 
-use super::include;
 use super::query::{Cursor, SearchQuery, SortField, SortKey, Table};
 use super::sql::{SqlBuilder, VisibilityFor};
+use super::{include, plan};
 use crate::Result;
 use crate::read::{Repository, StoredResource, VERSION_COLUMNS, stored_from_row};
 
@@ -55,7 +55,9 @@ impl Repository {
         count: usize,
     ) -> Result<SearchResults> {
         let conn = self.pool.get()?;
-        let (found, next) = page(&conn, query, access, count)?;
+        let (found, next) = page(&conn, query, access.search, count, |builder| {
+            push_where(builder, query, access)
+        })?;
         let (included, included_truncated) = include::collect(&conn, query, access, &found)?;
         Ok(SearchResults {
             matches: found.into_iter().map(|f| f.resource).collect(),
@@ -67,15 +69,50 @@ impl Repository {
 
     /// Counts every match of `query`, whatever its cursor and `_count`.
     pub fn search_count(&self, query: &SearchQuery, access: &SearchAccess<'_>) -> Result<u64> {
-        let mut builder = SqlBuilder::new(Some(access.search));
-        builder.push("SELECT count(*) FROM resources r");
-        push_where(&mut builder, query, access)?;
         let conn = self.pool.get()?;
-        let count: i64 = conn
-            .prepare_cached(&builder.sql)?
-            .query_row(rusqlite::params_from_iter(builder.args), |row| row.get(0))?;
-        Ok(count as u64)
+        count_matches(&conn, access.search, |builder| {
+            push_where(builder, query, access)
+        })
     }
+}
+
+#[cfg(test)]
+impl Repository {
+    /// Returns the lines of SQLite's query plan for a page of `query`.
+    pub(crate) fn explain_page(
+        &self,
+        query: &SearchQuery,
+        access: &SearchAccess<'_>,
+    ) -> Vec<String> {
+        let (builder, _) = page_statement(query, access.search, 10, |builder| {
+            push_where(builder, query, access)
+        })
+        .unwrap();
+        let conn = self.pool.get().unwrap();
+        let mut statement = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", builder.sql))
+            .unwrap();
+        statement
+            .query_map(rusqlite::params_from_iter(builder.args), |row| row.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+}
+
+/// Counts the rows of `resources` that the `WHERE` clause from `push_where` selects.
+pub(crate) fn count_matches<'v>(
+    conn: &Connection,
+    visibility: VisibilityFor<'v>,
+    push_where: impl Fn(&mut SqlBuilder<'v>) -> Result<()>,
+) -> Result<u64> {
+    let mut builder = SqlBuilder::new(Some(visibility));
+    builder.push("SELECT count(*) FROM resources r");
+    push_where(&mut builder)?;
+    let count: i64 = conn
+        .prepare_cached(&builder.sql)?
+        .query_row(rusqlite::params_from_iter(builder.args), |row| row.get(0))?;
+    Ok(count as u64)
 }
 
 /// Appends the `WHERE` clause every match meets.
@@ -85,14 +122,16 @@ fn push_where(
     access: &SearchAccess<'_>,
 ) -> Result<()> {
     let resource_type = query.resource_type.as_str();
-    builder.push(" WHERE r.type = ");
-    builder.arg(resource_type.to_owned());
-    builder.push(" AND r.deleted = 0");
-    if let Some(patient) = access.compartment {
-        builder.push(" AND ");
-        builder.compartment(resource_type, "r", patient);
-    }
-    builder.filters(resource_type, "r", &query.filters)?;
+    let confined = (access.search)(resource_type).is_some_and(|v| v.confines_to_patient());
+    builder.push(" WHERE ");
+    plan::push_matching(
+        builder,
+        resource_type,
+        "r",
+        &query.filters,
+        access.compartment,
+        confined,
+    )?;
     builder.visible(resource_type, "r")?;
     Ok(())
 }
@@ -110,13 +149,54 @@ enum SortExpression {
     },
 }
 
-fn page(
+/// Returns up to `count` rows that the `WHERE` clause from `push_where` selects, in the
+/// order and from the cursor of `query`, and the cursor of the next page.
+pub(crate) fn page<'v>(
     conn: &Connection,
     query: &SearchQuery,
-    access: &SearchAccess<'_>,
+    visibility: VisibilityFor<'v>,
     count: usize,
+    push_where: impl Fn(&mut SqlBuilder<'v>) -> Result<()>,
 ) -> Result<(Vec<Found>, Option<Cursor>)> {
-    let mut builder = SqlBuilder::new(Some(access.search));
+    let (builder, offset) = page_statement(query, visibility, count, push_where)?;
+    let sorted = !query.sort.is_empty();
+    let mut statement = conn.prepare_cached(&builder.sql)?;
+    let rows = statement.query_map(rusqlite::params_from_iter(builder.args), |row| {
+        Ok(Found {
+            resource: stored_from_row(row)?,
+            rid: row.get(6)?,
+        })
+    })?;
+    let mut found = Vec::with_capacity(count.min(1024));
+    let mut has_more = false;
+    for row in rows {
+        let row = row?;
+        if found.len() == count {
+            has_more = true;
+            break;
+        }
+        found.push(row);
+    }
+    let next = match (
+        has_more,
+        sorted || matches!(query.cursor, Some(Cursor::Offset(_))),
+    ) {
+        (false, _) => None,
+        (true, true) => Some(Cursor::Offset(offset + count)),
+        (true, false) => found.last().map(|last| Cursor::After(last.rid)),
+    };
+    Ok((found, next))
+}
+
+/// Builds the statement of one page (with one row more than `count`, to tell whether
+/// another page follows) and returns it with the page's offset.
+pub(crate) fn page_statement<'v>(
+    query: &SearchQuery,
+    visibility: VisibilityFor<'v>,
+    count: usize,
+    push_where: impl Fn(&mut SqlBuilder<'v>) -> Result<()>,
+) -> Result<(SqlBuilder<'v>, usize)> {
+    let mut builder = SqlBuilder::new(Some(visibility));
     builder.push(&format!(
         "SELECT {VERSION_COLUMNS}, r.rid FROM resources r JOIN versions v ON v.vid = r.vid"
     ));
@@ -125,7 +205,7 @@ fn page(
         .iter()
         .map(|key| (sort_expression(&mut builder, key), key.descending))
         .collect();
-    push_where(&mut builder, query, access)?;
+    push_where(&mut builder)?;
 
     let sorted = !query.sort.is_empty();
     let offset = match query.cursor {
@@ -163,33 +243,7 @@ fn page(
     builder.arg(count as i64 + 1);
     builder.push(" OFFSET ");
     builder.arg(offset as i64);
-
-    let mut statement = conn.prepare_cached(&builder.sql)?;
-    let rows = statement.query_map(rusqlite::params_from_iter(builder.args), |row| {
-        Ok(Found {
-            resource: stored_from_row(row)?,
-            rid: row.get(6)?,
-        })
-    })?;
-    let mut found = Vec::with_capacity(count.min(1024));
-    let mut has_more = false;
-    for row in rows {
-        let row = row?;
-        if found.len() == count {
-            has_more = true;
-            break;
-        }
-        found.push(row);
-    }
-    let next = match (
-        has_more,
-        sorted || matches!(query.cursor, Some(Cursor::Offset(_))),
-    ) {
-        (false, _) => None,
-        (true, true) => Some(Cursor::Offset(offset + count)),
-        (true, false) => found.last().map(|last| Cursor::After(last.rid)),
-    };
-    Ok((found, next))
+    Ok((builder, offset))
 }
 
 /// Returns how `key` orders rows, appending a join to `builder` when the key needs one.

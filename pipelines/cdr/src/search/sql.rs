@@ -118,21 +118,6 @@ impl<'a> SqlBuilder<'a> {
         self.args.push(value.into());
     }
 
-    /// Appends ` AND condition` for each filter on `alias`, a row of `resources` of
-    /// `resource_type`.
-    pub fn filters(
-        &mut self,
-        resource_type: &str,
-        alias: &str,
-        filters: &[Filter],
-    ) -> Result<(), SearchError> {
-        for filter in filters {
-            self.push(" AND ");
-            self.filter(resource_type, alias, filter)?;
-        }
-        Ok(())
-    }
-
     /// Appends ` AND condition` limiting `alias` to what the caller may see of
     /// `resource_type`, if this builder checks visibility.
     pub fn visible(&mut self, resource_type: &str, alias: &str) -> Result<(), SearchError> {
@@ -276,6 +261,67 @@ impl<'a> SqlBuilder<'a> {
         Ok(())
     }
 
+    /// Appends the condition of one filter as a check of a row that some other condition
+    /// found, so that SQLite never walks this filter's index rows to find candidates.
+    /// Filters on a table with an index by resource become a lookup per row
+    /// (`EXISTS (... WHERE rid = alias.rid ...)`). The others stay a set that SQLite builds
+    /// once, behind a unary `+` that keeps the planner from using it to find rows.
+    pub fn check(
+        &mut self,
+        resource_type: &str,
+        alias: &str,
+        filter: &Filter,
+    ) -> Result<(), SearchError> {
+        match filter {
+            Filter::Param {
+                param,
+                matcher,
+                negated,
+            } if matcher.table().has_resource_index() => {
+                let not = if *negated { "NOT " } else { "" };
+                self.push(&format!(
+                    "{not}EXISTS (SELECT 1 FROM {} WHERE rid = {alias}.rid AND param = ",
+                    matcher.table().name()
+                ));
+                self.arg(*param);
+                self.push(" AND (");
+                self.param_values(matcher)?;
+                self.push("))");
+            }
+            Filter::Missing {
+                table,
+                param,
+                missing,
+            } if table.has_resource_index() => {
+                let not = if *missing { "NOT " } else { "" };
+                self.push(&format!(
+                    "{not}EXISTS (SELECT 1 FROM {} WHERE rid = {alias}.rid AND param = ",
+                    table.name()
+                ));
+                self.arg(*param);
+                self.push(")");
+            }
+            Filter::Any(filters) => {
+                self.push("(");
+                for (index, inner) in filters.iter().enumerate() {
+                    if index > 0 {
+                        self.push(" OR ");
+                    }
+                    self.check(resource_type, alias, inner)?;
+                }
+                if filters.is_empty() {
+                    self.push("0");
+                }
+                self.push(")");
+            }
+            _ => {
+                self.push("+");
+                self.filter(resource_type, alias, filter)?;
+            }
+        }
+        Ok(())
+    }
+
     fn param(
         &mut self,
         alias: &str,
@@ -291,7 +337,15 @@ impl<'a> SqlBuilder<'a> {
         ));
         self.arg(param);
         self.push(" AND (");
-        let columns = table_columns(table);
+        self.param_values(matcher)?;
+        self.push("))");
+        Ok(())
+    }
+
+    /// Appends the conditions on one index row of the matcher's table, one per value,
+    /// joined by OR.
+    fn param_values(&mut self, matcher: &Matcher) -> Result<(), SearchError> {
+        let columns = table_columns(matcher.table());
         let mut first = true;
         let mut separator = |builder: &mut Self| {
             if !first {
@@ -374,7 +428,6 @@ impl<'a> SqlBuilder<'a> {
                 }
             }
         }
-        self.push("))");
         Ok(())
     }
 

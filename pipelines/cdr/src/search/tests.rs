@@ -634,6 +634,267 @@ fn result_parameters() {
     );
 }
 
+/// The plan of the typical search of one patient's Observations of one code since a date
+/// starts from the patient's references and checks code and date per row through the
+/// index tables' index by resource, with no sort.
+#[test]
+fn plan_starts_from_patient_reference() {
+    let store = store();
+    let query = parse_lenient(
+        "Observation",
+        "patient=Patient/p1&code=http://loinc.org%7C8302-2&date=ge2000-01-01",
+    );
+    let plan = store.repository.explain_page(&query, &ALL);
+    let text = plan.join("\n");
+    assert!(
+        plan[0].starts_with("SEARCH r USING INTEGER PRIMARY KEY"),
+        "{text}"
+    );
+    assert!(
+        text.contains("SEARCH idx_reference USING PRIMARY KEY"),
+        "{text}"
+    );
+    assert!(text.contains("idx_token_by_resource"), "{text}");
+    assert!(text.contains("idx_date_by_resource"), "{text}");
+    assert!(!text.contains("TEMP B-TREE"), "{text}");
+
+    // Dates alone walk the type in storage order and stop when the page is full.
+    let query = parse_lenient("Observation", "date=ge2000-01-01");
+    let plan = store.repository.explain_page(&query, &ALL);
+    let text = plan.join("\n");
+    assert!(plan[0].contains("resources_by_type_rid"), "{text}");
+    assert!(!text.contains("TEMP B-TREE"), "{text}");
+}
+
+/// Every filter that can find the rows of a search, and every one that can only check
+/// them, combined in pairs and triples: the matches must be the matches common to each
+/// filter alone, whichever filter the plan starts from.
+#[test]
+fn combined_filters_match_intersection() {
+    let store = store();
+    let filters = [
+        "patient=Patient/p1",
+        "subject=p2",
+        "code=http://loinc.org%7C8302-2",
+        "code=29463-7",
+        "status=final",
+        "status:not=final",
+        "date=ge2020-01-01",
+        "date=lt2021",
+        "value-quantity=gt100",
+        "_id=o1,o3,o4",
+        "patient.name=smith",
+        "code:text=body",
+        "category:missing=false",
+        "performer:missing=true",
+    ];
+    let single: Vec<Vec<String>> = filters
+        .iter()
+        .map(|filter| store.ids("Observation", filter))
+        .collect();
+    let storage_order = store.ids("Observation", "");
+    let mut combinations = Vec::new();
+    for a in 0..filters.len() {
+        for b in a + 1..filters.len() {
+            combinations.push(vec![a, b]);
+            for c in b + 1..filters.len() {
+                combinations.push(vec![a, b, c]);
+            }
+        }
+    }
+    for combination in combinations {
+        let query: Vec<&str> = combination.iter().map(|&i| filters[i]).collect();
+        let query = query.join("&");
+        let expected: Vec<String> = storage_order
+            .iter()
+            .filter(|id| combination.iter().all(|&i| single[i].contains(id)))
+            .cloned()
+            .collect();
+        assert_eq!(
+            store.ids("Observation", &query),
+            expected,
+            "Observation?{query}"
+        );
+    }
+}
+
+/// The same combinations as [`combined_filters_match_intersection`] under a patient scope,
+/// which can also find the rows.
+#[test]
+fn combined_filters_within_patient_scope() {
+    let store = store();
+    let patient_p2 = |_: &str| {
+        Some(Visibility {
+            alternatives: vec![Alternative {
+                patient_compartment: Some("p2".to_string()),
+                filters: vec![("status".to_string(), "final,preliminary".to_string())],
+            }],
+        })
+    };
+    let scoped = SearchAccess {
+        search: &patient_p2,
+        read: &patient_p2,
+        compartment: None,
+    };
+    assert_eq!(store.ids_with("Observation", "", &scoped), ["o3", "o5"]);
+    assert_eq!(
+        store.ids_with("Observation", "code=8302-2&date=ge2020", &scoped),
+        ["o5"]
+    );
+    assert_eq!(
+        store.ids_with("Observation", "patient=Patient/p2&status=final", &scoped),
+        ["o5"]
+    );
+    assert!(
+        store
+            .ids_with("Observation", "patient=Patient/p1", &scoped)
+            .is_empty()
+    );
+}
+
+/// Returns the (type, id) of every match of a system-level search on one page.
+fn system_ids(store: &Store, query: &str, access: &SearchAccess<'_>) -> Vec<String> {
+    let parsed = parse_system(&pairs(query), &options(true))
+        .unwrap_or_else(|error| panic!("?{query} does not parse: {error}"));
+    let page = store
+        .repository
+        .system_search_page(&parsed, access, 100)
+        .unwrap();
+    assert!(page.next.is_none(), "?{query} has a second page");
+    let count = store
+        .repository
+        .system_search_count(&parsed, access)
+        .unwrap();
+    assert_eq!(count as usize, page.matches.len(), "count of ?{query}");
+    page.matches
+        .iter()
+        .map(|r| format!("{}/{}", r.resource_type, r.id))
+        .collect()
+}
+
+#[test]
+fn system_search_across_types() {
+    let store = store();
+    assert_eq!(
+        system_ids(
+            &store,
+            "_type=Condition,Observation&patient=Patient/p1",
+            &ALL
+        ),
+        ["Observation/o1", "Observation/o2", "Condition/c1"]
+    );
+    assert_eq!(
+        system_ids(
+            &store,
+            "_type=Condition,Observation&patient=p1&_sort=-_id",
+            &ALL
+        ),
+        ["Observation/o2", "Observation/o1", "Condition/c1"]
+    );
+    assert_eq!(
+        system_ids(&store, "_id=p1,o1,c1,nothing", &ALL),
+        ["Patient/p1", "Observation/o1", "Condition/c1"]
+    );
+    assert_eq!(
+        system_ids(&store, "_type=Practitioner,Organization", &ALL),
+        ["Practitioner/dr1", "Organization/org1"]
+    );
+    let every = system_ids(&store, "", &ALL);
+    assert_eq!(every.len(), resources().len());
+    assert_eq!(every[0], "Practitioner/dr1");
+    // `_lastUpdated` is a parameter of every type.
+    assert_eq!(
+        system_ids(&store, "_lastUpdated=gt2000", &ALL).len(),
+        every.len()
+    );
+    assert!(system_ids(&store, "_lastUpdated=lt2000", &ALL).is_empty());
+}
+
+#[test]
+fn system_search_parameters_every_type_has() {
+    // `code` is not a parameter of Patient, so it is ignored for both types.
+    let lenient = parse_system(
+        &pairs("_type=Observation,Patient&code=1&_count=3"),
+        &options(false),
+    )
+    .unwrap();
+    assert_eq!(lenient.common.ignored, ["code"]);
+    assert_eq!(lenient.common.count, Some(3));
+    assert_eq!(
+        lenient.common.echoed,
+        [
+            ("_type".to_string(), "Observation,Patient".to_string()),
+            ("_count".to_string(), "3".to_string()),
+        ]
+    );
+    assert!(lenient.filters("Observation").unwrap().is_empty());
+    assert!(parse_system(&pairs("_type=Observation,Patient&code=1"), &options(true)).is_err());
+    assert!(parse_system(&pairs("_type=NoSuchType"), &options(false)).is_err());
+    // Sorting by a parameter has no meaning across types.
+    let sorted = parse_system(
+        &pairs("_type=Observation,Encounter&_sort=date"),
+        &options(false),
+    )
+    .unwrap();
+    assert!(sorted.common.sort.is_empty());
+    assert_eq!(sorted.common.ignored, ["_sort"]);
+    assert!(
+        parse_system(
+            &pairs("_type=Observation,Encounter&_sort=date"),
+            &options(true)
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn system_search_paging_and_visibility() {
+    let store = store();
+    let mut parsed =
+        parse_system(&pairs("_type=Patient,Condition&_count=2"), &options(true)).unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let page = store
+            .repository
+            .system_search_page(&parsed, &ALL, 2)
+            .unwrap();
+        assert!(page.matches.len() <= 2);
+        seen.extend(ids(&page.matches));
+        match page.next {
+            Some(cursor) => parsed.common.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["p1", "p2", "p3", "p4", "c1", "c2", "c3"]);
+
+    let patient_p1 = |resource_type: &str| {
+        (resource_type != "Condition").then(|| Visibility {
+            alternatives: vec![Alternative {
+                patient_compartment: Some("p1".to_string()),
+                filters: Vec::new(),
+            }],
+        })
+    };
+    let scoped = SearchAccess {
+        search: &patient_p1,
+        read: &patient_p1,
+        compartment: None,
+    };
+    assert_eq!(
+        system_ids(&store, "", &scoped),
+        [
+            "Patient/p1",
+            "Observation/o1",
+            "Observation/o2",
+            "RiskAssessment/r1"
+        ]
+    );
+    assert_eq!(
+        system_ids(&store, "_type=Observation,Patient&_id=o1,o3,p1,p2", &scoped),
+        ["Patient/p1", "Observation/o1"]
+    );
+}
+
 /// Escapes the search separators in `text`, the inverse of splitting and unescaping.
 fn escape(text: &str) -> String {
     let mut out = String::new();
