@@ -96,7 +96,8 @@ fn system_post_search_pages_with_get() {
 #[test]
 fn system_search_parameters_of_every_type() {
     let (_server, fhir) = fixture();
-    // `code` is no parameter of Patient, so the search ignores it and says so.
+    // `code` is no parameter of Patient, so the search ignores it and reports that in an
+    // OperationOutcome entry.
     let bundle = search(
         &fhir,
         "_search?_type=Observation,Patient&code=8302-2&_count=50",
