@@ -257,17 +257,30 @@ impl AuthStore {
         Ok(found.is_some())
     }
 
-    /// Returns whether an access token may still be used: issued, not revoked, and its
-    /// grant (if any) live. Expiry is the caller's check, from the token itself.
+    /// Returns whether an access token may still be used: issued, not revoked, its grant
+    /// (if any) live, and its app enabled and active at the token's site. Expiry is the
+    /// caller's check, from the token itself.
     pub fn token_is_live(&self, token_id: &str) -> rusqlite::Result<bool> {
         let conn = self.pool.get()?;
-        let row: Option<(bool, Option<Option<i64>>)> = conn
+        let row: Option<(bool, Option<i64>, bool)> = conn
             .prepare_cached(
-                "SELECT t.revoked, (SELECT g.revoked_at FROM grants g WHERE g.grant_id = t.grant_id)
+                "SELECT t.revoked,
+                        (SELECT g.revoked_at FROM grants g WHERE g.grant_id = t.grant_id),
+                        EXISTS (
+                            SELECT 1 FROM activations a JOIN apps p ON p.client_id = a.client_id
+                            WHERE a.site_id = t.site_id AND a.client_id = t.client_id
+                              AND NOT json_extract(p.json, '$.disabled')
+                        )
                  FROM access_tokens t WHERE t.token_id = ?1",
             )?
-            .query_row([token_id], |row| Ok((row.get::<_, i64>(0)? != 0, Some(row.get(1)?))))
+            .query_row([token_id], |row| {
+                Ok((
+                    row.get::<_, i64>(0)? != 0,
+                    row.get(1)?,
+                    row.get::<_, i64>(2)? != 0,
+                ))
+            })
             .optional()?;
-        Ok(matches!(row, Some((false, Some(None)))))
+        Ok(matches!(row, Some((false, None, true))))
     }
 }

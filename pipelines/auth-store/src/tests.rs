@@ -14,6 +14,40 @@ fn fixture() -> Fixture {
     let path = dir.path().join("auth.db");
     let conn = hearth_projection::open_connection(&path).unwrap();
     crate::schema::create(&conn).unwrap();
+    // The app "app", enabled and active at the default site, written as rows because the
+    // registration events carry much that these tests do not need.
+    let app = crate::models::App {
+        client_id: "app".to_string(),
+        name: "App".to_string(),
+        client_type: ClientType::Public,
+        token_endpoint_auth_method: "none".to_string(),
+        redirect_uris: vec!["https://app.example/cb".to_string()],
+        launch_uri: None,
+        scope: "launch/patient patient/*.rs offline_access".to_string(),
+        grant_types: vec!["authorization_code".to_string()],
+        client_secret_hash: None,
+        jwks: None,
+        jwks_uri: None,
+        logo_uri: None,
+        client_uri: None,
+        contacts: Vec::new(),
+        vendor: None,
+        software_id: None,
+        software_version: None,
+        disabled: false,
+        registered_at: 0,
+        anonymous_jwks_uri: false,
+    };
+    conn.execute(
+        "INSERT INTO apps (client_id, json) VALUES ('app', ?1)",
+        [serde_json::to_string(&app).unwrap()],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO activations (site_id, client_id) VALUES ('default', 'app')",
+        [],
+    )
+    .unwrap();
     Fixture {
         store: AuthStore::open(&path),
         conn,
@@ -136,6 +170,41 @@ fn code_redeems_once_and_replay_revokes() {
     assert!(
         !f.store.token_is_live("tok-2000").unwrap(),
         "tokens of a replayed code stop working"
+    );
+}
+
+#[test]
+fn deactivation_stops_tokens_at_that_site() {
+    let f = fixture();
+    f.apply(issued("t1", None, None, Some("j1")));
+    assert!(f.store.token_is_live("t1").unwrap());
+    f.apply(AppDeactivated {
+        event_id: "deactivate".to_string(),
+        occurred_at: 3_000,
+        site_id: "default".to_string(),
+        client_id: "app".to_string(),
+        actor: "admin".to_string(),
+    });
+    assert!(
+        !f.store.token_is_live("t1").unwrap(),
+        "a token stops working when its app is deactivated at its site"
+    );
+}
+
+#[test]
+fn disabling_app_stops_its_tokens() {
+    let f = fixture();
+    f.apply(issued("t1", None, None, Some("j1")));
+    f.apply(AppDisabled {
+        event_id: "disable".to_string(),
+        occurred_at: 3_000,
+        client_id: "app".to_string(),
+        reason: None,
+        actor: "admin".to_string(),
+    });
+    assert!(
+        !f.store.token_is_live("t1").unwrap(),
+        "a client_credentials token stops working when its app is disabled"
     );
 }
 

@@ -307,6 +307,9 @@ async fn next_page(state: &AuthState, pending: Pending) -> Response {
         Some(Ok(Some(user))) if !user.disabled => user,
         _ => return login_page(state, &pending, None),
     };
+    if let Err(message) = may_use_launch(&pending, &user) {
+        return login_page(state, &pending, Some(message));
+    }
     let mut pending = pending;
     if needs_patient(&pending) && pending.patient.is_none() {
         match patient_of(&user) {
@@ -318,6 +321,40 @@ async fn next_page(state: &AuthState, pending: Pending) -> Response {
         }
     }
     approval_page(state, &pending)
+}
+
+/// Checks that the signed-in user may take an EHR launch's context: the user the launch
+/// was created for, and for a Patient user only a launch about that patient.
+fn may_use_launch(pending: &Pending, user: &User) -> Result<(), &'static str> {
+    let Some(launch) = pending.launch.as_ref() else {
+        return Ok(());
+    };
+    let fhir_user = user
+        .registration
+        .fhir_user
+        .as_deref()
+        .map(relative_reference);
+    if let Some(expected) = launch.user.as_deref()
+        && fhir_user != Some(relative_reference(expected))
+    {
+        return Err("This launch was created for another user. Sign in as that user.");
+    }
+    if let (Some(own), Some(patient)) = (patient_of(user), launch.patient.as_deref())
+        && own != patient
+    {
+        return Err("This launch is about another patient. Sign in as a user who may see it.");
+    }
+    Ok(())
+}
+
+/// Returns the last two segments of a reference, so `https://h/fhir/Practitioner/1` and
+/// `Practitioner/1` compare equal.
+fn relative_reference(reference: &str) -> &str {
+    let reference = reference.trim_end_matches('/');
+    match reference.rmatch_indices('/').nth(1) {
+        Some((index, _)) => &reference[index + 1..],
+        None => reference,
+    }
 }
 
 fn needs_patient(pending: &Pending) -> bool {
@@ -571,6 +608,14 @@ pub async fn decide(
         Some(Ok(Some(user))) => user,
         _ => return expired(),
     };
+    if may_use_launch(&pending, &user).is_err() {
+        return error_redirect(
+            &pending.redirect_uri,
+            "access_denied",
+            "the signed-in user may not use this launch",
+            pending.state.as_deref(),
+        );
+    }
     if form.get("decision").ok().flatten() != Some("approve") {
         let denied = AuthorizationDenied {
             event_id: new_id(),

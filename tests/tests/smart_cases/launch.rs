@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::support::{
-    AuthRequest, BASIC_APP, Browser, ClientAuth, DOCTOR, Hearth, PUBLIC_APP, Reply,
+    AuthRequest, BASIC_APP, Browser, ClientAuth, DOCTOR, Hearth, PATIENT_USER, PUBLIC_APP, Reply,
     assert_error_redirect, assert_oauth_error,
 };
 
@@ -70,6 +70,55 @@ fn ehr_launch_context_reaches_token_response() {
         &format!("Encounter/{}", hearth.sample.patient.encounter),
     );
     assert_eq!(encounter.status, 200, "{}", encounter.body);
+}
+
+#[test]
+fn launch_for_another_user_is_refused() {
+    let hearth = Hearth::start();
+    let mut context = full_context(&hearth);
+    context["user"] = json!(format!("Practitioner/{}", hearth.sample.practitioner));
+    let launch = hearth.create_launch(&hearth.default_site, &context);
+    let request = AuthRequest::new(&hearth.default_site, PUBLIC_APP, SCOPE).set("launch", &launch);
+    let browser = Browser::new();
+
+    let page = browser.sign_in(&browser.start(&request), PATIENT_USER);
+
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("created for another user"),
+        "expected the sign-in page again: {}",
+        page.body
+    );
+    assert!(!page.body.contains("name=\"decision\""), "{}", page.body);
+    assert_eq!(hearth.grants(PUBLIC_APP), json!([]));
+    let code = browser.complete(page, DOCTOR, None).code();
+    let tokens = hearth.exchange(&ClientAuth::public(PUBLIC_APP), &request, &code);
+    assert_eq!(tokens.response["patient"], context["patient"]);
+}
+
+#[test]
+fn launch_about_another_patient_is_refused() {
+    let hearth = Hearth::start();
+    let mut context = full_context(&hearth);
+    context["patient"] = json!(hearth.sample.other.id);
+    context.as_object_mut().unwrap().remove("encounter");
+    context.as_object_mut().unwrap().remove("fhirContext");
+    let launch = hearth.create_launch(&hearth.default_site, &context);
+    let request = AuthRequest::new(&hearth.default_site, PUBLIC_APP, "launch patient/*.rs")
+        .set("launch", &launch);
+    let browser = Browser::new();
+
+    let page = browser.sign_in(&browser.start(&request), PATIENT_USER);
+
+    assert!(
+        page.body.contains("about another patient"),
+        "expected the sign-in page again: {}",
+        page.body
+    );
+    assert_eq!(hearth.grants(PUBLIC_APP), json!([]));
+    let code = browser.complete(page, DOCTOR, None).code();
+    let tokens = hearth.exchange(&ClientAuth::public(PUBLIC_APP), &request, &code);
+    assert_eq!(tokens.response["patient"], json!(hearth.sample.other.id));
 }
 
 #[test]

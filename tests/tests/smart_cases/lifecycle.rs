@@ -220,3 +220,21 @@ fn admin_revocation_stops_token_at_once() {
     assert_oauth_error(&refresh, 400, "invalid_grant");
     assert_eq!(newest_grant(&hearth)["revoked"], true);
 }
+
+#[test]
+fn deactivation_stops_token_at_once() {
+    let hearth = Hearth::start();
+    let tokens = hearth.patient_launch(OFFLINE);
+    assert_works(&hearth, &tokens);
+
+    let reply = hearth.admin_delete(&format!("/admin/sites/default/apps/{PUBLIC_APP}"));
+
+    assert_eq!(reply.status, 204, "{}", reply.body);
+    let path = format!("Patient/{}", hearth.sample.patient.id);
+    let read = hearth.fhir(&tokens.access, &path);
+    assert_eq!(
+        read.status, 401,
+        "a token of a deactivated app still works: {}",
+        read.body
+    );
+}
