@@ -21,3 +21,5 @@ mod export;
 mod import;
 #[path = "bulk/lines.rs"]
 mod lines;
+#[path = "bulk/organize.rs"]
+mod organize;

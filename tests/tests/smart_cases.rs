@@ -6,6 +6,10 @@
 
 #[path = "smart_cases/browser.rs"]
 mod browser;
+// The Bulk Data client is shared with bulk.rs, which uses more of it.
+#[allow(dead_code)]
+#[path = "bulk/client.rs"]
+mod bulk_client;
 #[path = "smart_cases/http.rs"]
 mod http;
 #[path = "smart_cases/sample.rs"]
@@ -17,6 +21,8 @@ mod support;
 mod authorize;
 #[path = "smart_cases/bad_input.rs"]
 mod bad_input;
+#[path = "smart_cases/bulk_user.rs"]
+mod bulk_user;
 #[path = "smart_cases/client_auth.rs"]
 mod client_auth;
 #[path = "smart_cases/discovery.rs"]

@@ -19,6 +19,7 @@
 
 use std::collections::BTreeSet;
 
+use hearth_cdr::search::{ParseOptions, SearchAccess, SearchQuery, ValueContext};
 use hearth_cdr::{Repository, Visibility};
 use hearth_fhir_core::{resource_types, search_params};
 use serde_json::{Value, json};
@@ -156,29 +157,26 @@ fn patients_matching(
             "the member filter '{filter}' searches {resource_type}, which is outside the Patient compartment"
         )));
     }
-    let visible = visibility(resource_type).ok_or_else(|| {
-        CohortError::Forbidden(format!(
+    if visibility(resource_type).is_none() {
+        return Err(CohortError::Forbidden(format!(
             "the access token's scopes do not allow searching {resource_type}, which the member filter '{filter}' needs"
-        ))
-    })?;
-    let filters = query_pairs(query);
+        )));
+    }
+    let mut search = parse_filter(filter, resource_type, query)?;
+    let access = SearchAccess {
+        search: visibility,
+        read: visibility,
+        compartment: None,
+    };
     let compartment: Vec<_> = search_params::compartment_params(resource_type)
         .iter()
         .filter_map(|code| search_params::get(resource_type, code))
         .collect();
 
     let mut patients = BTreeSet::new();
-    let mut after = None;
     loop {
-        let page = repository
-            .search(resource_type, &filters, &visible, PAGE, after)
-            .map_err(|error| match error {
-                hearth_cdr::Error::Criteria(criteria) => {
-                    CohortError::Invalid(format!("the member filter '{filter}': {criteria}"))
-                }
-                other => CohortError::Repository(other),
-            })?;
-        for stored in &page.resources {
+        let page = repository.search_page(&search, &access, PAGE)?;
+        for stored in &page.matches {
             if resource_type == "Patient" {
                 patients.insert(stored.id.clone());
                 continue;
@@ -199,12 +197,37 @@ fn patients_matching(
                 }
             }
         }
-        match page.next_after {
-            Some(next) => after = Some(next),
+        match page.next {
+            Some(next) => search.cursor = Some(next),
             None => break,
         }
     }
     Ok(patients)
+}
+
+/// Parses a member filter with the search engine under strict handling: an unknown
+/// parameter, an unsupported modifier, a malformed value or a parameter that only shapes
+/// results (such as `_sort` or `_include`) makes the cohort invalid.
+fn parse_filter(filter: &str, resource_type: &str, query: &str) -> Result<SearchQuery, CohortError> {
+    let invalid = |reason: String| CohortError::Invalid(format!("the member filter '{filter}': {reason}"));
+    let options = ParseOptions {
+        strict: true,
+        context: ValueContext {
+            base_url: "",
+            now: hearth_cdr::search::now_micros(),
+        },
+    };
+    let parsed = hearth_cdr::search::parse(resource_type, &query_pairs(query), &options)
+        .map_err(|error| invalid(error.to_string()))?;
+    if crate::request::shapes_results(&parsed) {
+        return Err(invalid(
+            "parameters that shape search results, such as _sort, _include or _count, cannot select members".to_string(),
+        ));
+    }
+    if parsed.filters.is_empty() {
+        return Err(invalid("it has no search parameters".to_string()));
+    }
+    Ok(parsed)
 }
 
 /// The Group with its `member` list and `quantity` set to `members`, as `$refresh` stores it.

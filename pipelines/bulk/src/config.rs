@@ -8,6 +8,7 @@
 //! file_lifetime_hours = 24
 //! file_max_resources = 100000
 //! max_resources_per_second = 0        # 0: no limit
+//! import_allowed_hosts = ["data.example.org", "*.example.net:8443"]  # default: none
 //!
 //! [bulk.store_options]                # object_store options of the S3 backend
 //! aws_endpoint = "http://127.0.0.1:9000"
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::allow_list::HostAllowList;
 use crate::export::ExportSettings;
 use crate::service::BulkSettings;
 use crate::storage::FileStore;
@@ -43,6 +45,9 @@ pub struct BulkConfig {
     pub file_lifetime_hours: Option<u64>,
     pub file_max_resources: Option<i64>,
     pub max_resources_per_second: Option<u64>,
+    /// Hosts `$import` may fetch from over HTTP(S); empty turns URL imports off.
+    #[serde(default)]
+    pub import_allowed_hosts: Vec<String>,
 }
 
 impl fmt::Debug for BulkConfig {
@@ -57,12 +62,14 @@ impl fmt::Debug for BulkConfig {
             .field("file_lifetime_hours", &self.file_lifetime_hours)
             .field("file_max_resources", &self.file_max_resources)
             .field("max_resources_per_second", &self.max_resources_per_second)
+            .field("import_allowed_hosts", &self.import_allowed_hosts)
             .finish()
     }
 }
 
 impl BulkConfig {
-    /// The effective settings, with defaults for what the file leaves out.
+    /// The effective settings, with defaults for what the file leaves out. Call
+    /// [`Self::validate`] first: an invalid import host is left out here.
     pub fn settings(&self) -> BulkSettings {
         let defaults = BulkSettings::default();
         let export_defaults = ExportSettings::default();
@@ -86,6 +93,8 @@ impl BulkConfig {
                     .unwrap_or(export_defaults.max_resources_per_second),
                 ..export_defaults
             },
+            import_allowed_hosts: HostAllowList::parse(&self.import_allowed_hosts)
+                .unwrap_or_default(),
             ..defaults
         }
     }
@@ -100,6 +109,8 @@ impl BulkConfig {
 
     /// Checks the settings that can be checked without connecting to the store.
     pub fn validate(&self) -> Result<()> {
+        HostAllowList::parse(&self.import_allowed_hosts)
+            .map_err(|e| Error::Import(format!("[bulk] import_allowed_hosts: {e}")))?;
         if let Some(url) = &self.store {
             url::Url::parse(url).map_err(|e| {
                 Error::Storage(format!(
@@ -124,10 +135,23 @@ mod tests {
     }
 
     #[test]
+    fn import_hosts_are_validated() {
+        let mut config = BulkConfig {
+            import_allowed_hosts: vec!["data.example.org".to_string()],
+            ..BulkConfig::default()
+        };
+        assert!(config.validate().is_ok());
+        assert!(!config.settings().import_allowed_hosts.is_empty());
+        config.import_allowed_hosts = vec!["https://data.example.org/x".to_string()];
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
     fn defaults_apply() {
         let settings = BulkConfig::default().settings();
         assert_eq!(settings.max_running_per_client, 2);
         assert_eq!(settings.export.max_resources_per_second, 0);
+        assert!(settings.import_allowed_hosts.is_empty());
     }
 
     fn toml_like(options: &[(&str, &str)]) -> BulkConfig {

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
 
+use crate::allow_list::HostAllowList;
 use crate::jobs::{Job, JobState};
 use crate::service::{BulkService, now_micros};
 use crate::{Error, Result};
@@ -282,14 +283,11 @@ fn report(
     Ok(())
 }
 
-/// Opens an input as a stream of byte chunks: an `http(s)` URL, or a location inside the
-/// configured object store.
+/// Opens an input as a stream of byte chunks: an `http(s)` URL on a host of
+/// `import_allowed_hosts`, or a location inside the configured object store.
 async fn open(service: &BulkService, url: &str) -> Result<BoxStream<'static, Result<Bytes>>> {
     if url.starts_with("http://") || url.starts_with("https://") {
-        let response = reqwest::get(url)
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| Error::Import(format!("GET failed: {e}")))?;
+        let response = fetch(&service.settings.import_allowed_hosts, url).await?;
         let stream = response
             .bytes_stream()
             .map(|chunk| chunk.map_err(|e| Error::Import(format!("reading failed: {e}"))));
@@ -306,6 +304,49 @@ async fn open(service: &BulkService, url: &str) -> Result<BoxStream<'static, Res
         .into_stream()
         .map(|chunk| chunk.map_err(|e| Error::Storage(format!("reading failed: {e}"))));
     Ok(stream.boxed())
+}
+
+/// Redirects followed for one input, at most.
+const MAX_REDIRECTS: usize = 10;
+
+/// Sends `GET url` after checking its host against `allowed`, and checks every redirect
+/// the same way, so a permitted host cannot forward the request to a host that is not.
+async fn fetch(allowed: &HostAllowList, url: &str) -> Result<reqwest::Response> {
+    let parsed = url::Url::parse(url).map_err(|e| Error::Import(format!("invalid URL: {e}")))?;
+    allowed.check(&parsed).map_err(Error::Import)?;
+    let redirect_check = allowed.clone();
+    let policy = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= MAX_REDIRECTS {
+            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        match redirect_check.check(attempt.url()) {
+            Ok(()) => attempt.follow(),
+            Err(reason) => attempt.error(format!("redirect refused: {reason}")),
+        }
+    });
+    let client = reqwest::Client::builder()
+        .redirect(policy)
+        .build()
+        .map_err(|e| Error::Import(format!("cannot build the HTTP client: {e}")))?;
+    client
+        .get(parsed)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| Error::Import(format!("GET failed: {}", error_chain(&e))))
+}
+
+/// The error with its sources, because reqwest keeps the reason for a refused redirect
+/// in the source.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn write_errors(

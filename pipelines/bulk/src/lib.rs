@@ -8,6 +8,7 @@
 //! object_store to a local directory or an S3-compatible bucket ([`storage`]), as NDJSON
 //! or as Parquet with columns from SQL-on-FHIR style view definitions ([`views`]).
 
+pub mod allow_list;
 pub mod cohort;
 pub mod config;
 pub mod export;

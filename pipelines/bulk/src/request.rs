@@ -74,6 +74,26 @@ pub struct ExportParameters {
 pub struct ParameterError(pub String);
 
 impl ExportParameters {
+    /// Reads the parameters of a kick-off: from the `Parameters` resource in `body` when
+    /// there is one (POST), otherwise from the query string (GET, or POST without a body).
+    pub fn read(
+        query: &str,
+        body: Option<&[u8]>,
+        handling: Handling,
+    ) -> Result<Self, ParameterError> {
+        match body {
+            None => Self::from_query(query, handling),
+            Some(body) => {
+                let value: Value = serde_json::from_slice(body).map_err(|e| {
+                    ParameterError(format!(
+                        "the body is not a JSON Parameters resource: {e}"
+                    ))
+                })?;
+                Self::from_parameters(&value, handling)
+            }
+        }
+    }
+
     /// Reads a query string (`a=b&c=d`, percent-encoded).
     pub fn from_query(query: &str, handling: Handling) -> Result<Self, ParameterError> {
         let mut parameters = ExportParameters::default();
@@ -186,6 +206,20 @@ pub fn filters_of(type_filters: &[String], resource_type: &str) -> Vec<Vec<(Stri
         .filter(|(filter_type, _)| *filter_type == resource_type)
         .map(|(_, query)| query_pairs(query))
         .collect()
+}
+
+/// Whether a parsed search uses parameters that shape results (`_sort`, `_include`,
+/// `_count`, `_summary` and the like) rather than select resources, which `_typeFilter`
+/// queries and cohort filters must not.
+pub fn shapes_results(query: &hearth_cdr::search::SearchQuery) -> bool {
+    !query.sort.is_empty()
+        || !query.includes.is_empty()
+        || !query.revincludes.is_empty()
+        || query.count.is_some()
+        || query.total.is_some()
+        || query.summary.is_some()
+        || query.elements.is_some()
+        || query.cursor.is_some()
 }
 
 /// Splits a query into `(decoded name, encoded value)` pairs, the form search takes.

@@ -11,6 +11,7 @@ use hearth_schemas::{BulkJobRequested, Event};
 use hearth_smart::scope::Interaction;
 use tokio::sync::Notify;
 
+use crate::allow_list::HostAllowList;
 use crate::export::ExportSettings;
 use crate::jobs::{JobOutcome, JobStore};
 use crate::storage::FileStore;
@@ -30,6 +31,8 @@ pub struct BulkSettings {
     /// How long a request waits for a projection to apply its event.
     pub write_timeout: Duration,
     pub export: ExportSettings,
+    /// Hosts `$import` may fetch from over HTTP(S).
+    pub import_allowed_hosts: HostAllowList,
 }
 
 impl Default for BulkSettings {
@@ -41,6 +44,7 @@ impl Default for BulkSettings {
             retry_after_seconds: 2,
             write_timeout: Duration::from_secs(60),
             export: ExportSettings::default(),
+            import_allowed_hosts: HostAllowList::default(),
         }
     }
 }

@@ -9,6 +9,7 @@
 mod apply;
 mod body;
 mod criteria;
+mod export_page;
 mod history;
 mod index_composite;
 mod index_store;
@@ -24,6 +25,7 @@ mod write;
 
 pub use apply::RepositoryProjection;
 pub use criteria::CriteriaError;
+pub use export_page::{ExportPage, ExportRow, PageLimit};
 pub use history::{HistoryPage, HistoryScope};
 pub use outcome::{EntryOutcome, Rejection, TransactionOutcome};
 pub use prepare::PreparedEvent;

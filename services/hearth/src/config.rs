@@ -43,6 +43,11 @@ pub struct ServeArgs {
     /// DATA_DIR/bulk]
     #[arg(long, env = "HEARTH_BULK_STORE")]
     pub bulk_store: Option<String>,
+    /// Hosts `$import` may fetch NDJSON from over HTTP(S), comma-separated, such as
+    /// data.example.org,*.example.net:8443; replaces [bulk] import_allowed_hosts [default:
+    /// none, so $import reads only from the bulk store]
+    #[arg(long, env = "HEARTH_BULK_IMPORT_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub bulk_import_allowed_hosts: Option<Vec<String>>,
     /// Lifetime of backend-services access tokens, in seconds, from 1 to 300 [default: 300]
     #[arg(long, env = "HEARTH_BACKEND_TOKEN_SECONDS", value_parser = clap::value_parser!(i64).range(1..=300))]
     pub backend_token_seconds: Option<i64>,
@@ -188,6 +193,9 @@ impl ServeArgs {
         let mut bulk = file.bulk.unwrap_or_default();
         if let Some(store) = &self.bulk_store {
             bulk.store = Some(store.clone());
+        }
+        if let Some(hosts) = &self.bulk_import_allowed_hosts {
+            bulk.import_allowed_hosts = hosts.clone();
         }
         bulk.validate()?;
         let clickhouse = self.clickhouse.resolve(file.clickhouse)?;

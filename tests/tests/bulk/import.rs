@@ -1,5 +1,5 @@
 //! `$import` of NDJSON from an HTTP URL on 127.0.0.1 and from the object store, with the
-//! same asynchronous status pattern as `$export`.
+//! same asynchronous status pattern as `$export`, and the allow list of import hosts.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -10,9 +10,24 @@ use serde_json::{Value, json};
 use crate::client::{BulkClient, FHIR_JSON, Reply, assert_outcome, keys};
 use crate::fixture::{Hearth, observation, patient};
 
+/// The `hearth serve` environment that allows imports from 127.0.0.1, where the tests
+/// serve their files.
+const LOOPBACK_IMPORTS: (&str, &str) = ("HEARTH_BULK_IMPORT_ALLOWED_HOSTS", "127.0.0.1");
+
 /// Serves `body` to every request on a free 127.0.0.1 port, from a thread that lives as
 /// long as the test process; returns the URL of `name` on it.
 fn serve_once(name: &str, body: String) -> String {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/fhir+ndjson\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let port = serve_raw(format!("{head}{body}"));
+    format!("http://127.0.0.1:{port}/{name}")
+}
+
+/// Answers every request on a free 127.0.0.1 port with `response`, a whole HTTP response,
+/// and returns the port.
+fn serve_raw(response: String) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
     let port = listener.local_addr().expect("an address").port();
     std::thread::spawn(move || {
@@ -20,15 +35,10 @@ fn serve_once(name: &str, body: String) -> String {
             let Ok(mut stream) = stream else { continue };
             let mut request = [0_u8; 4096];
             let _ = stream.read(&mut request);
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/fhir+ndjson\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(body.as_bytes());
+            let _ = stream.write_all(response.as_bytes());
         }
     });
-    format!("http://127.0.0.1:{port}/{name}")
+    port
 }
 
 fn import_body(inputs: &[(&str, &str)]) -> Value {
@@ -60,7 +70,7 @@ fn ndjson(resources: &[Value]) -> String {
 
 #[test]
 fn import_from_url_stores_resources() {
-    let hearth = Hearth::start();
+    let hearth = Hearth::start_with(&[], &[LOOPBACK_IMPORTS]);
     let patients = ndjson(&[patient("imp1", "female"), patient("imp2", "male")]);
     let observations = ndjson(&[
         observation("imp-o1", "imp1", "2345-7", 99.0),
@@ -137,4 +147,65 @@ fn import_needs_write_scopes() {
     let writer = hearth.writer();
     let reply = kick_off_import(&writer, &json!({"resourceType": "Patient"}));
     assert_outcome(&reply, 400);
+}
+
+#[test]
+fn import_rejects_hosts_off_the_list() {
+    // By default no host is allowed, so URL imports are off.
+    let hearth = Hearth::start();
+    let writer = hearth.writer();
+    let url = serve_once("Patient.ndjson", ndjson(&[patient("off1", "male")]));
+    let reply = kick_off_import(&writer, &import_body(&[("Patient", &url)]));
+    let message = assert_outcome(&reply, 400);
+    assert!(message.contains("import_allowed_hosts"), "{message}");
+
+    let hearth = Hearth::start_with(&[], &[("HEARTH_BULK_IMPORT_ALLOWED_HOSTS", "localhost")]);
+    let writer = hearth.writer();
+    for url in [
+        url.as_str(),
+        "http://169.254.169.254/latest/meta-data/",
+        "http://2130706433/Patient.ndjson",
+        "ftp://localhost/Patient.ndjson",
+    ] {
+        let reply = kick_off_import(&writer, &import_body(&[("Patient", url)]));
+        assert_outcome(&reply, 400);
+    }
+    assert_eq!(writer.get("Patient/off1").status, 404);
+}
+
+#[test]
+fn import_refuses_redirect_off_the_list() {
+    let hearth = Hearth::start_with(&[], &[LOOPBACK_IMPORTS]);
+    let target = serve_once("Patient.ndjson", ndjson(&[patient("moved1", "female")]));
+    // The allowed host forwards to the same file under a name the list does not allow.
+    let elsewhere = target.replace("127.0.0.1", "localhost");
+    let port = serve_raw(format!(
+        "HTTP/1.1 302 Found\r\nlocation: {elsewhere}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    ));
+    let url = format!("http://127.0.0.1:{port}/Patient.ndjson");
+    let writer = hearth.writer();
+
+    let manifest = writer.wait(&writer.status_url(&kick_off_import(
+        &writer,
+        &import_body(&[("Patient", &url)]),
+    )));
+    assert_eq!(manifest["output"][0]["count"], 0, "{manifest}");
+    let errors = writer.lines_of(&manifest, "error");
+    assert!(
+        errors.iter().any(|(_, e)| e.to_string().contains("redirect refused")),
+        "{errors:?}"
+    );
+    assert_eq!(writer.get("Patient/moved1").status, 404);
+
+    // A redirect that stays on an allowed host is followed.
+    let port = serve_raw(format!(
+        "HTTP/1.1 302 Found\r\nlocation: {target}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    ));
+    let url = format!("http://127.0.0.1:{port}/Patient.ndjson");
+    let manifest = writer.wait(&writer.status_url(&kick_off_import(
+        &writer,
+        &import_body(&[("Patient", &url)]),
+    )));
+    assert_eq!(manifest["output"][0]["count"], 1, "{manifest}");
+    assert_eq!(writer.get("Patient/moved1").status, 200);
 }

@@ -7,6 +7,7 @@
 //! a name that file would have had, so an interrupted upload is simply replaced: the files
 //! of a resumed job neither repeat nor miss a resource.
 
+mod by_patient;
 mod deleted;
 mod lines;
 mod sink;
@@ -14,7 +15,8 @@ mod sink;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use hearth_cdr::{Alternative, Repository, StoredResource, Visibility};
+use hearth_cdr::search::{Filter, ParseOptions, SearchAccess, ValueContext};
+use hearth_cdr::{ExportRow, Repository, StoredResource, Visibility};
 use hearth_fhir_core::{resource_types, search_params};
 use hearth_schemas::{BulkFile, BulkFileKind, BulkJobRequested, ExportLevel};
 use serde::{Deserialize, Serialize};
@@ -22,7 +24,7 @@ use serde_json::json;
 use tokio::runtime::Handle;
 
 use crate::jobs::{JobState, JobStore};
-use crate::request::{OutputFormat, filters_of};
+use crate::request::{OutputFormat, query_pairs};
 use crate::storage::FileStore;
 use crate::views::View;
 use crate::{Error, Result};
@@ -33,8 +35,11 @@ use sink::{NdjsonPart, ParquetPart, PartWriter};
 /// Limits of the export engine.
 #[derive(Debug, Clone)]
 pub struct ExportSettings {
-    /// Resources read from the repository in one query.
+    /// Resources read from the repository in one query, at most.
     pub page_size: usize,
+    /// Bytes of resource JSON read in one query: a page ends with the resource that
+    /// reaches this, so a page of large resources stays bounded in memory.
+    pub page_bytes: usize,
     /// Resources in one output file, at most (files end at a page boundary after this).
     pub file_max_resources: i64,
     /// Resources exported per second by one job, at most; 0 means no limit. Keeps large
@@ -45,7 +50,8 @@ pub struct ExportSettings {
 impl Default for ExportSettings {
     fn default() -> Self {
         ExportSettings {
-            page_size: 1000,
+            page_size: 10_000,
+            page_bytes: 16 * 1024 * 1024,
             file_max_resources: 100_000,
             max_resources_per_second: 0,
         }
@@ -72,7 +78,9 @@ pub struct Checkpoint {
     pub type_index: usize,
     /// Index into the job's patient list, for exports limited to patients.
     pub patient_index: usize,
-    /// Storage position after which the next page starts.
+    /// Storage position after which the next page starts; in an export organized by
+    /// patient without a patient list, the position of the last Patient whose block is
+    /// in a finished file.
     pub after: Option<i64>,
     /// Number of the next file of the current type.
     pub part: u32,
@@ -133,8 +141,10 @@ pub fn run(
 
 /// The first checkpoint of a job: its resource types and the issues found at kick-off.
 fn plan(context: &ExportContext<'_>, request: &BulkJobRequested) -> Result<Checkpoint> {
-    let compartment_only = request.level != ExportLevel::System;
-    let candidates: Vec<String> = if request.types.is_empty() {
+    let organized = organized_by_patient(request);
+    // An export organized by patient holds only resources of patient compartments.
+    let compartment_only = request.level != ExportLevel::System || organized;
+    let mut candidates: Vec<String> = if request.types.is_empty() {
         resource_types::all()
             .iter()
             .filter(|t| !compartment_only || in_patient_compartment(t))
@@ -143,36 +153,60 @@ fn plan(context: &ExportContext<'_>, request: &BulkJobRequested) -> Result<Check
     } else {
         request.types.clone()
     };
-    let mut candidates = candidates;
     // NOTE: associated Provenance is every Provenance the caller may read in the export's
     // compartments, not only the ones whose target is an exported resource.
     if !request.include_associated_data.is_empty() && !candidates.iter().any(|t| t == "Provenance")
     {
         candidates.push("Provenance".to_string());
     }
+    let mut issues = request.warnings.clone();
     let mut types = Vec::new();
     for resource_type in candidates {
         if compartment_only && !in_patient_compartment(&resource_type) {
+            if organized {
+                issues.push(format!(
+                    "{resource_type} is outside the Patient compartment, so an export organized by Patient leaves it out"
+                ));
+            }
             continue;
         }
         if (context.access)(&resource_type).is_none() {
             continue;
         }
         // Skip types with no resource at all, so a system export does not scan 146 types.
-        let any =
-            context
-                .repository
-                .search(&resource_type, &[], &Visibility::everything(), 1, None)?;
-        if any.resources.is_empty() && request.since.is_none() {
+        if !has_any(context.repository, &resource_type)? && request.since.is_none() {
             continue;
         }
         types.push(resource_type);
     }
+    // Each block of an export organized by patient starts with the Patient itself.
+    if organized && let Some(index) = types.iter().position(|t| t == "Patient") {
+        let patient = types.remove(index);
+        types.insert(0, patient);
+    }
     Ok(Checkpoint {
         types,
-        issues: request.warnings.clone(),
+        issues,
         ..Checkpoint::default()
     })
+}
+
+/// Whether the repository holds a live resource of the type.
+fn has_any(repository: &Repository, resource_type: &str) -> Result<bool> {
+    let everything = |_: &str| Some(Visibility::everything());
+    let access = SearchAccess {
+        search: &everything,
+        read: &everything,
+        compartment: None,
+    };
+    let limit = hearth_cdr::PageLimit { rows: 1, bytes: 1 };
+    let page = repository.export_page(resource_type, &[], &access, limit, None)?;
+    Ok(!page.rows.is_empty())
+}
+
+/// Whether the job asked for `organizeOutputBy=Patient`.
+pub fn organized_by_patient(request: &BulkJobRequested) -> bool {
+    request.organize_output_by.as_deref() == Some("Patient")
 }
 
 /// Whether resources of a type can belong to a patient's compartment.
@@ -201,8 +235,12 @@ impl Export<'_> {
         loop {
             match self.state.phase {
                 Phase::Output => {
-                    while self.state.type_index < self.state.types.len() {
-                        self.export_type(report)?;
+                    if organized_by_patient(self.request) {
+                        self.export_by_patient(report)?;
+                    } else {
+                        while self.state.type_index < self.state.types.len() {
+                            self.export_type(report)?;
+                        }
                     }
                     self.next_phase(Phase::Deleted);
                 }
@@ -242,20 +280,14 @@ impl Export<'_> {
         report: &mut dyn FnMut(&Checkpoint, Vec<BulkFile>) -> Result<()>,
     ) -> Result<()> {
         let resource_type = self.state.types[self.state.type_index].clone();
-        let caller = (self.context.access)(&resource_type);
-        let filters = filters_of(&self.request.type_filters, &resource_type);
+        let readable = (self.context.access)(&resource_type).is_some();
+        let alternatives = self.type_filters(&resource_type);
         let elements = elements_of(&self.request.elements, &resource_type);
         let view = (self.format == OutputFormat::Parquet).then(|| View::for_type(&resource_type));
         let mut part: Option<PartWriter> = None;
 
         let limited = limited_to_patients(self.request);
-        let page_size = self
-            .context
-            .settings
-            .page_size
-            .min(usize::try_from(self.context.settings.file_max_resources).unwrap_or(usize::MAX))
-            .max(1);
-        while let Some(caller) = &caller {
+        while readable && let Some(alternatives) = &alternatives {
             // A Group with no members exports nothing, because an empty patient list
             // never widens to every patient.
             let patient = match self.request.patients.get(self.state.patient_index) {
@@ -264,17 +296,10 @@ impl Export<'_> {
                 _ => None,
             };
             self.check_running()?;
-            let visibility = combine(caller, &filters, patient);
-            let page = self.context.repository.search(
-                &resource_type,
-                &[],
-                &visibility,
-                page_size,
-                self.state.after,
-            )?;
-            self.throttle(page.resources.len());
-            for stored in page.resources {
-                let Some(text) = self.exported_text(stored, &elements)? else {
+            let page = self.page(&resource_type, alternatives, patient, self.state.after)?;
+            self.throttle(page.rows.len());
+            for row in page.rows {
+                let Some(text) = self.exported_text(&resource_type, row, &elements)? else {
                     continue;
                 };
                 let writer = match &mut part {
@@ -300,7 +325,7 @@ impl Export<'_> {
                 .as_ref()
                 .is_some_and(|p| p.count() >= self.context.settings.file_max_resources);
             if full && !type_done {
-                let file = self.close_part(&resource_type, part.take())?;
+                let file = self.close_part(&resource_type, &resource_type, part.take())?;
                 self.state.part += 1;
                 report(&self.state, file)?;
             }
@@ -309,12 +334,78 @@ impl Export<'_> {
             }
         }
 
-        let file = self.close_part(&resource_type, part.take())?;
+        let file = self.close_part(&resource_type, &resource_type, part.take())?;
         self.state.type_index += 1;
         self.state.patient_index = 0;
         self.state.after = None;
         self.state.part = 0;
         report(&self.state, file)
+    }
+
+    /// Reads one page of a type: what the caller may search, in `patient`'s compartment
+    /// when one is given, matching one of `alternatives`.
+    fn page(
+        &self,
+        resource_type: &str,
+        alternatives: &[Vec<Filter>],
+        patient: Option<&str>,
+        after: Option<i64>,
+    ) -> Result<hearth_cdr::ExportPage> {
+        let settings = self.context.settings;
+        let rows = settings
+            .page_size
+            .min(usize::try_from(settings.file_max_resources).unwrap_or(usize::MAX))
+            .max(1);
+        let limit = hearth_cdr::PageLimit {
+            rows,
+            bytes: settings.page_bytes.max(1),
+        };
+        let access = SearchAccess {
+            search: self.context.access,
+            read: self.context.access,
+            compartment: patient,
+        };
+        Ok(self
+            .context
+            .repository
+            .export_page(resource_type, alternatives, &access, limit, after)?)
+    }
+
+    /// The `_typeFilter` queries of a type, parsed by the search engine: no alternatives
+    /// when the type has no filter, `None` when it has filters but none of them can run
+    /// (the type is then left out, because dropping its filters would widen the export).
+    fn type_filters(&mut self, resource_type: &str) -> Option<Vec<Vec<Filter>>> {
+        let queries: Vec<&str> = self
+            .request
+            .type_filters
+            .iter()
+            .filter_map(|filter| filter.split_once('?'))
+            .filter(|(filter_type, _)| *filter_type == resource_type)
+            .map(|(_, query)| query)
+            .collect();
+        let options = ParseOptions {
+            strict: true,
+            context: ValueContext {
+                base_url: &self.request.base_url,
+                now: self.request.transaction_time,
+            },
+        };
+        let mut alternatives = Vec::new();
+        for query in &queries {
+            match hearth_cdr::search::parse(resource_type, &query_pairs(query), &options) {
+                Ok(parsed) => alternatives.push(parsed.filters),
+                Err(error) => self.state.issues.push(format!(
+                    "_typeFilter '{resource_type}?{query}' cannot run and was left out: {error}"
+                )),
+            }
+        }
+        if !queries.is_empty() && alternatives.is_empty() {
+            self.state.issues.push(format!(
+                "no _typeFilter of {resource_type} can run, so no {resource_type} was exported"
+            ));
+            return None;
+        }
+        Some(alternatives)
     }
 
     fn open_part(
@@ -342,18 +433,22 @@ impl Export<'_> {
         })
     }
 
-    fn part_name(&self, resource_type: &str) -> String {
+    /// The name of the current file: `Type-N.ext`, or `output-N.ndjson` in an export
+    /// organized by patient.
+    fn part_name(&self, prefix: &str) -> String {
         format!(
-            "{resource_type}-{}.{}",
+            "{prefix}-{}.{}",
             self.state.part + 1,
             self.format.extension()
         )
     }
 
     /// Finishes a file and returns its manifest entry (none when nothing was written).
+    /// `prefix` starts the file's name, as in [`Self::part_name`].
     fn close_part(
         &mut self,
         resource_type: &str,
+        prefix: &str,
         part: Option<PartWriter>,
     ) -> Result<Vec<BulkFile>> {
         let Some(part) = part else {
@@ -363,7 +458,7 @@ impl Export<'_> {
         let bytes = part.finish()?;
         let file = BulkFile {
             resource_type: resource_type.to_string(),
-            url: file_url(self.request, &self.part_name(resource_type)),
+            url: file_url(self.request, &self.part_name(prefix)),
             count,
             bytes,
             kind: BulkFileKind::Output,
@@ -372,31 +467,30 @@ impl Export<'_> {
         Ok(vec![file])
     }
 
-    /// The line to export for a stored resource, or `None` when it is outside the time
-    /// window. A resource changed after the cutoff is exported as it was at the cutoff.
+    /// The line to export for a resource, or `None` when it is outside the time window.
+    /// A resource changed after the cutoff is exported as it was at the cutoff. Without
+    /// `_elements` the stored JSON is written as it is, because it is already compact.
     fn exported_text(
         &mut self,
-        stored: StoredResource,
+        resource_type: &str,
+        row: ExportRow,
         elements: &[String],
     ) -> Result<Option<String>> {
-        let version = if stored.last_updated > self.cutoff {
-            match self.version_at_cutoff(&stored)? {
-                Some(version) => version,
-                None => return Ok(None),
+        let (json, last_updated) = if row.last_updated > self.cutoff {
+            match self.version_at_cutoff(resource_type, &row.id, row.version)? {
+                Some(StoredResource {
+                    json: Some(json),
+                    last_updated,
+                    ..
+                }) => (json, last_updated),
+                _ => return Ok(None),
             }
         } else {
-            stored
+            (row.json, row.last_updated)
         };
-        if self
-            .request
-            .since
-            .is_some_and(|since| version.last_updated < since)
-        {
+        if self.request.since.is_some_and(|since| last_updated < since) {
             return Ok(None);
         }
-        let Some(json) = version.json else {
-            return Ok(None);
-        };
         let line = one_line(json);
         if elements.is_empty() || self.format == OutputFormat::Parquet {
             return Ok(Some(line));
@@ -405,21 +499,22 @@ impl Export<'_> {
             Ok(subset) => Ok(Some(subset)),
             Err(error) => {
                 self.state.issues.push(format!(
-                    "{}/{}: _elements could not be applied: {error}",
-                    version.resource_type, version.id
+                    "{resource_type}/{}: _elements could not be applied: {error}",
+                    row.id
                 ));
                 Ok(Some(line))
             }
         }
     }
 
-    fn version_at_cutoff(&self, current: &StoredResource) -> Result<Option<StoredResource>> {
-        for number in (1..current.version).rev() {
-            let Some(version) =
-                self.context
-                    .repository
-                    .vread(&current.resource_type, &current.id, number)?
-            else {
+    fn version_at_cutoff(
+        &self,
+        resource_type: &str,
+        id: &str,
+        current: i64,
+    ) -> Result<Option<StoredResource>> {
+        for number in (1..current).rev() {
+            let Some(version) = self.context.repository.vread(resource_type, id, number)? else {
                 continue;
             };
             if version.last_updated <= self.cutoff {
@@ -494,38 +589,6 @@ fn elements_of(elements: &[String], resource_type: &str) -> Vec<String> {
             None => Some(element.clone()),
         })
         .collect()
-}
-
-/// What an export of one type may read: the caller's visibility, narrowed by the
-/// `_typeFilter` queries (ORed) and by one patient's compartment.
-pub fn combine(
-    caller: &Visibility,
-    filters: &[Vec<(String, String)>],
-    patient: Option<&str>,
-) -> Visibility {
-    let no_filter = [Vec::new()];
-    let filter_sets: &[Vec<(String, String)>] = if filters.is_empty() {
-        &no_filter
-    } else {
-        filters
-    };
-    let mut alternatives = Vec::new();
-    for alternative in &caller.alternatives {
-        let compartment = match (patient, &alternative.patient_compartment) {
-            (Some(wanted), Some(allowed)) if wanted != allowed => continue,
-            (Some(wanted), _) => Some(wanted.to_string()),
-            (None, allowed) => allowed.clone(),
-        };
-        for filter in filter_sets {
-            let mut all = alternative.filters.clone();
-            all.extend(filter.iter().cloned());
-            alternatives.push(Alternative {
-                patient_compartment: compartment.clone(),
-                filters: all,
-            });
-        }
-    }
-    Visibility { alternatives }
 }
 
 /// Whether a job exports only the compartments of its patient list: every Group export,

@@ -1,38 +1,4 @@
-use hearth_cdr::{Alternative, Visibility};
-
 use super::*;
-
-#[test]
-fn combine_ors_type_filters_within_caller_alternatives() {
-    let caller = Visibility {
-        alternatives: vec![Alternative {
-            patient_compartment: None,
-            filters: vec![("status".to_string(), "final".to_string())],
-        }],
-    };
-    let filters = vec![
-        vec![("code".to_string(), "a".to_string())],
-        vec![("code".to_string(), "b".to_string())],
-    ];
-    let combined = combine(&caller, &filters, Some("p1"));
-    assert_eq!(combined.alternatives.len(), 2);
-    for alternative in &combined.alternatives {
-        assert_eq!(alternative.patient_compartment.as_deref(), Some("p1"));
-        assert_eq!(alternative.filters.len(), 2);
-    }
-}
-
-#[test]
-fn combine_drops_other_patients_compartments() {
-    let caller = Visibility {
-        alternatives: vec![Alternative {
-            patient_compartment: Some("p1".to_string()),
-            filters: Vec::new(),
-        }],
-    };
-    assert!(combine(&caller, &[], Some("p2")).alternatives.is_empty());
-    assert_eq!(combine(&caller, &[], Some("p1")).alternatives.len(), 1);
-}
 
 #[test]
 fn elements_apply_by_type_prefix() {

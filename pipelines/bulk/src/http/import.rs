@@ -13,47 +13,39 @@
 //! ]}
 //! ```
 //!
-//! An input URL is either `http(s)` or a location inside the bulk store (`s3://...` under
-//! the configured store, or `file://` under the local store directory).
+//! An input URL is either `http(s)` on a host of `[bulk] import_allowed_hosts`, or a
+//! location inside the bulk store (`s3://...` under the configured store, or `file://`
+//! under the local store directory); any other URL gets 400.
 
-use axum::Extension;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
-use hearth_fhir::{FhirError, Principal, SiteContext};
+use hearth_fhir::FhirError;
 use hearth_schemas::{BulkImportInput, BulkJobKind, BulkJobRequested, ExportLevel};
 use hearth_smart::scope::{Context, Interaction};
 use serde_json::Value;
 
-use super::kickoff::{accepted, check_headers};
+use super::kickoff::{KickOff, accepted, check_headers};
 use super::{error_response, internal, too_many};
 use crate::jobs::JobOutcome;
 use crate::request::NDJSON;
 use crate::service::{BulkService, now_micros};
 
-pub async fn kickoff(
-    State(service): State<BulkService>,
-    Extension(site): Extension<SiteContext>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    match accept(&service, &site, &principal, &headers, &uri, &body).await {
+pub async fn kickoff(request: KickOff) -> Response {
+    match accept(&request).await {
         Ok(response) => response,
         Err(error) => error_response(error),
     }
 }
 
-async fn accept(
-    service: &BulkService,
-    site: &SiteContext,
-    principal: &Principal,
-    headers: &HeaderMap,
-    uri: &Uri,
-    body: &[u8],
-) -> Result<Response, FhirError> {
+async fn accept(request: &KickOff) -> Result<Response, FhirError> {
+    let KickOff {
+        service,
+        site,
+        principal,
+        headers,
+        uri,
+        body,
+    } = request;
     check_headers(headers)?;
     let parameters: Value = serde_json::from_slice(body).map_err(|e| {
         FhirError::bad_request(format!("the body is not a JSON Parameters resource: {e}"))
@@ -77,6 +69,10 @@ async fn accept(
                 ));
             }
         }
+    }
+
+    for input in &inputs {
+        check_source(service, &input.url)?;
     }
 
     let job_id = uuid::Uuid::new_v4().to_string();
@@ -130,6 +126,27 @@ async fn accept(
             "unexpected outcome of a kick-off: {other:?}"
         ))),
     }
+}
+
+/// Rejects an input URL the import could not read: an `http(s)` host outside the allow
+/// list, or a location outside the bulk store.
+fn check_source(service: &BulkService, url: &str) -> Result<(), FhirError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| FhirError::bad_request(format!("the input URL '{url}' is invalid: {e}")))?;
+        return service
+            .settings
+            .import_allowed_hosts
+            .check(&parsed)
+            .map_err(FhirError::bad_request);
+    }
+    if service.files.relative_location(url).is_none() {
+        return Err(FhirError::bad_request(format!(
+            "the input URL '{url}' is neither http(s) nor inside the bulk store at {}",
+            service.files.location()
+        )));
+    }
+    Ok(())
 }
 
 type ImportParameters = (String, Option<String>, Vec<BulkImportInput>);

@@ -1,11 +1,14 @@
 //! `$export` kick-off at the system, Patient and Group levels, over GET and POST.
+//!
+//! One handler per level serves both methods: [`KickOff`] extracts what every kick-off
+//! needs, and the parameters come from the query string (GET, or POST without a body) or
+//! from the `Parameters` body (POST) through one parser.
 
-use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use hearth_cdr::Visibility;
+use hearth_cdr::search::{ParseOptions, SearchError, ValueContext};
 use hearth_fhir::{FhirError, Principal, SiteContext};
 use hearth_schemas::{BulkJobKind, BulkJobRequested, ExportLevel};
 use hearth_smart::scope::Interaction;
@@ -15,100 +18,76 @@ use super::{error_response, internal, too_many};
 use crate::cohort::{self, CohortError};
 use crate::export::in_patient_compartment;
 use crate::jobs::JobOutcome;
-use crate::request::{ExportParameters, Handling, NDJSON, parse_prefer};
+use crate::request::{ExportParameters, Handling, NDJSON, OutputFormat, parse_prefer};
 use crate::service::{BulkService, now_micros, visibility_for};
 
-/// What every kick-off handler receives.
+/// What every kick-off handler receives: the service, the site and caller that the FHIR
+/// token check put in the request's extensions, the headers, the URI and the body.
 pub(super) struct KickOff {
     pub service: BulkService,
     pub site: SiteContext,
     pub principal: Principal,
     pub headers: HeaderMap,
     pub uri: Uri,
-    /// The POST body, `None` for GET.
-    pub body: Option<Bytes>,
+    /// The body; empty for GET.
+    pub body: Bytes,
 }
 
-macro_rules! kickoff_handlers {
-    ($get:ident, $post:ident, $level:expr) => {
-        pub async fn $get(
-            State(service): State<BulkService>,
-            Extension(site): Extension<SiteContext>,
-            Extension(principal): Extension<Principal>,
-            headers: HeaderMap,
-            uri: Uri,
-        ) -> Response {
-            let request = KickOff {
-                service,
-                site,
-                principal,
-                headers,
-                uri,
-                body: None,
-            };
-            export(request, $level, None).await
-        }
-
-        pub async fn $post(
-            State(service): State<BulkService>,
-            Extension(site): Extension<SiteContext>,
-            Extension(principal): Extension<Principal>,
-            headers: HeaderMap,
-            uri: Uri,
-            body: Bytes,
-        ) -> Response {
-            let request = KickOff {
-                service,
-                site,
-                principal,
-                headers,
-                uri,
-                body: Some(body),
-            };
-            export(request, $level, None).await
-        }
-    };
+impl KickOff {
+    /// The body, when the request has one.
+    fn body(&self) -> Option<&[u8]> {
+        Some(self.body.as_ref()).filter(|body| !body.is_empty())
+    }
 }
 
-kickoff_handlers!(system_get, system_post, ExportLevel::System);
-kickoff_handlers!(patient_get, patient_post, ExportLevel::Patient);
+impl FromRequest<BulkService> for KickOff {
+    type Rejection = Response;
 
-pub async fn group_get(
-    State(service): State<BulkService>,
-    Extension(site): Extension<SiteContext>,
-    Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let request = KickOff {
-        service,
-        site,
-        principal,
-        headers,
-        uri,
-        body: None,
-    };
-    export(request, ExportLevel::Group, Some(id)).await
+    async fn from_request(request: Request, service: &BulkService) -> Result<Self, Response> {
+        let (parts, body) = request.into_parts();
+        let missing = |what: &str| {
+            error_response(internal(format!(
+                "the FHIR token check did not supply the {what} of a Bulk Data request"
+            )))
+        };
+        let site = parts
+            .extensions
+            .get::<SiteContext>()
+            .cloned()
+            .ok_or_else(|| missing("site"))?;
+        let principal = parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| missing("caller"))?;
+        let headers = parts.headers.clone();
+        let uri = parts.uri.clone();
+        let body = Bytes::from_request(Request::from_parts(parts, body), service)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(KickOff {
+            service: service.clone(),
+            site,
+            principal,
+            headers,
+            uri,
+            body,
+        })
+    }
 }
 
-pub async fn group_post(
-    State(service): State<BulkService>,
-    Extension(site): Extension<SiteContext>,
-    Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    let request = KickOff {
-        service,
-        site,
-        principal,
-        headers,
-        uri,
-        body: Some(body),
-    };
+/// `GET`/`POST [base]/$export`.
+pub async fn system(request: KickOff) -> Response {
+    export(request, ExportLevel::System, None).await
+}
+
+/// `GET`/`POST [base]/Patient/$export`.
+pub async fn patient(request: KickOff) -> Response {
+    export(request, ExportLevel::Patient, None).await
+}
+
+/// `GET`/`POST [base]/Group/{id}/$export`.
+pub async fn group(Path(id): Path<String>, request: KickOff) -> Response {
     export(request, ExportLevel::Group, Some(id)).await
 }
 
@@ -222,17 +201,7 @@ pub(super) fn accepted(base_url: &str, job_id: &str) -> Response {
 
 fn read_parameters(request: &KickOff, handling: Handling) -> Result<ExportParameters, FhirError> {
     let query = request.uri.query().unwrap_or("");
-    let body = request.body.as_ref().filter(|body| !body.is_empty());
-    let parameters = match body {
-        None => ExportParameters::from_query(query, handling),
-        Some(body) => {
-            let value: Value = serde_json::from_slice(body).map_err(|e| {
-                FhirError::bad_request(format!("the body is not a JSON Parameters resource: {e}"))
-            })?;
-            ExportParameters::from_parameters(&value, handling)
-        }
-    };
-    parameters.map_err(|e| FhirError::bad_request(e.0))
+    ExportParameters::read(query, request.body(), handling).map_err(|e| FhirError::bad_request(e.0))
 }
 
 /// `includeAssociatedData` values Hearth honours; both add the Provenance resources of
@@ -256,14 +225,7 @@ fn check_parameters(
     if parameters.since.is_some_and(|since| since > now_micros()) {
         return Err(FhirError::bad_request("_since is in the future"));
     }
-    if let Some(organize) = parameters.organize_output_by.take() {
-        parameters
-            .unsupported(
-                handling,
-                format!("organizeOutputBy={organize} is not supported"),
-            )
-            .map_err(invalid)?;
-    }
+    check_organize_output_by(request, level, handling, parameters)?;
     let mut associated = Vec::new();
     for value in std::mem::take(&mut parameters.include_associated_data) {
         if ASSOCIATED_DATA.contains(&value.as_str()) {
@@ -308,7 +270,7 @@ fn check_parameters(
 
     let mut filters = Vec::new();
     for filter in std::mem::take(&mut parameters.type_filters) {
-        match check_type_filter(request, parameters, &filter) {
+        match check_type_filter(request, parameters, &filter)? {
             Ok(()) => filters.push(filter),
             Err(message) => parameters.unsupported(handling, message).map_err(invalid)?,
         }
@@ -317,57 +279,103 @@ fn check_parameters(
     Ok(())
 }
 
-/// Checks one `_typeFilter` query: its type, and a trial search that fails on parameters,
-/// modifiers or values that search does not support.
+/// Checks `organizeOutputBy`: Hearth organizes NDJSON output by Patient only. A value it
+/// cannot honour is rejected under strict handling and left out (and reported) otherwise.
+fn check_organize_output_by(
+    request: &KickOff,
+    level: ExportLevel,
+    handling: Handling,
+    parameters: &mut ExportParameters,
+) -> Result<(), FhirError> {
+    let Some(organize) = parameters.organize_output_by.take() else {
+        return Ok(());
+    };
+    let problem = if organize != "Patient" {
+        Some(format!(
+            "organizeOutputBy={organize} is not supported; Hearth organizes output by Patient only"
+        ))
+    } else if parameters.output_format == Some(OutputFormat::Parquet) {
+        Some(
+            "organizeOutputBy=Patient cannot be combined with _outputFormat=parquet, which writes one file set per resource type"
+                .to_string(),
+        )
+    } else {
+        None
+    };
+    if let Some(message) = problem {
+        return parameters
+            .unsupported(handling, message)
+            .map_err(|e| FhirError::bad_request(e.0));
+    }
+    // Without a patient list the export walks every Patient the caller may search.
+    let walks_patients = level != ExportLevel::Group && parameters.patients.is_empty();
+    if walks_patients && visibility_for(&request.principal, "Patient").is_none() {
+        return Err(FhirError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "organizeOutputBy=Patient needs a token whose scopes allow searching Patient",
+        ));
+    }
+    parameters.organize_output_by = Some(organize);
+    Ok(())
+}
+
+/// Checks one `_typeFilter` query with the search engine's parser under strict handling:
+/// its type, and parameters, modifiers or values that search does not support. `Ok(Err)`
+/// is a filter Hearth cannot run (rejected under strict handling, left out otherwise);
+/// `Err` is a malformed value, rejected under any handling as a search would be.
 fn check_type_filter(
     request: &KickOff,
     parameters: &ExportParameters,
     filter: &str,
-) -> Result<(), String> {
+) -> Result<Result<(), String>, FhirError> {
     let Some((resource_type, query)) = filter.split_once('?') else {
-        return Err(format!(
+        return Ok(Err(format!(
             "_typeFilter '{filter}' is not of the form Type?query"
-        ));
+        )));
     };
     if !hearth_fhir_core::resource_types::is_resource_type(resource_type) {
-        return Err(format!("_typeFilter '{filter}' names no R4 resource type"));
+        return Ok(Err(format!(
+            "_typeFilter '{filter}' names no R4 resource type"
+        )));
     }
     if !parameters.types.is_empty() && !parameters.types.iter().any(|t| t == resource_type) {
-        return Err(format!(
+        return Ok(Err(format!(
             "_typeFilter '{filter}' is for {resource_type}, which _type does not include"
-        ));
+        )));
     }
+    let options = ParseOptions {
+        strict: true,
+        context: ValueContext {
+            base_url: &request.site.fhir_base_url,
+            now: now_micros(),
+        },
+    };
     let pairs = crate::request::query_pairs(query);
-    if pairs.is_empty() {
-        return Err(format!("_typeFilter '{filter}' has no search parameters"));
-    }
-    for (name, _) in &pairs {
-        if matches!(
-            name.as_str(),
-            "_include" | "_revinclude" | "_sort" | "_count" | "_summary" | "_elements" | "_total"
-        ) {
-            return Err(format!(
-                "_typeFilter '{filter}' uses {name}, which only shapes search results and cannot filter an export"
-            ));
+    let parsed = match hearth_cdr::search::parse(resource_type, &pairs, &options) {
+        Ok(parsed) => parsed,
+        Err(SearchError::Unsupported(reason)) => {
+            return Ok(Err(format!(
+                "_typeFilter '{filter}' is not supported: {reason}"
+            )));
         }
-    }
-    let trial = request.service.repository.search(
-        resource_type,
-        &pairs,
-        &Visibility::everything(),
-        1,
-        None,
-    );
-    match trial {
-        Ok(_) => Ok(()),
-        Err(hearth_cdr::Error::Criteria(error)) => {
-            Err(format!("_typeFilter '{filter}' is not supported: {error}"))
+        Err(SearchError::Invalid(reason)) => {
+            return Err(FhirError::bad_request(format!(
+                "_typeFilter '{filter}' is invalid: {reason}"
+            )));
         }
-        Err(other) => {
-            tracing::error!(error = %other, "checking a _typeFilter failed");
-            Err(format!("_typeFilter '{filter}' could not be checked"))
-        }
+    };
+    if crate::request::shapes_results(&parsed) {
+        return Ok(Err(format!(
+            "_typeFilter '{filter}' uses a parameter that only shapes search results (such as _sort, _include or _count) and cannot filter an export"
+        )));
     }
+    if parsed.filters.is_empty() {
+        return Ok(Err(format!(
+            "_typeFilter '{filter}' has no search parameters"
+        )));
+    }
+    Ok(Ok(()))
 }
 
 /// The patients of a Group the caller may read, intersected with the `patient` parameter
@@ -435,7 +443,7 @@ fn job_request(
 ) -> BulkJobRequested {
     let base = &request.site.fhir_base_url;
     let mut request_url = format!("{base}{}", request.uri.path());
-    if request.body.as_ref().is_none_or(|body| body.is_empty())
+    if request.body().is_none()
         && let Some(query) = request.uri.query()
     {
         request_url.push('?');
@@ -464,7 +472,7 @@ fn job_request(
         elements: parameters.elements.clone(),
         patients,
         include_associated_data: parameters.include_associated_data.clone(),
-        organize_output_by: None,
+        organize_output_by: parameters.organize_output_by.clone(),
         allow_partial_manifests: parameters.allow_partial_manifests,
         input_format: None,
         input_source: None,

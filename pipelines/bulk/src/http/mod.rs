@@ -30,18 +30,12 @@ use crate::service::BulkService;
 /// `/{resource_type}/{id}` routes.
 pub fn router(service: BulkService) -> Router {
     Router::new()
-        .route(
-            "/$export",
-            get(kickoff::system_get).post(kickoff::system_post),
-        )
+        .route("/$export", get(kickoff::system).post(kickoff::system))
         .route(
             "/Patient/$export",
-            get(kickoff::patient_get).post(kickoff::patient_post),
+            get(kickoff::patient).post(kickoff::patient),
         )
-        .route(
-            "/Group/{id}/$export",
-            get(kickoff::group_get).post(kickoff::group_post),
-        )
+        .route("/Group/{id}/$export", get(kickoff::group).post(kickoff::group))
         .route("/Group/{id}/$refresh", post(refresh::refresh))
         .route("/$import", post(import::kickoff))
         .route(

@@ -74,13 +74,22 @@ fn in_progress(service: &BulkService, job: &Job) -> Response {
     response
 }
 
-/// The complete manifest.
+/// The complete manifest. Output files of an export organized by patient hold several
+/// types, so their entries have no `type` and the manifest names the organizing type in
+/// `outputOrganizedBy` instead.
 pub fn manifest(job: &Job) -> Value {
+    let organized_by = job.request.organize_output_by.as_deref();
     let section = |kind: BulkFileKind| -> Vec<Value> {
         job.files
             .iter()
             .filter(|file| file.kind == kind)
-            .map(|file| json!({"type": file.resource_type, "url": file.url, "count": file.count}))
+            .map(|file| {
+                if kind == BulkFileKind::Output && organized_by.is_some() {
+                    json!({"url": file.url, "count": file.count})
+                } else {
+                    json!({"type": file.resource_type, "url": file.url, "count": file.count})
+                }
+            })
             .collect()
     };
     let mut manifest = json!({
@@ -90,6 +99,9 @@ pub fn manifest(job: &Job) -> Value {
         "output": section(BulkFileKind::Output),
         "error": section(BulkFileKind::Error),
     });
+    if let Some(organized_by) = organized_by {
+        manifest["outputOrganizedBy"] = json!(organized_by);
+    }
     let deleted = section(BulkFileKind::Deleted);
     if !deleted.is_empty() {
         manifest["deleted"] = Value::Array(deleted);
