@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures Bulk Data export throughput at the system level: resources per second from the
-# kick-off until the manifest is complete, for NDJSON and for Parquet, and the server's
-# peak resident memory during each export. Runs the release binary on the embedded log
+# kick-off until the manifest is complete, for NDJSON and for Parquet, the server's CPU
+# time and peak resident memory during each export, and the load average at the end. On
+# a shared machine the CPU time (resources per CPU-second) varies less than the rate. Runs the release binary on the embedded log
 # with files in the local store.
 #
 # Usage: infra/bench/bulk-export.sh [DATA_DIR]
@@ -62,6 +63,11 @@ stop_server() {
     server_pid=""
 }
 
+# User plus system CPU time of PID, in clock ticks.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
 # Field NAME (kB) of /proc/PID/status.
 memory_kb() {
     awk -v name="$2:" '$1 == name { print $2 }' "/proc/$1/status"
@@ -76,6 +82,7 @@ stop_server
 for format in ndjson parquet; do
     start_server
     before_kb="$(memory_kb "$server_pid" VmRSS)"
+    cpu_before="$(cpu_ticks "$server_pid")"
     started="$(date +%s.%N)"
     status_url="$(curl -sf -D - -o /dev/null \
         -H "Authorization: Bearer $token" -H 'Accept: application/fhir+json' \
@@ -96,17 +103,22 @@ for format in ndjson parquet; do
         echo "the $format export failed with $code: $(cat "$work/manifest.json")" >&2
         exit 1
     fi
+    cpu_ticks_used=$(( $(cpu_ticks "$server_pid") - cpu_before ))
     peak_kb="$(memory_kb "$server_pid" VmHWM)"
     bytes="$(du -sb "$work/data/bulk" | cut -f1)"
-    python3 - "$format" "$started" "$finished" "$before_kb" "$peak_kb" "$bytes" "$work/manifest.json" <<'EOF'
+    python3 - "$format" "$started" "$finished" "$before_kb" "$peak_kb" "$bytes" "$work/manifest.json" \
+        "$cpu_ticks_used" "$(getconf CLK_TCK)" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'EOF'
 import json, sys
-fmt, started, finished, before_kb, peak_kb, size, path = sys.argv[1:]
+fmt, started, finished, before_kb, peak_kb, size, path, ticks, tck, load = sys.argv[1:]
+cpu = int(ticks) / int(tck)
 manifest = json.load(open(path))
 resources = sum(entry["count"] for entry in manifest["output"])
 seconds = float(finished) - float(started)
 print(f"{fmt}: {resources} resources in {len(manifest['output'])} files, {seconds:.2f} s, "
       f"{resources / seconds:,.0f} resources/s, {int(size) / 1e6:.1f} MB written, "
-      f"RSS before {int(before_kb) / 1024:.0f} MiB, peak {int(peak_kb) / 1024:.0f} MiB")
+      f"RSS before {int(before_kb) / 1024:.0f} MiB, peak {int(peak_kb) / 1024:.0f} MiB, "
+      f"CPU {cpu:.2f} s ({resources / max(cpu, 0.01):,.0f} resources per CPU-second), "
+      f"load average {load}")
 EOF
     stop_server
     rm -rf "$work/data/bulk"

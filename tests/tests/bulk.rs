@@ -17,6 +17,8 @@ mod cases;
 mod cohorts;
 #[path = "bulk/export.rs"]
 mod export;
+#[path = "bulk/filters.rs"]
+mod filters;
 #[path = "bulk/import.rs"]
 mod import;
 #[path = "bulk/lines.rs"]

@@ -99,14 +99,18 @@ impl HostAllowList {
 
 fn parse_pattern(entry: &str) -> Result<HostPattern, String> {
     let invalid = |reason: &str| {
-        format!("invalid import host '{entry}': {reason}; use a form such as data.example.org, data.example.org:8443 or *.example.org")
+        format!(
+            "invalid import host '{entry}': {reason}; use a form such as data.example.org, data.example.org:8443 or *.example.org"
+        )
     };
     let (wildcard, rest) = match entry.strip_prefix("*.") {
         Some(rest) => (true, rest),
         None => (false, entry),
     };
     if rest.contains(['/', '@', '?', '#', '*']) {
-        return Err(invalid("it must be a host, with an optional port, and no path"));
+        return Err(invalid(
+            "it must be a host, with an optional port, and no path",
+        ));
     }
     // Parsing as a URL normalizes the host the same way request URLs are normalized
     // (case, IPv4 forms, IPv6 brackets), so the comparison in `check` is like for like.
@@ -146,7 +150,9 @@ mod tests {
     #[test]
     fn empty_list_rejects_every_url() {
         let list = HostAllowList::default();
-        let error = list.check(&url("https://data.example.org/a.ndjson")).unwrap_err();
+        let error = list
+            .check(&url("https://data.example.org/a.ndjson"))
+            .unwrap_err();
         assert!(error.contains("import_allowed_hosts"), "{error}");
     }
 
@@ -155,7 +161,10 @@ mod tests {
         let list = HostAllowList::parse(&["Data.Example.org"]).unwrap();
         assert!(list.check(&url("https://data.example.org/a")).is_ok());
         assert!(list.check(&url("http://DATA.example.org:8080/a")).is_ok());
-        assert!(list.check(&url("https://data.example.org.evil.test/a")).is_err());
+        assert!(
+            list.check(&url("https://data.example.org.evil.test/a"))
+                .is_err()
+        );
         assert!(list.check(&url("https://other.example.org/a")).is_err());
     }
 
@@ -166,7 +175,11 @@ mod tests {
         assert!(list.check(&url("http://127.0.0.1:8444/a")).is_err());
         assert!(list.check(&url("http://127.0.0.1/a")).is_err());
         let default_port = HostAllowList::parse(&["files.example.org:443"]).unwrap();
-        assert!(default_port.check(&url("https://files.example.org/a")).is_ok());
+        assert!(
+            default_port
+                .check(&url("https://files.example.org/a"))
+                .is_ok()
+        );
     }
 
     #[test]
@@ -211,7 +224,12 @@ mod tests {
 
     #[test]
     fn malformed_entries_are_rejected() {
-        for entry in ["https://data.example.org", "data.example.org/path", "*", "a*.b"] {
+        for entry in [
+            "https://data.example.org",
+            "data.example.org/path",
+            "*",
+            "a*.b",
+        ] {
             assert!(HostAllowList::parse(&[entry]).is_err(), "{entry}");
         }
     }

@@ -208,8 +208,13 @@ fn patients_matching(
 /// Parses a member filter with the search engine under strict handling: an unknown
 /// parameter, an unsupported modifier, a malformed value or a parameter that only shapes
 /// results (such as `_sort` or `_include`) makes the cohort invalid.
-fn parse_filter(filter: &str, resource_type: &str, query: &str) -> Result<SearchQuery, CohortError> {
-    let invalid = |reason: String| CohortError::Invalid(format!("the member filter '{filter}': {reason}"));
+fn parse_filter(
+    filter: &str,
+    resource_type: &str,
+    query: &str,
+) -> Result<SearchQuery, CohortError> {
+    let invalid =
+        |reason: String| CohortError::Invalid(format!("the member filter '{filter}': {reason}"));
     let options = ParseOptions {
         strict: true,
         context: ValueContext {

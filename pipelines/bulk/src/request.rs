@@ -85,9 +85,7 @@ impl ExportParameters {
             None => Self::from_query(query, handling),
             Some(body) => {
                 let value: Value = serde_json::from_slice(body).map_err(|e| {
-                    ParameterError(format!(
-                        "the body is not a JSON Parameters resource: {e}"
-                    ))
+                    ParameterError(format!("the body is not a JSON Parameters resource: {e}"))
                 })?;
                 Self::from_parameters(&value, handling)
             }

@@ -7,8 +7,8 @@
 
 use crate::Result;
 use crate::body;
-use crate::search::{Filter, SearchAccess, SqlBuilder};
 use crate::read::Repository;
+use crate::search::{Filter, SearchAccess, SqlBuilder};
 
 /// One resource of an export page, as stored.
 #[derive(Debug, Clone, PartialEq)]

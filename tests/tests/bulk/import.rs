@@ -25,8 +25,8 @@ fn serve_once(name: &str, body: String) -> String {
     format!("http://127.0.0.1:{port}/{name}")
 }
 
-/// Answers every request on a free 127.0.0.1 port with `response`, a whole HTTP response,
-/// and returns the port.
+/// Sends `response`, a whole HTTP response, to every request on a free 127.0.0.1 port, and
+/// returns the port.
 fn serve_raw(response: String) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
     let port = listener.local_addr().expect("an address").port();
@@ -192,7 +192,9 @@ fn import_refuses_redirect_off_the_list() {
     assert_eq!(manifest["output"][0]["count"], 0, "{manifest}");
     let errors = writer.lines_of(&manifest, "error");
     assert!(
-        errors.iter().any(|(_, e)| e.to_string().contains("redirect refused")),
+        errors
+            .iter()
+            .any(|(_, e)| e.to_string().contains("redirect refused")),
         "{errors:?}"
     );
     assert_eq!(writer.get("Patient/moved1").status, 404);

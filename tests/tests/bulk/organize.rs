@@ -11,7 +11,7 @@ use crate::fixture::Hearth;
 /// Files end after 40 resources (between blocks), so the sample fills several.
 const SMALL_FILES: &str = "[bulk]\nfile_max_resources = 40\n";
 
-/// The patient a header line names, or `None` when the line is not a header.
+/// Returns the patient a header line references, or `None` when the line is no header.
 fn header_patient(line: &Value) -> Option<String> {
     if line["resourceType"] != "Parameters" {
         return None;
@@ -29,7 +29,7 @@ fn header_patient(line: &Value) -> Option<String> {
     )
 }
 
-/// The patient a resource belongs to, through `subject` or `patient`.
+/// Returns the patient a resource belongs to, through `subject` or `patient`.
 fn owner(resource: &Value) -> Option<String> {
     if resource["resourceType"] == "Patient" {
         return resource["id"].as_str().map(str::to_string);
@@ -51,20 +51,36 @@ fn organized_export_writes_patient_blocks() {
     let manifest = client.export(&format!("Patient/$export?organizeOutputBy=Patient&{types}"));
     assert_eq!(manifest["outputOrganizedBy"], "Patient", "{manifest}");
     let output = manifest["output"].as_array().expect("an output array");
-    assert!(output.len() > 1, "the small file limit gives several files: {manifest}");
+    assert!(
+        output.len() > 1,
+        "the small file limit gives several files: {manifest}"
+    );
 
     let mut resources = Vec::new();
     let mut headers = Vec::new();
     for entry in output {
-        assert!(entry.get("type").is_none(), "organized entries have no type: {entry}");
-        assert!(entry.get("continuesInFile").is_none(), "blocks are never split: {entry}");
+        assert!(
+            entry.get("type").is_none(),
+            "organized entries have no type: {entry}"
+        );
+        assert!(
+            entry.get("continuesInFile").is_none(),
+            "blocks are never split: {entry}"
+        );
         let url = entry["url"].as_str().expect("a url");
         let reply = client.download(url);
         assert_eq!(reply.status, 200, "{url}");
         let lines = ndjson_lines(&reply.bytes);
-        assert_eq!(entry["count"].as_u64(), Some(lines.len() as u64), "count of {url}");
+        assert_eq!(
+            entry["count"].as_u64(),
+            Some(lines.len() as u64),
+            "count of {url}"
+        );
         let first = lines.first().expect("a file is never empty");
-        assert!(header_patient(first).is_some(), "{url} starts with a header: {first}");
+        assert!(
+            header_patient(first).is_some(),
+            "{url} starts with a header: {first}"
+        );
 
         let mut current = None;
         for line in lines {
@@ -81,7 +97,10 @@ fn organized_export_writes_patient_blocks() {
             resources.push((String::new(), line));
         }
     }
-    assert!(headers.len() >= 2, "the sample has two patients: {headers:?}");
+    assert!(
+        headers.len() >= 2,
+        "the sample has two patients: {headers:?}"
+    );
 
     // The blocks hold exactly what the same export by type holds.
     let by_type = client.export(&format!("Patient/$export?{types}"));
@@ -105,7 +124,10 @@ fn organized_export_by_group_follows_members() {
 
     let manifest = client.export("Group/organized/$export?organizeOutputBy=Patient");
     let lines = client.lines_of(&manifest, "output");
-    let blocks: Vec<String> = lines.iter().filter_map(|(_, l)| header_patient(l)).collect();
+    let blocks: Vec<String> = lines
+        .iter()
+        .filter_map(|(_, l)| header_patient(l))
+        .collect();
     assert_eq!(blocks, [id.to_string()]);
     for (_, line) in lines.iter().filter(|(_, l)| header_patient(l).is_none()) {
         assert_eq!(owner(line).as_deref(), Some(id), "{line}");
@@ -139,10 +161,8 @@ fn unsupported_organization_follows_handling() {
     );
 
     // Walking every Patient needs Patient access.
-    let observations_only = client.with_token(&hearth.token(
-        crate::fixture::SERVICE,
-        "system/Observation.rs",
-    ));
+    let observations_only =
+        client.with_token(&hearth.token(crate::fixture::SERVICE, "system/Observation.rs"));
     let reply = observations_only.kick_off("Patient/$export?organizeOutputBy=Patient");
     assert_outcome(&reply, 403);
 }

@@ -1,5 +1,5 @@
-//! Bulk Data export with a user token from a standalone launch: the export holds what the
-//! user's scopes allow, exactly what FHIR search returns with the same token.
+//! Bulk Data export with a user token from a standalone launch: the export contains what
+//! the user's scopes allow, exactly what FHIR search returns with the same token.
 
 use std::collections::BTreeSet;
 

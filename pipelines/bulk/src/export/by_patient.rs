@@ -4,7 +4,7 @@
 //! the patient, followed by the resources of the export in that patient's compartment:
 //! the Patient first, then the other types in export order. Blocks with no resource are
 //! left out. Files end only between blocks, so a block is never split across files and
-//! the manifest never needs `continuesInFile`; a block larger than `file_max_resources`
+//! the manifest never needs `continuesInFile`. A block larger than `file_max_resources`
 //! makes its file larger than that.
 //!
 //! The patients are the job's patient list (Group members, or the `patient` parameter),
@@ -23,7 +23,7 @@ use crate::Result;
 /// Patient ids read in one query when the export walks every Patient.
 const PATIENT_PAGE: usize = 1000;
 
-/// What each exported type contributes to a block.
+/// One exported type's part of every block: its filters and `_elements`.
 struct TypePlan {
     resource_type: String,
     /// `None` when the type has `_typeFilter` queries and none of them can run.
@@ -101,10 +101,13 @@ impl Export<'_> {
             read: self.context.access,
             compartment: None,
         };
-        let page =
-            self.context
-                .repository
-                .export_page("Patient", &[], &access, limit, self.state.after)?;
+        let page = self.context.repository.export_page(
+            "Patient",
+            &[],
+            &access,
+            limit,
+            self.state.after,
+        )?;
         Ok(page
             .rows
             .into_iter()
@@ -130,7 +133,8 @@ impl Export<'_> {
                 let page = self.page(&plan.resource_type, alternatives, Some(patient), after)?;
                 self.throttle(page.rows.len());
                 for row in page.rows {
-                    let Some(text) = self.exported_text(&plan.resource_type, row, &plan.elements)?
+                    let Some(text) =
+                        self.exported_text(&plan.resource_type, row, &plan.elements)?
                     else {
                         continue;
                     };

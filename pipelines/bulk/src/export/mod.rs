@@ -50,8 +50,8 @@ pub struct ExportSettings {
 impl Default for ExportSettings {
     fn default() -> Self {
         ExportSettings {
-            page_size: 10_000,
-            page_bytes: 16 * 1024 * 1024,
+            page_size: 4000,
+            page_bytes: 8 * 1024 * 1024,
             file_max_resources: 100_000,
             max_resources_per_second: 0,
         }
@@ -78,9 +78,9 @@ pub struct Checkpoint {
     pub type_index: usize,
     /// Index into the job's patient list, for exports limited to patients.
     pub patient_index: usize,
-    /// Storage position after which the next page starts; in an export organized by
-    /// patient without a patient list, the position of the last Patient whose block is
-    /// in a finished file.
+    /// Storage position after which the next page starts. In an export organized by
+    /// patient without a patient list, it is the position of the last Patient whose block
+    /// is in a finished file.
     pub after: Option<i64>,
     /// Number of the next file of the current type.
     pub part: u32,
@@ -365,10 +365,13 @@ impl Export<'_> {
             read: self.context.access,
             compartment: patient,
         };
-        Ok(self
-            .context
-            .repository
-            .export_page(resource_type, alternatives, &access, limit, after)?)
+        Ok(self.context.repository.export_page(
+            resource_type,
+            alternatives,
+            &access,
+            limit,
+            after,
+        )?)
     }
 
     /// The `_typeFilter` queries of a type, parsed by the search engine: no alternatives

@@ -132,8 +132,9 @@ async fn accept(request: &KickOff) -> Result<Response, FhirError> {
 /// list, or a location outside the bulk store.
 fn check_source(service: &BulkService, url: &str) -> Result<(), FhirError> {
     if url.starts_with("http://") || url.starts_with("https://") {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| FhirError::bad_request(format!("the input URL '{url}' is invalid: {e}")))?;
+        let parsed = url::Url::parse(url).map_err(|e| {
+            FhirError::bad_request(format!("the input URL '{url}' is invalid: {e}"))
+        })?;
         return service
             .settings
             .import_allowed_hosts

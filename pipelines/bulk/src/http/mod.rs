@@ -35,7 +35,10 @@ pub fn router(service: BulkService) -> Router {
             "/Patient/$export",
             get(kickoff::patient).post(kickoff::patient),
         )
-        .route("/Group/{id}/$export", get(kickoff::group).post(kickoff::group))
+        .route(
+            "/Group/{id}/$export",
+            get(kickoff::group).post(kickoff::group),
+        )
         .route("/Group/{id}/$refresh", post(refresh::refresh))
         .route("/$import", post(import::kickoff))
         .route(
