@@ -397,18 +397,26 @@ impl Export<'_> {
         for query in &queries {
             match hearth_cdr::search::parse(resource_type, &query_pairs(query), &options) {
                 Ok(parsed) => alternatives.push(parsed.filters),
-                Err(error) => self.state.issues.push(format!(
+                Err(error) => self.note(format!(
                     "_typeFilter '{resource_type}?{query}' cannot run and was left out: {error}"
                 )),
             }
         }
         if !queries.is_empty() && alternatives.is_empty() {
-            self.state.issues.push(format!(
+            self.note(format!(
                 "no _typeFilter of {resource_type} can run, so no {resource_type} was exported"
             ));
             return None;
         }
         Some(alternatives)
+    }
+
+    /// Adds a message for the error file once, because a resumed job meets the same
+    /// problems again.
+    fn note(&mut self, issue: String) {
+        if !self.state.issues.contains(&issue) {
+            self.state.issues.push(issue);
+        }
     }
 
     fn open_part(

@@ -6,7 +6,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use hearth_cdr::search::{ParseOptions, SearchError, ValueContext};
 use hearth_fhir::{FhirError, Principal, SiteContext};
@@ -29,7 +29,7 @@ pub(super) struct KickOff {
     pub principal: Principal,
     pub headers: HeaderMap,
     pub uri: Uri,
-    /// The body; empty for GET.
+    /// The body; empty for GET, whose parameters are in the query string.
     pub body: Bytes,
 }
 
@@ -62,9 +62,14 @@ impl FromRequest<BulkService> for KickOff {
             .ok_or_else(|| missing("caller"))?;
         let headers = parts.headers.clone();
         let uri = parts.uri.clone();
-        let body = Bytes::from_request(Request::from_parts(parts, body), service)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        // A GET kick-off takes its parameters from the query string only.
+        let body = if parts.method == Method::GET {
+            Bytes::new()
+        } else {
+            Bytes::from_request(Request::from_parts(parts, body), service)
+                .await
+                .map_err(IntoResponse::into_response)?
+        };
         Ok(KickOff {
             service: service.clone(),
             site,
