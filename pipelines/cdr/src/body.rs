@@ -57,15 +57,6 @@ pub fn decompress(body: &[u8]) -> rusqlite::Result<String> {
         .map_err(|error| invalid(format!("stored resource body is not UTF-8: {error}")))
 }
 
-/// Returns the length of the JSON a stored body decompresses to, as its zstd frame header
-/// records it; `None` when the header does not say.
-pub fn decompressed_len(body: &[u8]) -> Option<usize> {
-    zstd::zstd_safe::get_frame_content_size(body)
-        .ok()
-        .flatten()
-        .and_then(|len| usize::try_from(len).ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,13 +72,6 @@ mod tests {
     fn compression_is_deterministic() {
         let json = r#"{"resourceType":"Observation","status":"final"}"#.repeat(20);
         assert_eq!(compress(&json), compress(&json));
-    }
-
-    #[test]
-    fn decompressed_len_reads_the_frame_header() {
-        let json = r#"{"resourceType":"Patient","id":"p1"}"#;
-        assert_eq!(decompressed_len(&compress(json)), Some(json.len()));
-        assert_eq!(decompressed_len(b"not zstd"), None);
     }
 
     #[test]

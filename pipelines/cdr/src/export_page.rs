@@ -72,38 +72,36 @@ impl Repository {
         builder.push(" ORDER BY r.rid LIMIT ");
         builder.arg(count as i64);
 
-        let mut stored = Vec::with_capacity(count.min(4096));
+        let mut page = Vec::with_capacity(count.min(4096));
         let mut read = 0;
         let mut bytes = 0;
         let mut last_rid = None;
-        {
-            let conn = self.pool.get()?;
-            let mut statement = conn.prepare_cached(&builder.sql)?;
-            let mut rows = statement.query(rusqlite::params_from_iter(builder.args))?;
-            while let Some(row) = rows.next()? {
-                read += 1;
-                let rid = row.get(0)?;
-                last_rid = Some(rid);
-                // A live resource always has a body; a row without one is skipped.
-                let Some(body) = row
-                    .get_ref(4)?
-                    .as_blob_or_null()
-                    .map_err(rusqlite::Error::from)?
-                else {
-                    continue;
-                };
-                // A frame without its size counts as if it were 8 times its stored size.
-                bytes += body::decompressed_len(body).unwrap_or(body.len().saturating_mul(8));
-                stored.push(StoredRow {
-                    rid,
-                    id: row.get(1)?,
-                    version: row.get(2)?,
-                    last_updated: row.get(3)?,
-                    body: body.to_vec(),
-                });
-                if bytes >= limit.bytes {
-                    break;
-                }
+        let conn = self.pool.get()?;
+        let mut statement = conn.prepare_cached(&builder.sql)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(builder.args))?;
+        while let Some(row) = rows.next()? {
+            read += 1;
+            let rid = row.get(0)?;
+            last_rid = Some(rid);
+            // A live resource always has a body; a row without one is skipped.
+            let Some(body) = row
+                .get_ref(4)?
+                .as_blob_or_null()
+                .map_err(rusqlite::Error::from)?
+            else {
+                continue;
+            };
+            let json = body::decompress(body)?;
+            bytes += json.len();
+            page.push(ExportRow {
+                rid,
+                id: row.get(1)?,
+                version: row.get(2)?,
+                last_updated: row.get(3)?,
+                json,
+            });
+            if bytes >= limit.bytes {
+                break;
             }
         }
         // A page cut short by its byte limit, or a full one, may be followed by more; the
@@ -113,77 +111,11 @@ impl Repository {
         } else {
             None
         };
-        let page = decompress_rows(stored)?;
         Ok(ExportPage {
             rows: page,
             next_after,
         })
     }
-}
-
-/// A page row before its body is decompressed.
-struct StoredRow {
-    rid: i64,
-    id: String,
-    version: i64,
-    last_updated: i64,
-    body: Vec<u8>,
-}
-
-/// Threads that decompress one page, at most.
-const MAX_DECOMPRESS_THREADS: usize = 4;
-
-/// Rows below which a page is decompressed on the calling thread alone.
-const PARALLEL_MIN_ROWS: usize = 256;
-
-/// Decompresses the bodies of a page, in order. Decompressing is most of an export's work
-/// (zstd builds its tables anew for each small frame), so large pages are split across
-/// up to one thread per core: the calling thread takes the first share.
-fn decompress_rows(rows: Vec<StoredRow>) -> Result<Vec<ExportRow>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(MAX_DECOMPRESS_THREADS);
-    if threads <= 1 || rows.len() < PARALLEL_MIN_ROWS {
-        return decompress_share(rows);
-    }
-    let share = rows.len().div_ceil(threads);
-    let mut shares = Vec::with_capacity(threads);
-    let mut rest = rows;
-    while rest.len() > share {
-        let tail = rest.split_off(share);
-        shares.push(rest);
-        rest = tail;
-    }
-    shares.push(rest);
-    let mut shares = shares.into_iter();
-    let first = shares.next().unwrap_or_default();
-    std::thread::scope(|scope| {
-        let helpers: Vec<_> = shares
-            .map(|share| scope.spawn(move || decompress_share(share)))
-            .collect();
-        let mut page = decompress_share(first)?;
-        for helper in helpers {
-            match helper.join() {
-                Ok(rows) => page.extend(rows?),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        Ok(page)
-    })
-}
-
-fn decompress_share(rows: Vec<StoredRow>) -> Result<Vec<ExportRow>> {
-    rows.into_iter()
-        .map(|row| {
-            Ok(ExportRow {
-                json: body::decompress(&row.body)?,
-                rid: row.rid,
-                id: row.id,
-                version: row.version,
-                last_updated: row.last_updated,
-            })
-        })
-        .collect()
 }
 
 /// Appends ` AND ((a1 AND a2) OR (b1) ...)`, or nothing when there are no alternatives.
