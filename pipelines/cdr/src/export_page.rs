@@ -133,7 +133,12 @@ fn push_alternatives(
             builder.push(" OR ");
         }
         builder.push("(1");
-        builder.filters(resource_type, "r", filters)?;
+        // Checks of the rows the walk in storage order reads, as scope restrictions are,
+        // so that no filter becomes the set SQLite starts from.
+        for filter in filters {
+            builder.push(" AND ");
+            builder.check(resource_type, "r", filter)?;
+        }
         builder.push(")");
     }
     builder.push(")");
