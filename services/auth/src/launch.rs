@@ -54,7 +54,8 @@ pub async fn create_launch(
     body: Bytes,
 ) -> Response {
     match create(&state, &site, &headers, &body).await {
-        Ok(body) => (StatusCode::CREATED, Json(body)).into_response(),
+        // The launch value grants its context to whoever presents it, so caches keep none.
+        Ok(body) => crate::authorize::no_store((StatusCode::CREATED, Json(body)).into_response()),
         Err(error) => error.into_response(),
     }
 }

@@ -165,6 +165,14 @@ fn expired_launch_is_rejected() {
     let hearth = Hearth::start_with(&["--launch-seconds", "2"]);
     let reply = hearth.admin_post("/auth/launch", &full_context(&hearth));
     assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(
+        reply
+            .headers
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap()),
+        Some("no-store"),
+        "a launch value must not be cached"
+    );
     let created = reply.json();
     let launch = created["launch"].as_str().expect("launch").to_string();
     let lifetime = created["expires_in"].as_u64().expect("expires_in");
