@@ -22,3 +22,6 @@ mod front;
 
 #[path = "ehr_proxy/cases.rs"]
 mod cases;
+
+#[path = "ehr_proxy/settings.rs"]
+mod settings;

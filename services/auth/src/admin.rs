@@ -17,13 +17,16 @@ use hearth_schemas::{
     SiteRegistered, UpstreamAuthMethod,
 };
 use hearth_smart::secret::{generate_token, hash_token};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::AuthState;
 use crate::events::{new_id, now_micros, record};
 use crate::oauth_error::{OAuthError, OAuthResult};
 use crate::site::{DEFAULT_SITE, fhir_base_path};
+use crate::site_settings::{
+    checked_site, get_site, parse_backing, patch_site, reject_secrets, replace_site,
+};
 
 /// Checks the admin bearer credential.
 pub fn require_admin(state: &AuthState, headers: &HeaderMap) -> OAuthResult<()> {
@@ -56,6 +59,10 @@ pub fn admin_router(state: AuthState) -> Router {
         .route("/apps/{client_id}/disable", post(disable_app))
         .route("/apps/{client_id}/enable", post(enable_app))
         .route("/sites", post(create_site).get(list_sites))
+        .route(
+            "/sites/{site_id}",
+            get(get_site).put(replace_site).patch(patch_site),
+        )
         .route("/sites/{site_id}/apps", get(site_apps))
         .route(
             "/sites/{site_id}/apps/{client_id}",
@@ -69,7 +76,7 @@ pub fn admin_router(state: AuthState) -> Router {
         .with_state(state)
 }
 
-type AdminResult = Result<Response, OAuthError>;
+pub(crate) type AdminResult = Result<Response, OAuthError>;
 
 /// Marks a response that carries a client secret as not to be stored by caches.
 fn no_store(mut response: Response) -> Response {
@@ -540,10 +547,13 @@ pub async fn enable_app_as(state: &AuthState, client_id: &str, actor: &str) -> O
     Ok(())
 }
 
-/// The body of `POST /admin/sites`.
-#[derive(Debug, Default, Deserialize)]
+/// The body of `POST /admin/sites` and `PUT /admin/sites/{site_id}`; the checks are in
+/// `site_settings`.
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteRequest {
+    /// Required when creating a site; optional when replacing one's settings.
+    #[serde(default)]
     pub site_id: String,
     pub name: String,
     /// `repository` (default) or `ehr`.
@@ -565,45 +575,7 @@ pub struct SiteRequest {
     pub default_cache_freshness_s: i64,
 }
 
-impl SiteRequest {
-    fn auth_method(&self) -> OAuthResult<UpstreamAuthMethod> {
-        match self.upstream_auth_method.as_deref() {
-            None | Some("none") => Ok(UpstreamAuthMethod::None),
-            Some("bearer") => Ok(UpstreamAuthMethod::Bearer),
-            Some("backend-services") => {
-                if self.upstream_client_id.is_none() {
-                    return Err(OAuthError::invalid_request(
-                        "upstream_auth_method backend-services needs upstream_client_id",
-                    ));
-                }
-                Ok(UpstreamAuthMethod::BackendServices)
-            }
-            Some(other) => Err(OAuthError::invalid_request(format!(
-                "upstream_auth_method {other} is not none, bearer or backend-services"
-            ))),
-        }
-    }
-
-    fn check(&self, base_url: Option<&str>) -> OAuthResult<()> {
-        if let Some(url) = base_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(OAuthError::invalid_request(
-                "upstream_base_url must be an http:// or https:// URL",
-            ));
-        }
-        let negative = self.default_cache_freshness_s < 0
-            || self.cache_freshness_s.values().any(|seconds| *seconds < 0);
-        if negative {
-            return Err(OAuthError::invalid_request(
-                "cache freshness must be zero or more seconds",
-            ));
-        }
-        Ok(())
-    }
-}
-
-fn site_json(site: &Site) -> Value {
+pub(crate) fn site_json(site: &Site) -> Value {
     serde_json::to_value(site).unwrap_or(Value::Null)
 }
 
@@ -613,7 +585,10 @@ async fn create_site(
     body: axum::body::Bytes,
 ) -> AdminResult {
     require_admin(&state, &headers)?;
-    let request: SiteRequest = json_body(&body)?;
+    let value: Value = json_body(&body)?;
+    reject_secrets(&value)?;
+    let request: SiteRequest = serde_json::from_value(value)
+        .map_err(|e| OAuthError::invalid_request(format!("the request body is not valid: {e}")))?;
     let site = create_site_as(&state, &request, "admin").await?;
     Ok((StatusCode::CREATED, Json(site_json(&site))).into_response())
 }
@@ -643,41 +618,28 @@ pub async fn create_site_as(
         ));
     }
     let backing = match request.backing.as_deref() {
-        None | Some("repository") => Backing::Repository,
-        Some("ehr") => Backing::Ehr,
-        Some(other) => {
-            return Err(OAuthError::invalid_request(format!(
-                "backing {other} is not repository or ehr"
-            )));
-        }
+        None => Backing::Repository,
+        Some(text) => parse_backing(text)?,
     };
-    if backing == Backing::Ehr && request.upstream_base_url.is_none() {
-        return Err(OAuthError::invalid_request(
-            "an EHR-backed site needs upstream_base_url",
-        ));
-    }
-    request.check(request.upstream_base_url.as_deref())?;
-    if request.name.trim().is_empty() {
-        return Err(OAuthError::invalid_request("name is empty"));
-    }
-    let mut event = site_registered(
-        &request.site_id,
-        &request.name,
-        backing,
-        request.upstream_base_url.clone(),
-        request.dynamic_registration,
-    );
-    if backing == Backing::Ehr {
-        let upstream = request;
-        event.upstream_auth_method = upstream.auth_method()?;
-        event.upstream_client_id = upstream.upstream_client_id.clone();
-        event.upstream_token_url = upstream.upstream_token_url.clone();
-        event.upstream_scope = upstream.upstream_scope.clone();
-        event.upstream_fhir_version = upstream.upstream_fhir_version.clone();
-        event.cache_freshness_s = upstream.cache_freshness_s.clone();
-        event.default_cache_freshness_s = upstream.default_cache_freshness_s;
-    }
-    event.actor = actor.to_string();
+    let site = checked_site(&request.site_id, request, backing)?;
+    let event = SiteRegistered {
+        event_id: new_id(),
+        occurred_at: now_micros(),
+        site_id: site.site_id,
+        name: site.name,
+        fhir_base_path: site.fhir_base_path,
+        backing: site.backing,
+        upstream_base_url: site.upstream_base_url,
+        upstream_auth_method: site.upstream_auth_method,
+        upstream_client_id: site.upstream_client_id,
+        upstream_token_url: site.upstream_token_url,
+        upstream_scope: site.upstream_scope,
+        upstream_fhir_version: site.upstream_fhir_version,
+        dynamic_registration: site.dynamic_registration,
+        cache_freshness_s: site.cache_freshness_s,
+        default_cache_freshness_s: site.default_cache_freshness_s,
+        actor: actor.to_string(),
+    };
     record(state, &request.site_id, event).await?;
     state
         .store
@@ -750,7 +712,7 @@ async fn site_apps(
     Ok(Json(json!({"apps": apps})).into_response())
 }
 
-fn find_site(state: &AuthState, site_id: &str) -> OAuthResult<Site> {
+pub(crate) fn find_site(state: &AuthState, site_id: &str) -> OAuthResult<Site> {
     state.store.site(site_id)?.ok_or_else(|| {
         OAuthError::new(
             StatusCode::NOT_FOUND,

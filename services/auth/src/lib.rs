@@ -23,6 +23,7 @@ mod register;
 mod session;
 mod sign_in;
 mod site;
+mod site_settings;
 mod token;
 mod users;
 
@@ -53,6 +54,7 @@ pub use oauth_error::{
 pub use pages::protect_html_pages;
 pub use portal_session::{PORTAL_SESSION_COOKIE, cookie_values};
 pub use site::{DEFAULT_SITE, SiteId, auth_base_url, fhir_base_url, resolve_site, route_site};
+pub use site_settings::{MAX_FRESHNESS_SECONDS, site_request, update_site_as};
 pub use users::{MIN_PASSWORD_BYTES, UserRequest, create_user_as, disable_user_as, user_json};
 
 /// Compares two secrets in time that does not depend on where they differ.

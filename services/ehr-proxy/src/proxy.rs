@@ -24,7 +24,9 @@ use crate::filter;
 use crate::rewrite::Rewriter;
 use crate::route::{Kind, Route};
 use crate::stu3::{self, Direction};
-use crate::upstream::{UpstreamRequest, UpstreamResponse, Upstreams, forwarded_headers};
+use crate::upstream::{
+    UpstreamRequest, UpstreamResponse, Upstreams, forwarded_headers, upstream_fingerprint,
+};
 
 /// Largest request body forwarded to an upstream, in bytes.
 const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -184,7 +186,13 @@ impl EhrProxy {
         };
 
         let freshness = freshness_seconds(site, &route);
-        let cache_key = cache_key(&incoming.method, path, incoming.query.as_deref());
+        // Entries recorded under other upstream settings stay in the store until they
+        // expire but never match, so a changed upstream is asked at once.
+        let cache_key = format!(
+            "{} {}",
+            upstream_fingerprint(site),
+            cache_key(&incoming.method, path, incoming.query.as_deref())
+        );
         let no_cache = has_directive(&incoming.headers, "no-cache");
         let no_store = has_directive(&incoming.headers, "no-store");
         let use_cache = route.is_cacheable() && freshness > 0;

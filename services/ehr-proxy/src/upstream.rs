@@ -48,6 +48,8 @@ pub struct UpstreamResponse {
 
 /// A cached upstream access token.
 struct Token {
+    /// [`upstream_fingerprint`] of the site settings the token was obtained with.
+    fingerprint: String,
     value: String,
     expires: Instant,
 }
@@ -59,7 +61,37 @@ pub struct Upstreams {
     keys: Arc<RwLock<KeyStore>>,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
     tokens: Mutex<HashMap<String, Token>>,
-    token_urls: Mutex<HashMap<String, String>>,
+    /// Token endpoints read from upstreams' `.well-known/smart-configuration`, by site id,
+    /// with the fingerprint of the settings they were read with.
+    token_urls: Mutex<HashMap<String, (String, String)>>,
+}
+
+/// Returns a stable digest of the settings that decide which upstream a site reaches and
+/// as whom: base URL, FHIR version, auth method, client id, token endpoint and scope.
+/// Cached tokens and responses carry it, so a change of these settings stops their use at
+/// once. The digest is FNV-1a (64 bits), because it must be equal in every process and
+/// release that reads the same log.
+pub fn upstream_fingerprint(site: &Site) -> String {
+    let fields = [
+        site.upstream_base_url.as_deref().unwrap_or_default(),
+        site.upstream_fhir_version.as_deref().unwrap_or_default(),
+        match site.upstream_auth_method {
+            UpstreamAuthMethod::None => "none",
+            UpstreamAuthMethod::Bearer => "bearer",
+            UpstreamAuthMethod::BackendServices => "backend-services",
+        },
+        site.upstream_client_id.as_deref().unwrap_or_default(),
+        site.upstream_token_url.as_deref().unwrap_or_default(),
+        site.upstream_scope.as_deref().unwrap_or_default(),
+    ];
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for field in fields {
+        for byte in field.bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
 }
 
 /// Request headers passed on to the upstream; all others (Authorization above all) stay.
@@ -216,8 +248,10 @@ impl Upstreams {
     }
 
     async fn backend_token(&self, site: &Site) -> Result<String, ProxyError> {
+        let fingerprint = upstream_fingerprint(site);
         if let Some(token) = self.tokens.lock().get(&site.site_id)
             && token.expires > Instant::now()
+            && token.fingerprint == fingerprint
         {
             return Ok(token.value.clone());
         }
@@ -284,6 +318,7 @@ impl Upstreams {
         self.tokens.lock().insert(
             site.site_id.clone(),
             Token {
+                fingerprint,
                 value: token.access_token.clone(),
                 expires: Instant::now() + Duration::from_secs(lifetime),
             },
@@ -298,7 +333,10 @@ impl Upstreams {
         if let Some(url) = &site.upstream_token_url {
             return Ok(url.clone());
         }
-        if let Some(url) = self.token_urls.lock().get(&site.site_id) {
+        let fingerprint = upstream_fingerprint(site);
+        if let Some((read_with, url)) = self.token_urls.lock().get(&site.site_id)
+            && *read_with == fingerprint
+        {
             return Ok(url.clone());
         }
         let base = site.upstream_base_url.as_deref().unwrap_or_default();
@@ -322,7 +360,7 @@ impl Upstreams {
             .to_string();
         self.token_urls
             .lock()
-            .insert(site.site_id.clone(), token_url.clone());
+            .insert(site.site_id.clone(), (fingerprint, token_url.clone()));
         Ok(token_url)
     }
 }
@@ -369,4 +407,67 @@ pub fn forwarded_headers(headers: &axum::http::HeaderMap) -> HeaderMap {
 
 fn now_seconds() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_schemas::Backing;
+
+    fn site() -> Site {
+        Site {
+            site_id: "north".to_string(),
+            name: "North".to_string(),
+            fhir_base_path: "/sites/north/fhir".to_string(),
+            backing: Backing::Ehr,
+            upstream_base_url: Some("https://ehr.example/fhir".to_string()),
+            upstream_auth_method: UpstreamAuthMethod::BackendServices,
+            upstream_client_id: Some("hearth".to_string()),
+            upstream_token_url: None,
+            upstream_scope: None,
+            upstream_fhir_version: Some("4.0.1".to_string()),
+            dynamic_registration: false,
+            cache_freshness_s: Default::default(),
+            default_cache_freshness_s: 60,
+        }
+    }
+
+    #[test]
+    fn fingerprint_follows_upstream_settings() {
+        let before = upstream_fingerprint(&site());
+        assert_eq!(before.len(), 16);
+        assert_eq!(before, upstream_fingerprint(&site()), "stable");
+
+        let mut moved = site();
+        moved.upstream_base_url = Some("https://ehr2.example/fhir".to_string());
+        assert_ne!(before, upstream_fingerprint(&moved), "base URL");
+
+        let mut stu3 = site();
+        stu3.upstream_fhir_version = Some("3.0.2".to_string());
+        assert_ne!(before, upstream_fingerprint(&stu3), "FHIR version");
+
+        let mut narrower = site();
+        narrower.upstream_scope = Some("system/Patient.rs".to_string());
+        assert_ne!(before, upstream_fingerprint(&narrower), "scope");
+
+        let mut fresher = site();
+        fresher.default_cache_freshness_s = 5;
+        fresher.name = "Renamed".to_string();
+        assert_eq!(
+            before,
+            upstream_fingerprint(&fresher),
+            "cache and name settings"
+        );
+    }
+
+    #[test]
+    fn fingerprint_separates_fields() {
+        let mut a = site();
+        a.upstream_client_id = Some("ab".to_string());
+        a.upstream_scope = Some("c".to_string());
+        let mut b = site();
+        b.upstream_client_id = Some("a".to_string());
+        b.upstream_scope = Some("bc".to_string());
+        assert_ne!(upstream_fingerprint(&a), upstream_fingerprint(&b));
+    }
 }

@@ -239,6 +239,19 @@ pub enum SitesCommand {
         #[command(flatten)]
         upstream: Box<UpstreamArgs>,
     },
+    /// Show one site's settings
+    Get { site_id: String },
+    /// Change a site's settings; settings not given keep their values
+    Update {
+        site_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Allow (true) or forbid (false) RFC 7591 dynamic client registration
+        #[arg(long)]
+        dynamic_registration: Option<bool>,
+        #[command(flatten)]
+        upstream: Box<UpstreamChangeArgs>,
+    },
     /// List sites
     List,
     /// List the apps active at a site
@@ -315,6 +328,80 @@ impl UpstreamArgs {
     }
 }
 
+/// Flags of `hearth sites update` for the upstream EHR of an EHR-backed site. An empty
+/// value (`--upstream-token-url ''`) removes an optional setting.
+#[derive(Args, Debug)]
+pub struct UpstreamChangeArgs {
+    /// FHIR base URL of the upstream EHR
+    #[arg(long)]
+    upstream: Option<String>,
+    /// How Hearth authenticates at the EHR: none, bearer or backend-services
+    #[arg(long)]
+    upstream_auth: Option<String>,
+    /// client_id of Hearth at the EHR, for backend-services
+    #[arg(long)]
+    upstream_client_id: Option<String>,
+    /// Token endpoint of the EHR; empty to read it from its .well-known/smart-configuration
+    #[arg(long)]
+    upstream_token_url: Option<String>,
+    /// Scopes Hearth requests at the EHR; empty for the default system/*.rs
+    #[arg(long)]
+    upstream_scope: Option<String>,
+    /// FHIR version of the EHR, such as 4.0.1 or 3.0.2 (STU3 is converted to R4)
+    #[arg(long)]
+    upstream_fhir_version: Option<String>,
+    /// Seconds a cached EHR response stays fresh, for types without their own value
+    #[arg(long)]
+    cache_seconds: Option<i64>,
+    /// Freshness of one resource type, as TYPE=SECONDS; TYPE= removes the type's own
+    /// value (repeatable)
+    #[arg(long = "cache-type")]
+    cache_types: Vec<String>,
+}
+
+impl UpstreamChangeArgs {
+    /// Adds the given flags to a JSON merge patch of the site's settings.
+    fn add_to(&self, patch: &mut Value) -> anyhow::Result<()> {
+        let optional = [
+            ("upstream_base_url", &self.upstream),
+            ("upstream_auth_method", &self.upstream_auth),
+            ("upstream_client_id", &self.upstream_client_id),
+            ("upstream_token_url", &self.upstream_token_url),
+            ("upstream_scope", &self.upstream_scope),
+            ("upstream_fhir_version", &self.upstream_fhir_version),
+        ];
+        for (key, value) in optional {
+            match value.as_deref() {
+                Some("") => patch[key] = Value::Null,
+                Some(value) => patch[key] = json!(value),
+                None => {}
+            }
+        }
+        if let Some(seconds) = self.cache_seconds {
+            patch["default_cache_freshness_s"] = json!(seconds);
+        }
+        let mut per_type = serde_json::Map::new();
+        for pair in &self.cache_types {
+            let Some((resource_type, seconds)) = pair.split_once('=') else {
+                bail!("invalid --cache-type '{pair}': expected TYPE=SECONDS, such as Patient=300");
+            };
+            let value = if seconds.is_empty() {
+                Value::Null
+            } else {
+                let seconds: i64 = seconds
+                    .parse()
+                    .with_context(|| format!("invalid seconds in --cache-type '{pair}'"))?;
+                json!(seconds)
+            };
+            per_type.insert(resource_type.to_string(), value);
+        }
+        if !per_type.is_empty() {
+            patch["cache_freshness_s"] = Value::Object(per_type);
+        }
+        Ok(())
+    }
+}
+
 pub async fn sites(connection: Connection, command: SitesCommand) -> anyhow::Result<ExitCode> {
     use reqwest::Method;
     let value = match command {
@@ -327,6 +414,32 @@ pub async fn sites(connection: Connection, command: SitesCommand) -> anyhow::Res
             let mut body = json!({"site_id": site_id, "name": name, "dynamic_registration": dynamic_registration});
             upstream.add_to(&mut body)?;
             connection.call(Method::POST, "/sites", Some(body)).await?
+        }
+        SitesCommand::Get { site_id } => {
+            connection
+                .call(Method::GET, &format!("/sites/{site_id}"), None)
+                .await?
+        }
+        SitesCommand::Update {
+            site_id,
+            name,
+            dynamic_registration,
+            upstream,
+        } => {
+            let mut patch = json!({});
+            if let Some(name) = name {
+                patch["name"] = json!(name);
+            }
+            if let Some(allowed) = dynamic_registration {
+                patch["dynamic_registration"] = json!(allowed);
+            }
+            upstream.add_to(&mut patch)?;
+            if patch.as_object().is_some_and(serde_json::Map::is_empty) {
+                bail!("nothing to change: give at least one setting, such as --name or --upstream");
+            }
+            connection
+                .call(Method::PATCH, &format!("/sites/{site_id}"), Some(patch))
+                .await?
         }
         SitesCommand::List => connection.call(Method::GET, "/sites", None).await?,
         SitesCommand::Apps { site_id } => {

@@ -40,7 +40,7 @@ enum Command {
         #[command(subcommand)]
         command: admin::AppsCommand,
     },
-    /// Create and list sites through a running server
+    /// Create, show, change and list sites through a running server
     Sites {
         #[command(flatten)]
         connection: admin::Connection,
