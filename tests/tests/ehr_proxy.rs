@@ -25,3 +25,6 @@ mod cases;
 
 #[path = "ehr_proxy/settings.rs"]
 mod settings;
+
+#[path = "ehr_proxy/picker.rs"]
+mod picker;

@@ -21,6 +21,7 @@ use crate::client_auth::Form;
 use crate::events::{audit, new_id, now_micros, record};
 use crate::oauth_error::{error_page, error_redirect, redirect_with};
 use crate::pages::{self, PatientChoice};
+use crate::patients;
 use crate::portal_session::portal_login;
 use crate::session::Pending;
 use crate::site::{auth_base_url, fhir_base_url};
@@ -320,7 +321,7 @@ async fn next_page(state: &AuthState, pending: Pending) -> Response {
             None => return picker(state, &pending, "").await,
         }
     }
-    approval_page(state, &pending)
+    approval_page(state, &pending).await
 }
 
 /// Checks that the signed-in user may take an EHR launch's context: the user the launch
@@ -407,13 +408,16 @@ fn login_page(state: &AuthState, pending: &Pending, error: Option<&str>) -> Resp
     no_store(Html(html).into_response())
 }
 
-fn approval_page(state: &AuthState, pending: &Pending) -> Response {
+async fn approval_page(state: &AuthState, pending: &Pending) -> Response {
     let descriptions: Vec<String> = pending.scopes.iter().map(Scope::describe).collect();
-    let patient = pending
+    let patient_id = pending
         .patient
         .as_ref()
-        .or_else(|| pending.launch.as_ref().and_then(|l| l.patient.as_ref()))
-        .map(|id| patient_label(state, id));
+        .or_else(|| pending.launch.as_ref().and_then(|l| l.patient.as_ref()));
+    let patient = match patient_id {
+        Some(id) => Some(patient_label(state, &pending.site_id, id).await),
+        None => None,
+    };
     let html = pages::approve_page(
         &action(state, pending, "decision"),
         &pending.id,
@@ -426,39 +430,30 @@ fn approval_page(state: &AuthState, pending: &Pending) -> Response {
 }
 
 async fn picker(state: &AuthState, pending: &Pending, query: &str) -> Response {
-    let filters = if query.trim().is_empty() {
-        Vec::new()
-    } else {
-        let encoded: String =
-            percent_encoding::utf8_percent_encode(query.trim(), percent_encoding::NON_ALPHANUMERIC)
-                .to_string();
-        vec![("name".to_string(), encoded)]
-    };
-    let choices = match state.repository.search(
-        "Patient",
-        &filters,
-        &hearth_cdr::Visibility::everything(),
-        20,
-        None,
-    ) {
-        Ok(page) => page
-            .resources
-            .iter()
-            .filter_map(|stored| stored.json.as_deref())
-            .filter_map(|json| serde_json::from_str::<serde_json::Value>(json).ok())
-            .map(|patient| PatientChoice {
-                id: patient["id"].as_str().unwrap_or_default().to_string(),
-                name: display_name(&patient),
-                detail: format!(
-                    "born {}, {}",
-                    patient["birthDate"].as_str().unwrap_or("unknown"),
-                    patient["gender"].as_str().unwrap_or("gender unknown")
-                ),
-            })
-            .collect(),
+    let (choices, notice) = match patients::search_patients(state, &pending.site_id, query).await {
+        Ok(found) => {
+            let choices = found
+                .iter()
+                .map(|patient| PatientChoice {
+                    id: patient["id"].as_str().unwrap_or_default().to_string(),
+                    name: display_name(patient),
+                    detail: format!(
+                        "born {}, {}",
+                        patient["birthDate"].as_str().unwrap_or("unknown"),
+                        patient["gender"].as_str().unwrap_or("gender unknown")
+                    ),
+                })
+                .collect();
+            (choices, None)
+        }
         Err(error) => {
-            tracing::error!(%error, "patient search for the picker failed");
-            Vec::new()
+            tracing::error!(site = %pending.site_id, %error, "patient search for the picker failed");
+            (
+                Vec::new(),
+                Some(
+                    "The patient search failed. Try again, or ask an administrator to check the logs.",
+                ),
+            )
         }
     };
     let html = pages::picker_page(
@@ -468,6 +463,7 @@ async fn picker(state: &AuthState, pending: &Pending, query: &str) -> Response {
         &pending.app.name,
         query,
         &choices,
+        notice,
     );
     no_store(Html(html).into_response())
 }
@@ -489,15 +485,15 @@ fn display_name(patient: &serde_json::Value) -> String {
     }
 }
 
-fn patient_label(state: &AuthState, id: &str) -> String {
-    match state.repository.read("Patient", id) {
-        Ok(Some(stored)) => stored
-            .json
-            .as_deref()
-            .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
-            .map(|p| display_name(&p))
-            .unwrap_or_else(|| id.to_string()),
-        _ => id.to_string(),
+/// Returns the display name of a site's patient, or its id when it cannot be read.
+async fn patient_label(state: &AuthState, site_id: &str, id: &str) -> String {
+    match patients::read(state, site_id, "Patient", id).await {
+        Ok(Some(patient)) => display_name(&patient),
+        Ok(None) => id.to_string(),
+        Err(error) => {
+            tracing::warn!(site = %site_id, %error, "reading the patient's name failed");
+            id.to_string()
+        }
     }
 }
 
@@ -568,13 +564,17 @@ pub async fn pick_patient(
         return login_page(&state, &pending, None);
     }
     if let Ok(Some(patient)) = form.get("patient") {
-        match state.repository.read("Patient", patient) {
-            Ok(Some(stored)) if !stored.is_deleted() => {
+        match patients::read(&state, &pending.site_id, "Patient", patient).await {
+            Ok(Some(_)) => {
                 pending.patient = Some(patient.to_string());
                 state.sessions.put_pending(pending.clone());
-                return approval_page(&state, &pending);
+                return approval_page(&state, &pending).await;
             }
-            _ => return picker(&state, &pending, "").await,
+            Ok(None) => return picker(&state, &pending, "").await,
+            Err(error) => {
+                tracing::error!(site = %pending.site_id, %error, "reading the chosen patient failed");
+                return picker(&state, &pending, "").await;
+            }
         }
     }
     let query = form

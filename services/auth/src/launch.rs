@@ -97,10 +97,10 @@ pub async fn create_launch_as(
         ));
     }
     if let Some(patient) = &request.patient {
-        check_exists(state, "Patient", patient)?;
+        check_exists(state, &site.site_id, "Patient", patient).await?;
     }
     if let Some(encounter) = &request.encounter {
-        check_exists(state, "Encounter", encounter)?;
+        check_exists(state, &site.site_id, "Encounter", encounter).await?;
     }
 
     let launch_id = hearth_smart::secret::generate_token(16);
@@ -131,14 +131,28 @@ pub async fn create_launch_as(
     Ok(launch_id)
 }
 
-/// Checks that a context resource exists in the repository, so a typo fails here and not
-/// inside the app.
-fn check_exists(state: &AuthState, resource_type: &str, id: &str) -> OAuthResult<()> {
-    match state.repository.read(resource_type, id) {
-        Ok(Some(stored)) if !stored.is_deleted() => Ok(()),
-        Ok(_) => Err(OAuthError::invalid_request(format!(
+/// Checks that a context resource exists at the site (in the repository, or at the EHR
+/// of an EHR-backed site), so a typo fails here and not inside the app.
+async fn check_exists(
+    state: &AuthState,
+    site_id: &str,
+    resource_type: &str,
+    id: &str,
+) -> OAuthResult<()> {
+    match crate::patients::read(state, site_id, resource_type, id).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(OAuthError::invalid_request(format!(
             "{resource_type}/{id} does not exist"
         ))),
-        Err(error) => Err(OAuthError::server_error(error)),
+        Err(error) => {
+            tracing::error!(site = %site_id, %error, "checking a launch context resource failed");
+            Err(OAuthError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                format!(
+                    "{resource_type}/{id} could not be checked at the site's EHR; try again later"
+                ),
+            ))
+        }
     }
 }

@@ -18,6 +18,7 @@ mod launch;
 mod manage;
 mod oauth_error;
 mod pages;
+mod patients;
 mod portal_session;
 mod register;
 mod session;
@@ -52,6 +53,7 @@ pub use oauth_error::{
     MAX_BODY_BYTES, OAuthError, OAuthResult, drain_oversized_body, oauth_for_framework_errors,
 };
 pub use pages::protect_html_pages;
+pub use patients::{UpstreamError, UpstreamResources};
 pub use portal_session::{PORTAL_SESSION_COOKIE, cookie_values};
 pub use site::{DEFAULT_SITE, SiteId, auth_base_url, fhir_base_url, resolve_site, route_site};
 pub use site_settings::{MAX_FRESHNESS_SECONDS, site_request, update_site_as};
@@ -121,6 +123,9 @@ pub struct AuthState {
     pub jwks_cache: Arc<client_auth::JwksCache>,
     /// Failed sign-ins per username, for the lock after repeated failures.
     pub failed_sign_ins: Arc<sign_in::FailedSignIns>,
+    /// Reads of EHR-backed sites' upstreams, for their patient pickers and launch context.
+    /// Without it, those steps fail at EHR-backed sites.
+    pub upstream: Option<Arc<dyn UpstreamResources>>,
 }
 
 impl AuthState {
@@ -146,7 +151,14 @@ impl AuthState {
             jwks,
             jwks_cache: Arc::new(client_auth::JwksCache::default()),
             failed_sign_ins: Arc::new(sign_in::FailedSignIns::default()),
+            upstream: None,
         }
+    }
+
+    /// Sets the client that reads EHR-backed sites' upstreams.
+    pub fn with_upstream(mut self, upstream: Arc<dyn UpstreamResources>) -> Self {
+        self.upstream = Some(upstream);
+        self
     }
 }
 

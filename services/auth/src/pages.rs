@@ -130,6 +130,7 @@ pub fn picker_page(
     app_name: &str,
     query: &str,
     patients: &[PatientChoice],
+    notice: Option<&str>,
 ) -> String {
     let mut list = String::new();
     for patient in patients {
@@ -140,7 +141,9 @@ pub fn picker_page(
             detail = escape(&patient.detail),
         ));
     }
-    if patients.is_empty() {
+    if let Some(notice) = notice {
+        list.push_str(&format!("<li role=\"alert\">{}</li>", escape(notice)));
+    } else if patients.is_empty() {
         list.push_str("<li>No patient matches.</li>");
     }
     page(

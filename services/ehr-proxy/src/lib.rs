@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod config;
+mod context;
 mod error;
 mod filter;
 mod proxy;

@@ -65,6 +65,12 @@ impl EhrProxy {
     }
 }
 
+impl EhrProxy {
+    pub(crate) fn upstreams(&self) -> &Upstreams {
+        &self.inner.upstreams
+    }
+}
+
 /// Route layer on the FHIR routes, inside the token check: serves requests of EHR-backed
 /// sites from the upstream and passes every other request on.
 pub async fn serve_ehr_sites(
@@ -717,7 +723,7 @@ fn freshness_seconds(site: &Site, route: &Route) -> i64 {
         .max(0)
 }
 
-fn is_stu3(site: &Site) -> bool {
+pub(crate) fn is_stu3(site: &Site) -> bool {
     site.upstream_fhir_version
         .as_deref()
         .is_some_and(|v| v.starts_with("3.") || v.eq_ignore_ascii_case("stu3"))

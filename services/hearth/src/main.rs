@@ -5,6 +5,7 @@ mod admin;
 mod analytics;
 mod audit;
 mod config;
+mod ehr_context;
 mod http_server;
 mod load;
 mod replay;

@@ -108,6 +108,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         repository,
         jwks,
     );
+    let upstreams =
+        hearth_ehr_proxy::Upstreams::new(Arc::new(settings.ehr.clone()), auth.keys.clone())
+            .context("cannot create the EHR client")?;
+    let ehr = hearth_ehr_proxy::EhrProxy::new(
+        upstreams,
+        hearth_ehr_proxy::EhrCache::open(&ehr_cache_path),
+        log.clone(),
+        ehr_projection.clone(),
+    );
+    let auth = auth.with_upstream(Arc::new(crate::ehr_context::ProxyResources(ehr.clone())));
     hearth_auth::ensure_default_site(&auth)
         .await
         .map_err(|e| anyhow::anyhow!("cannot register the default site: {}", e.description))?;
@@ -129,15 +139,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .await
     .context("cannot start Bulk Data")?;
     let bulk_projection = bulk.projection.clone();
-    let upstreams =
-        hearth_ehr_proxy::Upstreams::new(Arc::new(settings.ehr.clone()), auth.keys.clone())
-            .context("cannot create the EHR client")?;
-    let ehr = hearth_ehr_proxy::EhrProxy::new(
-        upstreams,
-        hearth_ehr_proxy::EhrCache::open(&ehr_cache_path),
-        log.clone(),
-        ehr_projection.clone(),
-    );
 
     let analytics = crate::analytics::Analytics::start(&settings, log.clone(), &admin_token)?;
     let auditor = crate::audit::Auditor::start(log.clone());
