@@ -15,19 +15,16 @@
 # up to 1 s.
 #
 # Installs wrk (Debian) and the peer's npm packages (into the cache directory) when
-# missing. Builds the release binary, or uses the binary named by HEARTH_BIN. Prints one
-# line per request and server; record the results with the hardware in
-# docs/BENCHMARKS.md.
+# missing. Builds the release binary, or uses the binary named by HEARTH_BIN
+# (infra/bench/server.sh). Prints one line per request and server; record the results
+# with the hardware in docs/BENCHMARKS.md.
 set -euo pipefail
 
 duration="${1:-15}"
 connections="${2:-16}"
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-cd "$root"
-cache_root="${HEARTH_CACHE_DIR:-/var/cache/hearth}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache_root/target}"
+# shellcheck source=infra/bench/server.sh
+source "$(dirname "$0")/server.sh"
 
-command -v wrk >/dev/null || apt-get install -y wrk >&2
 peer_dir="$cache_root/bench-peer"
 if [[ ! -d "$peer_dir/node_modules/@medplum/fhir-router" ]]; then
     mkdir -p "$peer_dir"
@@ -35,35 +32,8 @@ if [[ ! -d "$peer_dir/node_modules/@medplum/fhir-router" ]]; then
     (cd "$peer_dir" && npm install --legacy-peer-deps --no-audit --no-fund >&2)
 fi
 cp infra/bench/peer/medplum-server.cjs "$peer_dir/"
-if [[ -n "${HEARTH_BIN:-}" ]]; then
-    hearth="$HEARTH_BIN"
-else
-    cargo build --release --locked -p hearth >&2
-    hearth="$CARGO_TARGET_DIR/release/hearth"
-fi
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_for() {
-    for _ in $(seq 1 600); do
-        if curl -s -o /dev/null "$1"; then return 0; fi
-        sleep 0.2
-    done
-    echo "nothing answered at $1" >&2
-    return 1
-}
-
-tar -xJf tests/data/synthea-r4.tar.xz -C "$work"
+unpack_sample
 data="$work/synthea"
 patient="6c5d9ca9-54d7-42f5-bfae-a7c19cd217f2"
 read_path="Patient/$patient"
@@ -96,18 +66,11 @@ lag_summary() {
     sort -n "$work/lag" | awk '/^[0-9]+$/ {v[n++]=$1} END {if (n) printf "lag p50 %s max %s s", v[int(n/2)], v[n-1]; else printf "lag unknown"}'
 }
 
-port="$(free_port)"
-admin="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
-HEARTH_LOG=warn "$hearth" serve --data-dir "$work/data" --listen "127.0.0.1:$port" --admin-token "$admin" "${serve_args[@]}" &
-pids+=($!)
-wait_for "http://127.0.0.1:$port/healthz"
-base="http://127.0.0.1:$port"
-"$hearth" load --quiet --url "$base" --admin-token="$admin" "$data" | tail -n 1 >&2
-secret="$(curl -sf -X POST "$base/admin/apps" -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
-    -d '{"client_id":"bench","name":"Benchmark","client_type":"confidential-symmetric","scope":"system/*.rs","grant_types":["client_credentials"],"sites":["default"]}' |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["client_secret"])')"
-token="$(curl -sf -u "bench:$secret" -d 'grant_type=client_credentials&scope=system/*.rs' "$base/auth/token" |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')"
+start_hearth main "${serve_args[@]}"
+base="$main_url"
+load_sample "$base" "$main_admin"
+register_bench_app "$base" "$main_admin" '["default"]'
+token="$(token_at "$base" "$base/auth")"
 
 # Measures Hearth, with the sink's lag when analytics is on.
 measure_hearth() {
