@@ -644,7 +644,8 @@ fn point_security_at_hearth(statement: &mut Value, context: &SiteContext) {
 
 /// Adds the caller's patient compartment to a search query (see
 /// [`filter::compartment_param`]) unless the query already names that exact restriction,
-/// as the rewritten paging links of an earlier page do.
+/// as the rewritten paging links of an earlier page do. Pairs are compared decoded,
+/// because an upstream may percent-encode the `/` of `Patient/1` in its links.
 fn confine_query(
     query: Option<&str>,
     route: &Route,
@@ -660,8 +661,11 @@ fn confine_query(
         return query.map(str::to_string);
     };
     let pair = format!("{name}={value}");
+    let confined = |query: &str| {
+        url::form_urlencoded::parse(query.as_bytes()).any(|(n, v)| n == name && v == value)
+    };
     match query {
-        Some(query) if query.split('&').any(|p| p == pair) => Some(query.to_string()),
+        Some(query) if confined(query) => Some(query.to_string()),
         Some(query) if !query.is_empty() => Some(format!("{query}&{pair}")),
         _ => Some(pair),
     }
@@ -775,6 +779,33 @@ mod tests {
         assert_ne!(
             a,
             cache_key(&Method::GET, "/Observation", Some("patient=3&code=1"))
+        );
+    }
+
+    #[test]
+    fn confinement_matches_encoded_pair() {
+        let principal = Principal {
+            client_id: "app".to_string(),
+            token_id: "t".to_string(),
+            grant_id: None,
+            scopes: hearth_smart::scope::parse("launch/patient patient/*.rs"),
+            patient: Some("p1".to_string()),
+            fhir_user: None,
+            user_type: None,
+        };
+        let route = Route::classify(&Method::GET, "/Observation");
+        let encoded = confine_query(
+            Some("_count=5&patient=Patient%2Fp1"),
+            &route,
+            Some(&principal),
+        );
+        assert_eq!(encoded.as_deref(), Some("_count=5&patient=Patient%2Fp1"));
+        let added = confine_query(Some("_count=5"), &route, Some(&principal));
+        assert_eq!(added.as_deref(), Some("_count=5&patient=Patient/p1"));
+        let other = confine_query(Some("patient=Patient%2Fp2"), &route, Some(&principal));
+        assert_eq!(
+            other.as_deref(),
+            Some("patient=Patient%2Fp2&patient=Patient/p1")
         );
     }
 
