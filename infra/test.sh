@@ -6,7 +6,8 @@
 # root) that this script starts on 127.0.0.1 and stops again on exit, and against real
 # SMART clients. For the clients it installs Debian's Chromium with apt-get when it is missing
 # (which needs root), and keeps the npm packages of tests/clients/node and a Python
-# virtual environment with tests/clients/python/requirements.txt under HEARTH_CACHE_DIR.
+# virtual environment with tests/clients/python/requirements.txt under HEARTH_CACHE_DIR, and
+# the packages of the STU3 server in tests/clients/stu3 that the EHR proxy tests start.
 # The Bulk Data tests get an S3-compatible server (s3s-fs, built once into HEARTH_CACHE_DIR).
 #
 # Usage: infra/test.sh [extra arguments for the end-to-end cargo test run]
@@ -123,6 +124,20 @@ install_smart_clients() {
     fi
     export HEARTH_TEST_PYTHON="$venv/bin/python"
     echo "node packages in $HEARTH_TEST_NODE_DIR, python at $HEARTH_TEST_PYTHON" >&2
+
+    # The STU3 upstream of the EHR proxy tests. Install scripts stay off: a dependency
+    # of node-fhir-server-core (snyk) downloads a program of its own in one, and the
+    # server needs none of them.
+    local stu3_dir="$installed/stu3"
+    if ! cmp -s "$clients/stu3/package-lock.json" "$stu3_dir/installed-package-lock.json"; then
+        rm -rf "$stu3_dir"
+        mkdir -p "$stu3_dir"
+        cp "$clients/stu3/package.json" "$clients/stu3/package-lock.json" "$stu3_dir/"
+        (cd "$stu3_dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+        cp "$clients/stu3/package-lock.json" "$stu3_dir/installed-package-lock.json"
+    fi
+    export HEARTH_TEST_STU3_SERVER_DIR="$stu3_dir"
+    echo "STU3 server packages in $HEARTH_TEST_STU3_SERVER_DIR" >&2
 }
 install_smart_clients
 

@@ -28,3 +28,6 @@ mod settings;
 
 #[path = "ehr_proxy/picker.rs"]
 mod picker;
+
+#[path = "ehr_proxy/stu3.rs"]
+mod stu3;
