@@ -1,6 +1,6 @@
-# Shared start-up of the benchmark scripts, sourced by them (not run on its own): the
-# build, a work directory that is removed on exit with every server started here, and
-# helpers that start `hearth serve`, load the Synthea sample and get backend-services
+# Shared start-up of the benchmark scripts, which source this file. It builds the binary
+# and makes a work directory that is removed on exit, together with every server started
+# here. Its helpers start `hearth serve`, load the Synthea sample and get backend-services
 # tokens.
 #
 # After sourcing, `root` is the repository, `work` a fresh temporary directory, and
@@ -32,13 +32,13 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Waits up to 120 s until URL answers.
+# Waits up to 120 s until URL responds.
 wait_for() {
     for _ in $(seq 1 600); do
         if curl -s -o /dev/null "$1"; then return 0; fi
         sleep 0.2
     done
-    echo "nothing answered at $1" >&2
+    echo "no response from $1 within 120 s" >&2
     return 1
 }
 
@@ -51,8 +51,8 @@ random_secret() {
 }
 
 # Starts `hearth serve` with data in $work/NAME on a free port, with any further arguments
-# added, and waits until it answers. Sets NAME_url (its base URL) and NAME_admin (its admin
-# token).
+# added, and waits until it responds. Sets NAME_url (its base URL) and NAME_admin (its
+# admin token).
 start_hearth() {
     local name="$1" port admin
     shift

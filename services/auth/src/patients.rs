@@ -1,6 +1,5 @@
-//! Where the authorization server finds the patients and other context resources of a
-//! launch: Hearth's repository for a repository-backed site, the upstream EHR for an
-//! EHR-backed site. The patient picker, the patient named on the approval page, the
+//! Lookup of the patients and other context resources of a launch: in Hearth's repository
+//! for a repository-backed site, at the upstream EHR for an EHR-backed site. The patient picker, the patient named on the approval page, the
 //! patient a user picks and the context of an EHR launch are all read through here.
 
 use std::sync::Arc;

@@ -24,7 +24,7 @@ use crate::events::{new_id, now_micros, record};
 use crate::oauth_error::{OAuthError, OAuthResult};
 use crate::site::fhir_base_path;
 
-/// Longest freshness window of the EHR cache: one year, in seconds.
+/// Maximum freshness window of the EHR cache: one year, in seconds.
 pub const MAX_FRESHNESS_SECONDS: i64 = 365 * 24 * 3600;
 
 /// Body fields that look like an upstream secret. They are rejected with a pointer to the
@@ -225,7 +225,7 @@ fn check_upstream_url(field: &str, url: &str) -> OAuthResult<()> {
     Ok(())
 }
 
-/// Accepts the STU3 (`3.x`) and R4 (`4.x`) versions the proxy knows how to serve.
+/// Accepts the STU3 (`3.x`) and R4 (`4.x`) versions that the proxy can serve.
 fn check_fhir_version(version: &str) -> OAuthResult<()> {
     let mut parts = version.split('.');
     let major = parts.next().unwrap_or_default();

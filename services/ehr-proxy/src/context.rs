@@ -50,8 +50,8 @@ impl EhrProxy {
         Ok(patients)
     }
 
-    /// Reads one resource from the upstream as R4; `None` when the upstream answers 404 or
-    /// 410 (deleted).
+    /// Reads one resource from the upstream as R4. Returns `None` when the upstream responds
+    /// with 404 or 410 (deleted).
     pub async fn read_resource(
         &self,
         site: &Site,

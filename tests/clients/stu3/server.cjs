@@ -4,7 +4,7 @@
 // STU3 CapabilityStatement, STU3 search parameter definitions and OperationOutcome
 // errors. This file provides its storage: the resources of Synthea STU3 transaction
 // Bundles, held in memory, each passed through the library's STU3 model classes, which
-// keep only STU3 elements. It answers read, update (of STU3 content only) and search by
+// keep only STU3 elements. It serves read, update (of STU3 content only) and search by
 // `_id`, `patient`, `subject`, the encounter parameters and Patient `name`, with `_count` and `_offset`
 // paging. Other search parameters are ignored, as a lenient server does.
 //
@@ -124,11 +124,15 @@ function matches(resource, query) {
   if (query._id && !query._id.split(',').includes(resource.id)) {
     return false;
   }
-  const patient = query.patient || query.subject;
-  if (patient) {
+  // `patient` and `subject` must both match when both are given.
+  for (const name of ['patient', 'subject']) {
+    const wanted = query[name];
+    if (!wanted) {
+      continue;
+    }
     const reference = (resource.patient || resource.subject || {}).reference;
-    const self = resource.resourceType === 'Patient' && referenceMatches(`Patient/${resource.id}`, patient);
-    if (!self && !referenceMatches(reference, patient)) {
+    const self = resource.resourceType === 'Patient' && referenceMatches(`Patient/${resource.id}`, wanted);
+    if (!self && !referenceMatches(reference, wanted)) {
       return false;
     }
   }

@@ -381,11 +381,20 @@ fn stu3_upstream_is_seen_as_r4() {
         second.iter().all(|o| !observations.contains(o)),
         "page 2 repeats page 1"
     );
+    // `subject`, because node-fhir-server-core rejects a repeated `patient` parameter,
+    // which is what the proxy's added restriction would make of `patient={OTHER}`.
     let foreign = entries(&fixture.get(
-        &format!("{}/Condition?patient={OTHER}", fixture.site.fhir),
+        &format!("{}/Condition?subject=Patient/{OTHER}", fixture.site.fhir),
         &token,
     ));
     assert!(foreign.is_empty(), "another patient's data leaked");
+    let other_patient = send(
+        fixture
+            .http
+            .get(format!("{}/Patient/{OTHER}", fixture.site.fhir))
+            .bearer_auth(&token),
+    );
+    assert_eq!(other_patient.status, 404, "{}", other_patient.body);
     let own = send(
         fixture
             .http
