@@ -34,6 +34,7 @@ const AUDITED_PAGES: &[&str] = &[
     "app-detail",
     "sites",
     "site-ehr",
+    "site-settings",
     "users",
     "users-after-disable",
     "provider-portal",
@@ -171,6 +172,15 @@ fn console_portal_and_demo_app_in_chromium() {
                 "default_cache_freshness_s": 60,
                 "cache_freshness_lines": "Patient=300\nObservation=30",
                 "dynamic_registration": true,
+            },
+            "update": {
+                "name": "North EHR, renamed",
+                "upstream_base_url": "http://127.0.0.1:9/fhir/R4",
+                "upstream_fhir_version": "4.0.1",
+                "upstream_auth_method": "bearer",
+                "default_cache_freshness_s": 120,
+                "cache_freshness_lines": "Patient=600",
+                "dynamic_registration": false,
             },
         },
         "portal_user": {
@@ -407,8 +417,8 @@ fn console_portal_and_demo_app_in_chromium() {
     assert_eq!(count("hearth.events.ConsoleSignInFailed"), 2, "{names:?}");
 }
 
-/// Checks the EHR-backed site that the console created, on the site page and through the
-/// admin API.
+/// Checks the EHR-backed site that the console created and then changed, on the site
+/// page and through the admin API.
 fn assert_ehr_site(server: &Server, site: &Value, pretty: &str) {
     assert_eq!(site["created_path"], "/console/sites/north-ehr", "{pretty}");
     let created = &site["created"];
@@ -434,28 +444,71 @@ fn assert_ehr_site(server: &Server, site: &Value, pretty: &str) {
         "{pretty}"
     );
 
-    let (status, listed) = server.get_json(&format!("{}/admin/sites", server.base_url));
-    assert_eq!(status, 200, "{listed}");
-    let stored = listed["sites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["site_id"] == "north-ehr")
-        .unwrap_or_else(|| panic!("the created site is not listed: {listed}"));
-    assert_eq!(stored["name"], "North EHR", "{stored}");
+    // The edit form starts from the stored settings and names where the secret goes.
+    let form = &site["form_values"];
+    assert_eq!(form["upstream_fhir_version"], "3.0.2", "{pretty}");
+    assert_eq!(form["upstream_auth_method"], "backend-services", "{pretty}");
+    assert_eq!(form["upstream_client_id"], "hearth-at-north", "{pretty}");
+    assert_eq!(form["default_cache_freshness_s"], "60", "{pretty}");
     assert_eq!(
-        stored["upstream_base_url"], "http://127.0.0.1:9/fhir/R3",
+        form["cache_freshness_s"], "Observation=30\nPatient=300",
+        "{pretty}"
+    );
+    assert_eq!(form["dynamic_registration"], true, "{pretty}");
+    assert!(
+        site["form_bearer_hint"]
+            .as_str()
+            .unwrap()
+            .contains("HEARTH_EHR_BEARER_TOKEN_NORTH_EHR"),
+        "{pretty}"
+    );
+
+    assert_eq!(site["updated_path"], "/console/sites/north-ehr", "{pretty}");
+    let updated = &site["updated"];
+    assert_eq!(
+        updated["Upstream FHIR base URL"], "http://127.0.0.1:9/fhir/R4",
+        "{pretty}"
+    );
+    assert_eq!(updated["Upstream FHIR version"], "4.0.1", "{pretty}");
+    assert!(
+        updated["Authentication at the EHR"]
+            .as_str()
+            .unwrap()
+            .contains("static bearer token"),
+        "{pretty}"
+    );
+    assert_eq!(updated["Cache freshness"], "120 s", "{pretty}");
+    assert_eq!(
+        updated["Cache freshness per type"], "Patient 600 s",
+        "{pretty}"
+    );
+    assert_eq!(
+        updated["Dynamic client registration"], "not allowed",
+        "{pretty}"
+    );
+    assert!(
+        site["rejected_error"]
+            .as_str()
+            .unwrap()
+            .contains("Patient=soon"),
+        "{pretty}"
+    );
+    assert_eq!(site["rejected_value"], "Patient=soon", "{pretty}");
+
+    let (status, stored) = server.get_json(&format!("{}/admin/sites/north-ehr", server.base_url));
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["name"], "North EHR, renamed", "{stored}");
+    assert_eq!(
+        stored["upstream_base_url"], "http://127.0.0.1:9/fhir/R4",
         "{stored}"
     );
-    assert_eq!(stored["upstream_client_id"], "hearth-at-north", "{stored}");
-    assert_eq!(stored["upstream_fhir_version"], "3.0.2", "{stored}");
-    assert_eq!(stored["default_cache_freshness_s"], 60, "{stored}");
+    assert_eq!(stored["default_cache_freshness_s"], 120, "{stored}");
     assert_eq!(
         stored["cache_freshness_s"],
-        json!({"Patient": 300, "Observation": 30}),
+        json!({"Patient": 600}),
         "{stored}"
     );
-    assert_eq!(stored["dynamic_registration"], true, "{stored}");
+    assert_eq!(stored["dynamic_registration"], false, "{stored}");
 }
 
 /// Checks the user that the console added and disabled.
@@ -546,6 +599,7 @@ fn console_pages_need_sign_in() {
         "/console/usage/data?report=usage",
         "/console/portal",
         "/console/users",
+        "/console/sites/default/settings",
     ] {
         let response = client
             .get(format!("{}{path}", server.base_url))

@@ -122,6 +122,10 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/console/apps/{client_id}/status", post(apps::set_status))
         .route("/console/sites", get(sites::list).post(sites::create))
         .route("/console/sites/{site_id}", get(sites::show))
+        .route(
+            "/console/sites/{site_id}/settings",
+            get(sites::settings_page).post(sites::update_settings),
+        )
         .route("/console/sites/{site_id}/apps", post(sites::set_activation))
         .route(
             "/console/sites/{site_id}/grants/revoke",

@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 
 use hearth_auth::SiteRequest;
+use hearth_auth_store::Site;
+use hearth_schemas::{Backing, UpstreamAuthMethod};
 
 use crate::html::escape;
 use crate::session::FormData;
@@ -56,6 +58,38 @@ impl SiteFields {
             default_freshness: text("default_cache_freshness_s"),
             type_freshness: text("cache_freshness_s"),
             dynamic_registration: form.get("dynamic_registration").is_some(),
+        }
+    }
+
+    /// Fills the fields with a site's current settings.
+    pub fn from_site(site: &Site) -> SiteFields {
+        let text = |value: &Option<String>| value.clone().unwrap_or_default();
+        SiteFields {
+            site_id: site.site_id.clone(),
+            name: site.name.clone(),
+            backing: match site.backing {
+                Backing::Repository => "repository".to_string(),
+                Backing::Ehr => "ehr".to_string(),
+            },
+            upstream_base_url: text(&site.upstream_base_url),
+            upstream_fhir_version: text(&site.upstream_fhir_version),
+            auth_method: match site.upstream_auth_method {
+                UpstreamAuthMethod::None => "none",
+                UpstreamAuthMethod::Bearer => "bearer",
+                UpstreamAuthMethod::BackendServices => "backend-services",
+            }
+            .to_string(),
+            upstream_client_id: text(&site.upstream_client_id),
+            upstream_token_url: text(&site.upstream_token_url),
+            upstream_scope: text(&site.upstream_scope),
+            default_freshness: site.default_cache_freshness_s.to_string(),
+            type_freshness: site
+                .cache_freshness_s
+                .iter()
+                .map(|(resource_type, seconds)| format!("{resource_type}={seconds}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            dynamic_registration: site.dynamic_registration,
         }
     }
 
@@ -326,21 +360,23 @@ mod tests {
     }
 
     #[test]
-    fn ehr_fields_fill_the_request() {
-        let fields = SiteFields {
-            site_id: "north".into(),
+    fn site_round_trips_through_fields() {
+        let site = Site {
+            site_id: "north-1".into(),
             name: "North".into(),
-            backing: "ehr".into(),
-            upstream_base_url: "https://ehr.example/fhir".into(),
-            upstream_fhir_version: "3.0.2".into(),
-            auth_method: "backend-services".into(),
-            upstream_client_id: "hearth".into(),
-            default_freshness: "60".into(),
-            type_freshness: "Patient=300".into(),
+            fhir_base_path: "/sites/north-1/fhir".into(),
+            backing: Backing::Ehr,
+            upstream_base_url: Some("https://ehr.example/fhir".into()),
+            upstream_auth_method: UpstreamAuthMethod::BackendServices,
+            upstream_client_id: Some("hearth".into()),
+            upstream_token_url: None,
+            upstream_scope: Some("system/*.rs".into()),
+            upstream_fhir_version: Some("3.0.2".into()),
             dynamic_registration: true,
-            ..SiteFields::default()
+            cache_freshness_s: BTreeMap::from([("Patient".to_string(), 300)]),
+            default_cache_freshness_s: 60,
         };
-        let request = fields.to_request().unwrap();
+        let request = SiteFields::from_site(&site).to_request().unwrap();
         assert_eq!(request.backing.as_deref(), Some("ehr"));
         assert_eq!(
             request.upstream_auth_method.as_deref(),
@@ -350,10 +386,11 @@ mod tests {
         assert_eq!(request.upstream_token_url, None);
         assert_eq!(request.upstream_fhir_version.as_deref(), Some("3.0.2"));
         assert!(request.dynamic_registration);
-        assert_eq!(request.cache_freshness_s.get("Patient"), Some(&300));
+        assert_eq!(request.cache_freshness_s, site.cache_freshness_s);
         assert_eq!(request.default_cache_freshness_s, 60);
-        let html = fields.render(false);
-        assert!(html.contains("HEARTH_EHR_BEARER_TOKEN_NORTH"));
+
+        let html = SiteFields::from_site(&site).render(true);
+        assert!(html.contains("HEARTH_EHR_BEARER_TOKEN_NORTH_1"));
         assert!(html.contains("value=\"3.0.2\" selected"));
         assert!(html.contains("value=\"backend-services\" checked"));
     }

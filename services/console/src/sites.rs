@@ -202,6 +202,7 @@ pub async fn show(
     let site = find_managed(&state, &viewer, &site_id)?;
     let notice = match query.done.as_deref() {
         Some("created") => html::notice("ok", "The site is created."),
+        Some("updated") => html::notice("ok", "The site's settings are saved."),
         Some("activated") => html::notice("ok", "The app is active at this site."),
         Some("deactivated") => html::notice("ok", "The app is no longer active at this site."),
         Some("revoked") => html::notice(
@@ -281,10 +282,17 @@ pub async fn show(
     } else {
         String::new()
     };
+    let edit = if viewer.is_platform_admin() {
+        format!(
+            "<p><a href=\"/console/sites/{path}/settings\" class=\"button secondary\">Edit settings</a></p>"
+        )
+    } else {
+        String::new()
+    };
     let body = format!(
         "{notice}<h1>Site {name}</h1>\
          <p>Site id <code>{id}</code>, backing: {backing}. FHIR base <code>{base}</code>.</p>\
-         <section aria-labelledby=\"settings-heading\"><h2 id=\"settings-heading\">Settings</h2>{settings}</section>\
+         <section aria-labelledby=\"settings-heading\"><h2 id=\"settings-heading\">Settings</h2>{settings}{edit}</section>\
          <section aria-labelledby=\"apps-heading\"><h2 id=\"apps-heading\">Apps</h2>\
          {apps_wrap}<table><caption id=\"apps-caption\">Apps and whether they are active at this site</caption>\
          <thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Client id</th><th scope=\"col\">Status</th><th scope=\"col\">Change</th></tr></thead>\
@@ -306,6 +314,79 @@ pub async fn show(
         grants_wrap = html::table_wrap("grants-caption"),
     );
     Ok(html::page(&viewer, "/console/sites", &site.name, &body))
+}
+
+/// `GET /console/sites/{site_id}/settings`: the settings form of a site, for platform
+/// admins.
+pub async fn settings_page(
+    State(state): State<ConsoleState>,
+    viewer: Viewer,
+    Path(site_id): Path<String>,
+) -> ConsoleResult<Response> {
+    let site = find_editable(&state, &viewer, &site_id)?;
+    let body = settings_body(&viewer, &site, &SiteFields::from_site(&site), None);
+    Ok(html::page(&viewer, "/console/sites", &site.name, &body))
+}
+
+/// `POST /console/sites/{site_id}/settings`: replaces the site's settings through the
+/// admin API's update operation.
+pub async fn update_settings(
+    State(state): State<ConsoleState>,
+    viewer: Viewer,
+    Path(site_id): Path<String>,
+    body: Bytes,
+) -> ConsoleResult<Response> {
+    let site = find_editable(&state, &viewer, &site_id)?;
+    let form = FormData::checked(&viewer, &body)?;
+    let mut fields = SiteFields::from_form(&form);
+    // The site id and backing come from the stored site, never from the form.
+    fields.site_id = site.site_id.clone();
+    fields.backing = SiteFields::from_site(&site).backing;
+    let request = match fields.to_request() {
+        Ok(request) => request,
+        Err(message) => {
+            let body = settings_body(&viewer, &site, &fields, Some(&message));
+            return Ok(html::page(&viewer, "/console/sites", &site.name, &body));
+        }
+    };
+    match hearth_auth::update_site_as(&state.auth, &site_id, &request, &viewer.user_id).await {
+        Ok(_) => {
+            tracing::info!(site_id = %site_id, user_id = %viewer.user_id, "site settings changed in the console");
+            Ok(Redirect::to(&format!(
+                "/console/sites/{}?done=updated",
+                path_segment(&site_id)
+            ))
+            .into_response())
+        }
+        Err(error) if error.status.is_client_error() => {
+            let body = settings_body(&viewer, &site, &fields, Some(&error.description));
+            Ok(html::page(&viewer, "/console/sites", &site.name, &body))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn settings_body(viewer: &Viewer, site: &Site, fields: &SiteFields, error: Option<&str>) -> String {
+    let error = error.map(|e| html::notice("error", e)).unwrap_or_default();
+    format!(
+        "<h1>Settings of site {name}</h1>{error}\
+         <form method=\"post\" action=\"/console/sites/{path}/settings\" class=\"site-form\">{csrf}{fields}\
+         <button type=\"submit\">Save settings</button> \
+         <a href=\"/console/sites/{path}\" class=\"button secondary\">Cancel</a></form>",
+        name = escape(&site.name),
+        path = path_segment(&site.site_id),
+        csrf = csrf_field(viewer),
+        fields = fields.render(true),
+    )
+}
+
+fn find_editable(state: &ConsoleState, viewer: &Viewer, site_id: &str) -> ConsoleResult<Site> {
+    if !viewer.is_platform_admin() {
+        return Err(ConsoleError::Forbidden(
+            "only platform admins change a site's settings".into(),
+        ));
+    }
+    find_managed(state, viewer, site_id)
 }
 
 pub async fn set_activation(
