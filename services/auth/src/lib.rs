@@ -53,7 +53,7 @@ pub use oauth_error::{
     MAX_BODY_BYTES, OAuthError, OAuthResult, drain_oversized_body, oauth_for_framework_errors,
 };
 pub use pages::protect_html_pages;
-pub use patients::{UpstreamError, UpstreamResources};
+pub use patients::{UpstreamError, UpstreamResources, read_at, search_at};
 pub use portal_session::{PORTAL_SESSION_COOKIE, cookie_values};
 pub use site::{DEFAULT_SITE, SiteId, auth_base_url, fhir_base_url, resolve_site, route_site};
 pub use site_settings::{MAX_FRESHNESS_SECONDS, site_request, update_site_as};

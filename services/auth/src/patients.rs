@@ -17,6 +17,16 @@ pub type UpstreamError = Box<dyn std::error::Error + Send + Sync>;
 /// credentials) and returned as R4.
 #[async_trait::async_trait]
 pub trait UpstreamResources: Send + Sync {
+    /// Searches the upstream's resources of a type with search parameters (decoded names
+    /// and values) and returns at most `count` matches.
+    async fn search(
+        &self,
+        site: &Site,
+        resource_type: &str,
+        params: &[(String, String)],
+        count: usize,
+    ) -> Result<Vec<Value>, UpstreamError>;
+
     /// Searches the upstream's Patients by name, or any Patients when `name` is empty, and
     /// returns at most `count` of them.
     async fn search_patients(
@@ -24,7 +34,10 @@ pub trait UpstreamResources: Send + Sync {
         site: &Site,
         name: &str,
         count: usize,
-    ) -> Result<Vec<Value>, UpstreamError>;
+    ) -> Result<Vec<Value>, UpstreamError> {
+        self.search(site, "Patient", &name_filter(name), count)
+            .await
+    }
 
     /// Reads one resource from the upstream; `None` when it is missing or deleted there.
     async fn read(
@@ -64,6 +77,16 @@ fn load_site(state: &AuthState, site_id: &str) -> Result<Site, UpstreamError> {
         .ok_or_else(|| format!("no site {site_id}").into())
 }
 
+/// Builds the `name` search parameter of a name typed in a picker, or none when the name
+/// is blank.
+fn name_filter(name: &str) -> Vec<(String, String)> {
+    if name.trim().is_empty() {
+        Vec::new()
+    } else {
+        vec![("name".to_string(), name.trim().to_string())]
+    }
+}
+
 /// Searches the Patients of a site by name.
 pub(crate) async fn search_patients(
     state: &AuthState,
@@ -74,19 +97,36 @@ pub(crate) async fn search_patients(
     if let Some(upstream) = upstream_of(state, &site)? {
         return upstream.search_patients(&site, name, PICKER_SIZE).await;
     }
-    let filters = if name.trim().is_empty() {
-        Vec::new()
-    } else {
-        let encoded =
-            percent_encoding::utf8_percent_encode(name.trim(), percent_encoding::NON_ALPHANUMERIC)
-                .to_string();
-        vec![("name".to_string(), encoded)]
-    };
+    search_at(state, &site, "Patient", &name_filter(name), PICKER_SIZE).await
+}
+
+/// Searches the resources of a type at a site as Hearth itself, unfiltered by any token:
+/// in the repository of a repository-backed site, at the EHR of an EHR-backed one.
+/// `params` are decoded search parameters; at most `count` matches are returned.
+pub async fn search_at(
+    state: &AuthState,
+    site: &Site,
+    resource_type: &str,
+    params: &[(String, String)],
+    count: usize,
+) -> Result<Vec<Value>, UpstreamError> {
+    if let Some(upstream) = upstream_of(state, site)? {
+        return upstream.search(site, resource_type, params, count).await;
+    }
+    let filters: Vec<(String, String)> = params
+        .iter()
+        .map(|(name, value)| {
+            let encoded =
+                percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string();
+            (name.clone(), encoded)
+        })
+        .collect();
     let page = state.repository.search(
-        "Patient",
+        resource_type,
         &filters,
         &hearth_cdr::Visibility::everything(),
-        PICKER_SIZE,
+        count,
         None,
     )?;
     Ok(page
@@ -97,16 +137,16 @@ pub(crate) async fn search_patients(
         .collect())
 }
 
-/// Reads a resource of a site; `None` when it does not exist or was deleted.
-pub(crate) async fn read(
+/// Reads a resource at a site as Hearth itself; `None` when it does not exist or was
+/// deleted.
+pub async fn read_at(
     state: &AuthState,
-    site_id: &str,
+    site: &Site,
     resource_type: &str,
     id: &str,
 ) -> Result<Option<Value>, UpstreamError> {
-    let site = load_site(state, site_id)?;
-    if let Some(upstream) = upstream_of(state, &site)? {
-        return upstream.read(&site, resource_type, id).await;
+    if let Some(upstream) = upstream_of(state, site)? {
+        return upstream.read(site, resource_type, id).await;
     }
     match state.repository.read(resource_type, id)? {
         Some(stored) if !stored.is_deleted() => Ok(stored
@@ -115,4 +155,15 @@ pub(crate) async fn read(
             .and_then(|json| serde_json::from_str(json).ok())),
         _ => Ok(None),
     }
+}
+
+/// Reads a resource of a site; `None` when it does not exist or was deleted.
+pub(crate) async fn read(
+    state: &AuthState,
+    site_id: &str,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<Value>, UpstreamError> {
+    let site = load_site(state, site_id)?;
+    read_at(state, &site, resource_type, id).await
 }

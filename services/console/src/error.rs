@@ -27,6 +27,9 @@ pub enum ConsoleError {
     Store(#[from] rusqlite::Error),
     #[error("reading the repository failed: {0}")]
     Repository(#[from] hearth_cdr::Error),
+    /// A read at the EHR behind a site failed.
+    #[error("the EHR behind site {0} could not be searched: {1}")]
+    Upstream(String, String),
 }
 
 pub type ConsoleResult<T> = Result<T, ConsoleError>;
@@ -48,6 +51,7 @@ impl ConsoleError {
             ConsoleError::Store(_) | ConsoleError::Repository(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            ConsoleError::Upstream(..) => StatusCode::BAD_GATEWAY,
         }
     }
 }

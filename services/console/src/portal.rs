@@ -1,6 +1,7 @@
 //! The provider portal, a sandbox EHR: pick a site, a practitioner, a patient and
-//! optionally an encounter from the repository, then launch any app active at the site
-//! in an EHR launch with that context. The patient portal does the same for a signed-in
+//! optionally an encounter, then launch any app active at the site in an EHR launch with
+//! that context. The choices come from the site's data: the repository of a
+//! repository-backed site, the upstream EHR of an EHR-backed one. The patient portal does the same for a signed-in
 //! patient, with the patient fixed to the user's own record.
 //!
 //! The choices are a plain GET form, so the pages work without JavaScript and the browser's
@@ -12,7 +13,6 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use hearth_auth::LaunchRequest;
 use hearth_auth_store::{App, Site};
-use hearth_cdr::Visibility;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -57,13 +57,13 @@ pub async fn provider_page(
     let practitioner_section = match viewer.practitioner() {
         Some(own) if !viewer.can_see_usage() => format!(
             "<p>Practitioner: <strong>{}</strong> (you)</p><input type=\"hidden\" name=\"practitioner\" value=\"{}\">",
-            escape(&resource_label(&state, "Practitioner", own)),
+            escape(&resource_label(&state, &site, "Practitioner", own).await),
             escape(own)
         ),
         _ => {
             let chosen = PortalQuery::value(&query.practitioner);
             let search = PortalQuery::value(&query.practitioner_name).unwrap_or("");
-            let found = search_people(&state, "Practitioner", search)?;
+            let found = search_people(&state, &site, "Practitioner", search).await?;
             format!(
                 "<fieldset><legend>Practitioner</legend>\
                  <label for=\"practitioner_name\">Search practitioners by name</label>\
@@ -76,9 +76,9 @@ pub async fn provider_page(
     };
     let patient_search = PortalQuery::value(&query.patient_name).unwrap_or("");
     let chosen_patient = PortalQuery::value(&query.patient);
-    let patients = search_people(&state, "Patient", patient_search)?;
+    let patients = search_people(&state, &site, "Patient", patient_search).await?;
     let encounters = match chosen_patient {
-        Some(patient) => encounters_of(&state, patient)?,
+        Some(patient) => encounters_of(&state, &site, patient).await?,
         None => Vec::new(),
     };
     let encounter_section = if chosen_patient.is_some() {
@@ -120,7 +120,7 @@ pub async fn provider_page(
     let summary = match &context.patient {
         Some(patient) => format!(
             "<p>Launch context: patient <strong id=\"chosen-patient\">{}</strong>{}.</p>",
-            escape(&resource_label(&state, "Patient", patient)),
+            escape(&resource_label(&state, &site, "Patient", patient).await),
             context
                 .encounter
                 .as_deref()
@@ -167,7 +167,7 @@ pub async fn patient_page(
          <form method=\"get\" action=\"/console/patient-portal\">{site_select}\
          <button type=\"submit\" class=\"secondary\">Show apps</button></form>\
          <section aria-labelledby=\"launch-heading\"><h2 id=\"launch-heading\">Apps at {site_name}</h2>{apps}</section>",
-        name = escape(&resource_label(&state, "Patient", patient)),
+        name = escape(&resource_label(&state, &site, "Patient", patient).await),
         site_select = site_select(&sites, &site),
         site_name = escape(&site.name),
     );
@@ -395,33 +395,35 @@ fn radio_list(name: &str, choices: &[Choice], chosen: Option<&str>, none: Option
     out
 }
 
-fn encoded(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+/// Searches a site's resources as Hearth itself. A failed search at an EHR is a 502 page
+/// that names the site.
+async fn search_site(
+    state: &ConsoleState,
+    site: &Site,
+    resource_type: &str,
+    params: &[(String, String)],
+    count: usize,
+) -> ConsoleResult<Vec<Value>> {
+    hearth_auth::search_at(&state.auth, site, resource_type, params, count)
+        .await
+        .map_err(|error| ConsoleError::Upstream(site.site_id.clone(), error.to_string()))
 }
 
 /// Searches Patients or Practitioners by name; an empty name lists the first ones.
-fn search_people(
+async fn search_people(
     state: &ConsoleState,
+    site: &Site,
     resource_type: &str,
     name: &str,
 ) -> ConsoleResult<Vec<Choice>> {
-    let filters = if name.trim().is_empty() {
+    let params = if name.trim().is_empty() {
         Vec::new()
     } else {
-        vec![("name".to_string(), encoded(name.trim()))]
+        vec![("name".to_string(), name.trim().to_string())]
     };
-    let page = state.auth.repository.search(
-        resource_type,
-        &filters,
-        &Visibility::everything(),
-        RESULTS,
-        None,
-    )?;
-    Ok(page
-        .resources
-        .iter()
-        .filter_map(|stored| stored.json.as_deref())
-        .filter_map(|json| serde_json::from_str::<Value>(json).ok())
+    let found = search_site(state, site, resource_type, &params, RESULTS).await?;
+    Ok(found
+        .into_iter()
         .map(|resource| Choice {
             id: resource["id"].as_str().unwrap_or_default().to_string(),
             label: person_name(&resource),
@@ -438,23 +440,15 @@ fn search_people(
 }
 
 /// Returns the latest encounters of a patient, newest first.
-fn encounters_of(state: &ConsoleState, patient: &str) -> ConsoleResult<Vec<Choice>> {
-    let filters = vec![(
-        "patient".to_string(),
-        encoded(&format!("Patient/{patient}")),
-    )];
-    let page = state.auth.repository.search(
-        "Encounter",
-        &filters,
-        &Visibility::everything(),
-        500,
-        None,
-    )?;
-    let mut encounters: Vec<(String, Choice)> = page
-        .resources
-        .iter()
-        .filter_map(|stored| stored.json.as_deref())
-        .filter_map(|json| serde_json::from_str::<Value>(json).ok())
+async fn encounters_of(
+    state: &ConsoleState,
+    site: &Site,
+    patient: &str,
+) -> ConsoleResult<Vec<Choice>> {
+    let params = vec![("patient".to_string(), format!("Patient/{patient}"))];
+    let found = search_site(state, site, "Encounter", &params, 500).await?;
+    let mut encounters: Vec<(String, Choice)> = found
+        .into_iter()
         .map(|e| {
             let start = e["period"]["start"].as_str().unwrap_or("").to_string();
             let kind = e["type"][0]["text"]
@@ -501,16 +495,20 @@ fn person_name(resource: &Value) -> String {
     }
 }
 
-/// Returns the display name of a Patient or Practitioner, or its reference when it is not
-/// found.
-fn resource_label(state: &ConsoleState, resource_type: &str, id: &str) -> String {
-    match state.auth.repository.read(resource_type, id) {
-        Ok(Some(stored)) if !stored.is_deleted() => stored
-            .json
-            .as_deref()
-            .and_then(|json| serde_json::from_str::<Value>(json).ok())
-            .map(|resource| person_name(&resource))
-            .unwrap_or_else(|| format!("{resource_type}/{id}")),
-        _ => format!("{resource_type}/{id}"),
+/// Returns the display name of a Patient or Practitioner at a site, or its reference
+/// when it is not found or cannot be read.
+async fn resource_label(
+    state: &ConsoleState,
+    site: &Site,
+    resource_type: &str,
+    id: &str,
+) -> String {
+    match hearth_auth::read_at(&state.auth, site, resource_type, id).await {
+        Ok(Some(resource)) => person_name(&resource),
+        Ok(None) => format!("{resource_type}/{id}"),
+        Err(error) => {
+            tracing::warn!(site_id = %site.site_id, resource_type, %error, "reading a portal label failed");
+            format!("{resource_type}/{id}")
+        }
     }
 }

@@ -14,23 +14,28 @@ use crate::stu3::{self, Direction};
 use crate::upstream::{UpstreamRequest, UpstreamResponse};
 
 impl EhrProxy {
-    /// Searches the upstream's Patients by name (any Patients when `name` is empty) and
-    /// returns at most `count` of them as R4. Included resources are left out.
-    pub async fn search_patients(
+    /// Searches the upstream's resources of a type with decoded search parameters and
+    /// returns at most `count` matches as R4. Included resources are left out, and so are
+    /// matches on later pages.
+    pub async fn search_resources(
         &self,
         site: &Site,
-        name: &str,
+        resource_type: &str,
+        params: &[(String, String)],
         count: usize,
     ) -> Result<Vec<Value>, ProxyError> {
+        if !hearth_fhir_core::resource_types::is_resource_type(resource_type) {
+            return Ok(Vec::new());
+        }
         let query = {
             let mut query = url::form_urlencoded::Serializer::new(String::new());
-            if !name.trim().is_empty() {
-                query.append_pair("name", name.trim());
+            for (name, value) in params {
+                query.append_pair(name, value);
             }
             query.append_pair("_count", &count.to_string());
             query.finish()
         };
-        let url = format!("{}/Patient?{query}", base(site)?);
+        let url = format!("{}/{resource_type}?{query}", base(site)?);
         let response = self.fetch(site, url).await?;
         if !response.status.is_success() {
             return Err(ProxyError::BadStatus(response.status.as_u16()));
@@ -44,7 +49,7 @@ impl EhrProxy {
             .into_iter()
             .filter(|entry| entry["search"]["mode"] != "include")
             .map(|mut entry| entry["resource"].take())
-            .filter(|resource| resource["resourceType"] == "Patient")
+            .filter(|resource| resource["resourceType"] == resource_type)
             .take(count)
             .collect();
         Ok(patients)

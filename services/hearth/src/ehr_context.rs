@@ -11,13 +11,17 @@ pub struct ProxyResources(pub EhrProxy);
 
 #[async_trait::async_trait]
 impl UpstreamResources for ProxyResources {
-    async fn search_patients(
+    async fn search(
         &self,
         site: &Site,
-        name: &str,
+        resource_type: &str,
+        params: &[(String, String)],
         count: usize,
     ) -> Result<Vec<Value>, UpstreamError> {
-        Ok(self.0.search_patients(site, name, count).await?)
+        Ok(self
+            .0
+            .search_resources(site, resource_type, params, count)
+            .await?)
     }
 
     async fn read(

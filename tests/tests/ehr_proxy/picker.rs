@@ -1,7 +1,8 @@
 //! Launch context at the EHR-backed site: a practitioner's standalone launch with
-//! `launch/patient` picks a patient the front finds at the EHR, and an EHR launch's patient
-//! and encounter are checked at the EHR. The front's own repository is empty throughout,
-//! so every patient it shows or accepts came from the upstream.
+//! `launch/patient` picks a patient the front finds at the EHR, the console's provider
+//! portal lists the EHR's patients and encounters, and an EHR launch's patient and
+//! encounter are checked at the EHR. The front's own repository is empty throughout, so
+//! every patient it shows or accepts came from the upstream.
 
 use serde_json::{Value, json};
 
@@ -210,4 +211,112 @@ fn ehr_launch_context_checked_at_ehr() {
     let down = launch(json!({"patient": patient}));
     assert_eq!(down.status, 503, "{}", down.body);
     assert_eq!(down.json()["error"], "temporarily_unavailable");
+}
+
+/// A platform administrator of the front's console.
+const CONSOLE_ADMIN: (&str, &str) = ("portal-admin", "a long portal password");
+
+impl Front {
+    /// Signs in to the console as [`CONSOLE_ADMIN`] and returns the session cookie pair.
+    fn console_session(&self) -> String {
+        let admin = json!({
+            "username": CONSOLE_ADMIN.0,
+            "password": CONSOLE_ADMIN.1,
+            "roles": ["platform-admin"],
+        });
+        self.admin_post("/admin/users", &admin, 201);
+        let sign_in = send(
+            self.client()
+                .get(format!("{}/console/sign-in", self.server.base_url)),
+        );
+        let form_cookie = sign_in
+            .header("set-cookie")
+            .and_then(|cookie| cookie.split(';').next())
+            .expect("the sign-in form sets a cookie")
+            .to_string();
+        let (_, form_token) = form_cookie.split_once('=').expect("a cookie pair");
+        let pairs = [
+            ("username", CONSOLE_ADMIN.0),
+            ("password", CONSOLE_ADMIN.1),
+            ("signin", form_token),
+        ];
+        let signed_in = send(
+            self.client()
+                .post(format!("{}/console/sign-in", self.server.base_url))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .header("Cookie", &form_cookie)
+                .body(form(&pairs)),
+        );
+        assert_eq!(signed_in.status, 303, "console sign-in: {}", signed_in.body);
+        signed_in
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find(|cookie| {
+                cookie.starts_with("hearth_console=") && !cookie.starts_with("hearth_console=;")
+            })
+            .and_then(|cookie| cookie.split(';').next())
+            .expect("a console session cookie")
+            .to_string()
+    }
+
+    /// GETs the provider portal with `query` in the console session.
+    fn portal(&self, session: &str, query: &[(&str, &str)]) -> Reply {
+        let url =
+            url::Url::parse_with_params(&format!("{}/console/portal", self.server.base_url), query)
+                .expect("a portal URL");
+        let page = send(self.client().get(url.as_str()).header("Cookie", session));
+        assert_eq!(page.status, 200, "GET {url}: {}", page.body);
+        page
+    }
+}
+
+#[test]
+fn provider_portal_searches_the_ehr() {
+    let front = Front::start();
+    let patient = front.ehr.sample.patient.id.clone();
+    let encounter = front.ehr.sample.patient.encounter.clone();
+    let record = front.ehr_resource(&format!("Patient/{patient}"));
+    let family = record["name"][0]["family"]
+        .as_str()
+        .expect("the sample patient has a family name")
+        .to_string();
+    let session = front.console_session();
+
+    let found = front.portal(&session, &[("site", "ehr"), ("patient_name", &family)]);
+    assert!(
+        found.body.contains(&choice(&patient)),
+        "the portal does not list the EHR's patient: {}",
+        found.body
+    );
+    assert!(found.body.contains(&family), "{}", found.body);
+
+    // The front's own repository is empty, so the same search at its default site finds
+    // nobody.
+    let local = front.portal(&session, &[("site", "default"), ("patient_name", &family)]);
+    assert!(
+        !local.body.contains(&choice(&patient)),
+        "the default site listed a patient it does not store: {}",
+        local.body
+    );
+
+    let chosen = front.portal(&session, &[("site", "ehr"), ("patient", &patient)]);
+    assert!(
+        chosen
+            .body
+            .contains(&format!("name=\"encounter\" value=\"{encounter}\"")),
+        "the portal does not list the EHR's encounters of the patient: {}",
+        chosen.body
+    );
+    assert!(
+        chosen.body.contains(&family),
+        "the launch context does not name the EHR's patient: {}",
+        chosen.body
+    );
+    assert!(
+        !chosen.body.contains(&format!("Patient/{patient}")),
+        "the portal fell back to the patient's reference: {}",
+        chosen.body
+    );
 }
