@@ -9,7 +9,9 @@
 //! `EhrCacheInvalidated` and wait until the cache has applied it.
 
 pub mod cache;
+mod chains;
 pub mod config;
+mod confine;
 mod context;
 mod error;
 mod filter;

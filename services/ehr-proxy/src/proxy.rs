@@ -19,6 +19,7 @@ use hearth_smart::scope::Interaction;
 use serde_json::{Value, json};
 
 use crate::cache::{CacheOutcome, CachedResponse, EhrCache};
+use crate::chains;
 use crate::error::ProxyError;
 use crate::filter;
 use crate::rewrite::Rewriter;
@@ -175,6 +176,21 @@ impl EhrProxy {
         if let Err(error) = check_scopes(&incoming, &route) {
             return Outcome::error(error, "BYPASS");
         }
+        if let Err(error) = hearth_fhir::check_format(incoming.query.as_deref(), &incoming.headers)
+        {
+            return Outcome::error(error, "BYPASS");
+        }
+        if let Err(error) = check_compartment(&incoming, &route) {
+            return Outcome::error(error, "BYPASS");
+        }
+        if let Some(response) = search_through_hidden_type(&incoming, &route, path) {
+            return Outcome {
+                response,
+                cache: "BYPASS",
+                upstream_status: None,
+                upstream_latency_us: None,
+            };
+        }
         let body = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
             Ok(body) => body,
             Err(_) => {
@@ -190,15 +206,37 @@ impl EhrProxy {
             Ok(body) => body,
             Err(error) => return Outcome::error(error, "BYPASS"),
         };
+        let checked_version = match &incoming.principal {
+            Some(principal) => {
+                match self
+                    .check_write_target(site, principal, &route, body.as_ref())
+                    .await
+                {
+                    Ok(version) => version,
+                    Err(error) => return Outcome::error(error, "BYPASS"),
+                }
+            }
+            None => None,
+        };
 
         let freshness = freshness_seconds(site, &route);
         // Entries recorded under other upstream settings stay in the store until they
         // expire but never match, so a changed upstream is asked at once.
-        let cache_key = format!(
+        let mut cache_key = format!(
             "{} {}",
             upstream_fingerprint(site),
             cache_key(&incoming.method, path, incoming.query.as_deref())
         );
+        // `Prefer` changes the response (strict handling of unknown search parameters,
+        // for one), so responses to different preferences are cached apart.
+        if let Some(prefer) = incoming
+            .headers
+            .get("prefer")
+            .and_then(|value| value.to_str().ok())
+        {
+            cache_key.push_str(" prefer=");
+            cache_key.push_str(&prefer.trim().to_ascii_lowercase());
+        }
         let no_cache = has_directive(&incoming.headers, "no-cache");
         let no_store = has_directive(&incoming.headers, "no-store");
         let use_cache = route.is_cacheable() && freshness > 0;
@@ -232,10 +270,18 @@ impl EhrProxy {
         }
 
         let upstream_url = upstream_url(site, &route, path, incoming.query.as_deref(), stu3);
+        let mut headers = forwarded_headers(&incoming.headers);
+        // The write applies only while the target is still the version that was checked.
+        if let Some(version) = checked_version
+            && !headers.contains_key(reqwest::header::IF_MATCH)
+            && let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("W/\"{version}\""))
+        {
+            headers.insert(reqwest::header::IF_MATCH, value);
+        }
         let upstream_request = UpstreamRequest {
             method: incoming.method.clone(),
             url: upstream_url.clone(),
-            headers: forwarded_headers(&incoming.headers),
+            headers,
             body,
         };
         let upstream = match self.inner.upstreams.send(site, upstream_request).await {
@@ -426,8 +472,14 @@ fn check_scopes(incoming: &Incoming, route: &Route) -> Result<(), FhirError> {
         (Some(resource_type), Some(interaction)) => {
             hearth_fhir::visibility(principal, resource_type, interaction).map(|_| ())
         }
-        // A system-wide search is filtered entry by entry.
-        (None, Some(Interaction::Search)) => Ok(()),
+        // A system-wide search is filtered entry by entry, but each type its `_type`
+        // names must be one the token may search, as at a repository site.
+        (None, Some(Interaction::Search)) => {
+            for resource_type in listed_types(incoming.query.as_deref()) {
+                hearth_fhir::visibility(principal, &resource_type, Interaction::Search)?;
+            }
+            Ok(())
+        }
         _ => {
             // Batches, transactions and operations carry work this layer cannot inspect
             // entry by entry, so they need unrestricted access.
@@ -452,6 +504,64 @@ fn check_scopes(incoming: &Incoming, route: &Route) -> Result<(), FhirError> {
     }
 }
 
+/// Collects the resource types named by the `_type` parameters of a query.
+fn listed_types(query: Option<&str>) -> Vec<String> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(name, _)| name == "_type")
+        .flat_map(|(_, value)| {
+            value
+                .split(',')
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Returns an empty searchset when a chain or `_has` of the search reaches a type the
+/// caller may not search, which at a repository site matches nothing (see [`chains`]).
+fn search_through_hidden_type(incoming: &Incoming, route: &Route, path: &str) -> Option<Response> {
+    let (Kind::Search, Some(resource_type), Some(principal), Some(query)) = (
+        &route.kind,
+        &route.resource_type,
+        &incoming.principal,
+        &incoming.query,
+    ) else {
+        return None;
+    };
+    let hidden = chains::hidden_type(principal, resource_type, query)?;
+    tracing::debug!(%hidden, "a chained search reaches a type outside the token's scopes");
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": 0,
+        "link": [{
+            "relation": "self",
+            "url": format!("{}{path}?{query}", incoming.context.fhir_base_url.trim_end_matches('/')),
+        }],
+    });
+    Some(fhir_response(StatusCode::OK, bundle.to_string(), None))
+}
+
+/// Rejects with 404 a compartment search in another patient's compartment than the one
+/// the caller is confined to, as a repository site does, because that patient is not
+/// visible to the caller.
+fn check_compartment(incoming: &Incoming, route: &Route) -> Result<(), FhirError> {
+    let (Some((compartment_type, id)), Some(principal)) = (&route.compartment, &incoming.principal)
+    else {
+        return Ok(());
+    };
+    if compartment_type != "Patient" {
+        return Ok(());
+    }
+    match filter::compartment_param(principal, "Patient") {
+        Some((_, patient)) if patient != *id => {
+            Err(FhirError::not_found(format!("Patient/{id} is not known")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Checks a create or update body against the caller's compartment and converts it for
 /// an STU3 upstream.
 fn prepare_body(
@@ -468,6 +578,11 @@ fn prepare_body(
     }
     let mut resource: Value = serde_json::from_slice(&body)
         .map_err(|e| FhirError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    if !resource["resourceType"].is_string() {
+        return Err(FhirError::bad_request(
+            "the request body is not a FHIR resource: it has no resourceType",
+        ));
+    }
     if let (Some(principal), Some(interaction)) = (&incoming.principal, route.interaction())
         && !filter::visible(principal, &resource, interaction)
     {

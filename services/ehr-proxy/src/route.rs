@@ -10,8 +10,12 @@ pub enum Kind {
     Read,
     Vread,
     Search,
-    /// `POST [type]/_search`: a search whose parameters are in the form body.
+    /// `POST [type]/_search` or `POST _search`: a search whose parameters are in the
+    /// form body.
     SearchPost,
+    /// `GET Patient/[id]/$everything`: the patient's record as a searchset, which the
+    /// proxy filters entry by entry like a search.
+    Everything,
     History,
     Create,
     Update,
@@ -29,6 +33,9 @@ pub struct Route {
     pub kind: Kind,
     pub resource_type: Option<String>,
     pub id: Option<String>,
+    /// The compartment of a compartment search (`GET Patient/1/Observation`) as its type
+    /// and id. The search's `resource_type` is then the type searched (Observation).
+    pub compartment: Option<(String, String)>,
 }
 
 impl Route {
@@ -44,10 +51,32 @@ impl Route {
             .filter(|s| !s.starts_with('_') && !s.starts_with('$'))
             .map(|s| s.to_string());
         let typed = resource_type.is_some();
+        if let ("GET", ["Patient", _, "$everything"]) = (method.as_str(), segments.as_slice())
+            && let Some(patient) = &id
+        {
+            return Route {
+                kind: Kind::Everything,
+                resource_type: Some("Patient".to_string()),
+                id: Some(patient.clone()),
+                compartment: Some(("Patient".to_string(), patient.clone())),
+            };
+        }
+        if let ("GET", [_, _, searched]) = (method.as_str(), segments.as_slice())
+            && let (Some(compartment_type), Some(compartment_id)) = (&resource_type, &id)
+            && let Some(searched) = hearth_fhir_core::resource_types::lookup(searched)
+        {
+            return Route {
+                kind: Kind::Search,
+                resource_type: Some(searched.to_string()),
+                id: None,
+                compartment: Some((compartment_type.clone(), compartment_id.clone())),
+            };
+        }
         let kind = match (method.as_str(), segments.as_slice()) {
             ("GET", ["metadata"]) => Kind::Capabilities,
             ("GET", [_]) if typed => Kind::Search,
-            ("GET", []) => Kind::Search,
+            ("GET", []) | ("GET", ["_search"]) => Kind::Search,
+            ("POST", ["_search"]) => Kind::SearchPost,
             ("POST", [_, "_search"]) if typed => Kind::SearchPost,
             ("GET", [_, _]) if typed && id.is_some() => Kind::Read,
             ("GET", [_, _, "_history", _]) if typed && id.is_some() => Kind::Vread,
@@ -63,6 +92,7 @@ impl Route {
             kind,
             resource_type,
             id,
+            compartment: None,
         }
     }
 
@@ -71,7 +101,7 @@ impl Route {
     pub fn interaction(&self) -> Option<Interaction> {
         let interaction = match self.kind {
             Kind::Read | Kind::Vread | Kind::History => Interaction::Read,
-            Kind::Search | Kind::SearchPost => Interaction::Search,
+            Kind::Search | Kind::SearchPost | Kind::Everything => Interaction::Search,
             Kind::Create => Interaction::Create,
             Kind::Update | Kind::Patch => Interaction::Update,
             Kind::Delete => Interaction::Delete,
@@ -111,6 +141,27 @@ mod tests {
         assert_eq!(kind(Method::POST, "/"), Kind::Bundle);
         assert_eq!(kind(Method::GET, "/Patient/$match"), Kind::Other);
         assert_eq!(kind(Method::GET, "/NotAType/1"), Kind::Other);
+    }
+
+    #[test]
+    fn compartment_search_is_a_search() {
+        let route = Route::classify(&Method::GET, "/Patient/p1/Observation");
+        assert_eq!(route.kind, Kind::Search);
+        assert_eq!(route.resource_type.as_deref(), Some("Observation"));
+        assert_eq!(route.id, None);
+        assert_eq!(
+            route.compartment,
+            Some(("Patient".to_string(), "p1".to_string()))
+        );
+        assert!(route.is_cacheable());
+        assert_eq!(
+            kind(Method::GET, "/Patient/p1/$everything"),
+            Kind::Everything
+        );
+        assert_eq!(kind(Method::GET, "/Encounter/e1/$everything"), Kind::Other);
+        assert_eq!(kind(Method::GET, "/_search"), Kind::Search);
+        assert_eq!(kind(Method::POST, "/_search"), Kind::SearchPost);
+        assert_eq!(kind(Method::GET, "/Patient/p1/_history"), Kind::History);
     }
 
     #[test]

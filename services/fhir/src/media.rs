@@ -3,6 +3,8 @@
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::error::FhirError;
+
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// A JSON body sent as `application/fhir+json`, pretty-printed when the request asked
@@ -60,30 +62,35 @@ impl IntoResponse for FhirJson {
 /// Middleware of the FHIR routes: answers 406 when neither the `Accept` header nor the
 /// `_format` parameter allows JSON, the only format Hearth writes.
 pub async fn negotiate(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if let Some(format) = format_param(request.uri().query())
-        && !json_format(&format)
-    {
-        return not_acceptable(&format!(
-            "_format={format} is not supported; this server writes JSON only"
-        ));
+    match check_format(request.uri().query(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
     }
-    let accept = request
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if let Some(accept) = accept
-        && !accepts_json(&accept)
-    {
-        return not_acceptable(&format!(
-            "Accept: {accept} is not supported; this server writes application/fhir+json or application/json"
-        ));
-    }
-    next.run(request).await
 }
 
-fn not_acceptable(message: &str) -> Response {
-    crate::error::FhirError::not_supported(StatusCode::NOT_ACCEPTABLE, message).into_response()
+/// Checks that the `_format` parameter of `query` and the `Accept` header allow JSON, and
+/// returns 406 otherwise.
+pub fn check_format(query: Option<&str>, headers: &HeaderMap) -> Result<(), FhirError> {
+    if let Some(format) = format_param(query)
+        && !json_format(&format)
+    {
+        return Err(not_acceptable(&format!(
+            "_format={format} is not supported; this server writes JSON only"
+        )));
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if let Some(accept) = accept
+        && !accepts_json(accept)
+    {
+        return Err(not_acceptable(&format!(
+            "Accept: {accept} is not supported; this server writes application/fhir+json or application/json"
+        )));
+    }
+    Ok(())
+}
+
+fn not_acceptable(message: &str) -> FhirError {
+    FhirError::not_supported(StatusCode::NOT_ACCEPTABLE, message)
 }
 
 /// The decoded value of `_format` in a query string.
