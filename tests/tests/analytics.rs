@@ -8,6 +8,13 @@
 //! the outage test starts a server of its own with infra/clickhouse/start.sh so it can
 //! stop it.
 
+// Declared first: its `through_proxy!` macro is used by the modules below. Each suite
+// uses part of the module.
+#[macro_use]
+#[allow(dead_code, unused_macros)]
+#[path = "smart_cases/target.rs"]
+mod target;
+
 // The SMART fixture's modules hold helpers this file does not use.
 #[allow(dead_code)]
 #[path = "smart_cases/browser.rs"]
@@ -33,6 +40,7 @@ use serde_json::Value;
 
 use crate::mix::{Expected, Mix};
 use crate::support::Hearth;
+use crate::target::Target;
 
 /// Returns the shared ClickHouse URL, or `None` (with a notice) outside CI when it is
 /// not set.
@@ -146,12 +154,93 @@ fn rollups_match_requests_in_realtime() {
         !dump.contains(&hearth.sample.patient.id),
         "a raw patient id reached api_calls"
     );
+    assert_backing_and_cache(&url, &database, &hearth, &mix.expected);
 
     // Bad report requests get the admin API's JSON errors.
     let (status, body) = report(&hearth, "usage?from=tomorrow");
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "invalid_request");
     drop_database(&url, &database);
+}
+
+/// Checks that `usage_hourly` counts the FHIR calls of each site under the site's
+/// backing, and that `api_calls` records the EHR-backed site's cache hits and misses,
+/// which `latency_hourly` sums.
+fn assert_backing_and_cache(url: &str, database: &str, hearth: &Hearth, expected: &Expected) {
+    let default_site = &hearth.default_site.id;
+    let default_backing = match target::current() {
+        Target::Repository => "REPOSITORY",
+        Target::EhrProxy => "EHR",
+    };
+    let mut rows = [
+        (
+            default_site.clone(),
+            default_backing,
+            &expected.sites[default_site],
+        ),
+        ("north".to_string(), "REPOSITORY", &expected.sites["north"]),
+    ];
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let expected_rows: String = rows
+        .iter()
+        .map(|(site, backing, counts)| format!("{site}\t{backing}\t{}\n", counts.calls))
+        .collect();
+    let sql = format!(
+        "SELECT site_id, backing, sumMerge(fhir_calls) AS fhir FROM usage_hourly \
+         WHERE client_id = '{}' GROUP BY site_id, backing HAVING fhir > 0 \
+         ORDER BY site_id FORMAT TSV",
+        support::PUBLIC_APP
+    );
+    assert_eq!(
+        clickhouse_query(url, database, &sql),
+        expected_rows,
+        "FHIR calls per site and backing"
+    );
+
+    let sql = format!(
+        "SELECT cache, count() FROM api_calls WHERE site_id = '{default_site}' \
+         AND surface = 'FHIR' AND client_id = '{}' GROUP BY cache ORDER BY cache FORMAT TSV",
+        support::PUBLIC_APP
+    );
+    let caches = clickhouse_query(url, database, &sql);
+    let count_of = |cache: &str| -> u64 {
+        caches
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .find(|(name, _)| *name == cache)
+            .map(|(_, count)| count.parse().expect("a count"))
+            .unwrap_or(0)
+    };
+    match target::current() {
+        Target::Repository => {
+            assert_eq!(
+                count_of(""),
+                expected.sites[default_site].calls,
+                "a repository site records no cache outcome: {caches}"
+            );
+        }
+        Target::EhrProxy => {
+            // The mix reads the same Patient seven times, so the later reads hit the cache.
+            assert!(count_of("HIT") > 0, "no cache hit recorded: {caches}");
+            assert!(count_of("MISS") > 0, "no cache miss recorded: {caches}");
+            assert_eq!(
+                count_of("HIT") + count_of("MISS") + count_of("BYPASS"),
+                expected.sites[default_site].calls,
+                "every proxied call records its cache outcome: {caches}"
+            );
+            let sql = format!(
+                "SELECT sumMerge(cache_hits) FROM latency_hourly WHERE site_id = '{default_site}' FORMAT TSV"
+            );
+            let all_hits = format!(
+                "SELECT count() FROM api_calls WHERE site_id = '{default_site}' AND cache = 'HIT' FORMAT TSV"
+            );
+            assert_eq!(
+                clickhouse_query(url, database, &sql),
+                clickhouse_query(url, database, &all_hits),
+                "latency_hourly sums the cache hits"
+            );
+        }
+    }
 }
 
 /// A ClickHouse server of this test alone, stopped when dropped.
@@ -296,3 +385,7 @@ fn analytics_enabled_later_backfills() {
     assert!(text.contains("applied []"), "nothing left to apply: {text}");
     drop_database(&url, &database);
 }
+
+// The realtime test against an EHR-backed default site, whose calls must be counted with
+// backing EHR and their cache outcome.
+through_proxy!(rollups_match_requests_in_realtime);

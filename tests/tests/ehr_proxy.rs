@@ -4,6 +4,13 @@
 //! and read through the front site; the tests check scope filtering, URL rewriting, the
 //! cache and its invalidation, and the 502/504 answers when the EHR is slow or stopped.
 
+// Declared first: its `through_proxy!` macro is used by the modules below. Each suite
+// uses part of the module.
+#[macro_use]
+#[allow(dead_code, unused_macros)]
+#[path = "smart_cases/target.rs"]
+mod target;
+
 #[allow(dead_code)]
 #[path = "smart_cases/browser.rs"]
 mod browser;

@@ -2,6 +2,16 @@
 //! forms, read and vread, history, search, batch and transaction Bundles, media types and
 //! limits, scopes at writes and searches, and a round trip of the official R4 examples. Each
 //! test starts its own `hearth serve`; every error response must be an OperationOutcome.
+//! The tests named in each module's `through_proxy!` block run again against an
+//! EHR-backed site, with a second `hearth serve` in front of the one that stores the data
+//! (see `smart_cases/target.rs`), and `upstream_faults` stops and restarts that EHR.
+
+// Declared first: its `through_proxy!` macro is used by the modules below. Each suite
+// uses part of the module.
+#[macro_use]
+#[allow(dead_code, unused_macros)]
+#[path = "smart_cases/target.rs"]
+mod target;
 
 // The SMART test support gets tokens through the real authorization flow; these tests use
 // only part of it.
@@ -39,3 +49,5 @@ mod search;
 mod search_scopes;
 #[path = "fhir_rest/search_system.rs"]
 mod search_system;
+#[path = "fhir_rest/upstream_faults.rs"]
+mod upstream_faults;

@@ -2,7 +2,16 @@
 //! bad input at every endpoint, EHR launch context, sites, dynamic registration, and
 //! scope enforcement at the FHIR API. Each test starts its own `hearth serve` with two
 //! Synthea patients loaded, registers apps and users through the admin API, and drives
-//! the HTTP flows as a browser and an app would.
+//! the HTTP flows as a browser and an app would. The tests named in a module's
+//! `through_proxy!` block run again at an EHR-backed site of a second server, whose
+//! upstream holds the patients (see `smart_cases/target.rs`).
+
+// Declared first: its `through_proxy!` macro is used by the modules below. Each suite
+// uses part of the module.
+#[macro_use]
+#[allow(dead_code, unused_macros)]
+#[path = "smart_cases/target.rs"]
+mod target;
 
 #[path = "smart_cases/browser.rs"]
 mod browser;

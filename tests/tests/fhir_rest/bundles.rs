@@ -462,3 +462,16 @@ fn bundle_endpoint_rejects_other_bodies() {
     assert_eq!(fhir.count("Patient"), 0);
     assert_eq!(resource_events(&server), events, "no resource event");
 }
+
+// The same tests against an EHR-backed site whose upstream holds the data.
+through_proxy!(
+    transaction_resolves_placeholders,
+    transaction_with_unknown_placeholder_is_400,
+    transaction_is_all_or_nothing,
+    transaction_conditional_entries,
+    transaction_reads_return_resources_and_searchsets,
+    transaction_prefer_minimal_omits_resources,
+    transaction_writing_one_resource_twice_is_400,
+    batch_entries_succeed_or_fail_alone,
+    bundle_endpoint_rejects_other_bodies,
+);

@@ -349,3 +349,16 @@ fn transaction_at_entry_limit_is_accepted() {
     );
     assert_eq!(fhir.count("Patient") as usize, MAX_BUNDLE_ENTRIES);
 }
+
+// The same tests against an EHR-backed site whose upstream holds the data.
+through_proxy!(
+    concurrent_conditional_creates_store_one,
+    conditional_create_with_two_matches_is_412,
+    if_match_updates_only_the_current_version,
+    stale_if_match_fails_whole_transaction,
+    malformed_bodies_store_nothing,
+    media_types_are_negotiated,
+    oversized_resource_is_413,
+    transaction_over_entry_limit_is_rejected,
+    transaction_at_entry_limit_is_accepted,
+);

@@ -2,12 +2,16 @@
 //! checks that every test repeats (OperationOutcome errors, counts of stored resources and
 //! of resource events).
 
+use std::ops::Deref;
+
 use hearth_e2e::{Backend, Server};
 use reqwest::Method;
 use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::Value;
 
 use crate::http::Reply;
+use crate::support::Hearth;
+use crate::target::{self, Target};
 
 pub const FHIR_JSON: &str = "application/fhir+json";
 pub const JSON_PATCH: &str = "application/json-patch+json";
@@ -32,10 +36,23 @@ impl Fhir {
         }
     }
 
-    /// A client of the server's default site with the admin credential, which acts as a
-    /// backend service with `system/*.cruds`.
-    pub fn admin(server: &Server) -> Fhir {
-        Fhir::new(&server.fhir_url(), &server.admin_token())
+    /// A client of the test's site with the admin credential, which acts as a backend
+    /// service with `system/*.cruds`: the repository's default site, or the front's
+    /// EHR-backed site.
+    pub fn admin(server: &TestServer) -> Fhir {
+        match &server.front {
+            Some(front) => Fhir::new(&target::proxy_fhir_url(front), &front.admin_token()),
+            None => Fhir::new(
+                &server.repository.fhir_url(),
+                &server.repository.admin_token(),
+            ),
+        }
+    }
+
+    /// A client of the fixture's site with the admin credential of the server that serves
+    /// that site.
+    pub fn admin_of(hearth: &Hearth) -> Fhir {
+        Fhir::new(&hearth.default_site.fhir, &hearth.server.admin_token())
     }
 
     /// The absolute URL of `path` under the base; an absolute URL is kept as it is.
@@ -149,9 +166,29 @@ impl Fhir {
     }
 }
 
-/// Starts a server with an empty repository.
-pub fn start_server() -> Server {
-    Server::start(&Backend::Embedded).expect("hearth starts")
+/// The servers of one test: the repository, and for the EHR-backed target the front
+/// whose site proxies it. Dereferences to the repository, which stores the data.
+pub struct TestServer {
+    pub repository: Server,
+    pub front: Option<Server>,
+}
+
+impl Deref for TestServer {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.repository
+    }
+}
+
+/// Starts a server with an empty repository, and the front for the EHR-backed target.
+pub fn start_server() -> TestServer {
+    let repository = Server::start(&Backend::Embedded).expect("hearth starts");
+    let front = match target::current() {
+        Target::Repository => None,
+        Target::EhrProxy => Some(target::start_front(&repository, &[])),
+    };
+    TestServer { repository, front }
 }
 
 /// The end offset of `hearth.resources`: how many resource events the log holds.

@@ -286,3 +286,12 @@ fn history_rejects_bad_parameters() {
     assert_outcome(&fhir.get("NoSuchType/_history"), 404);
     assert_outcome(&fhir.get("_history?_page_before=x"), 400);
 }
+
+// The same tests against an EHR-backed site whose upstream holds the data.
+through_proxy!(
+    history_pages_cover_every_version_once,
+    history_entries_describe_the_write,
+    history_since_keeps_later_versions,
+    history_paging_ignores_later_writes,
+    history_rejects_bad_parameters,
+);

@@ -420,3 +420,18 @@ fn conditional_delete_by_match_count() {
 
     assert_outcome(&fhir.delete("Patient"), 405);
 }
+
+// The same tests against an EHR-backed site whose upstream holds the data.
+through_proxy!(
+    create_answers_per_prefer_header,
+    create_ignores_client_id,
+    read_and_vread_return_versions,
+    update_creates_with_client_id,
+    update_rejects_mismatched_ids,
+    conditional_update_by_match_count,
+    json_patch_operations_apply,
+    json_patch_errors,
+    patch_honours_if_match,
+    delete_leaves_history,
+    conditional_delete_by_match_count,
+);

@@ -42,7 +42,7 @@ const PATIENT_CRUDS: &str = "launch/patient patient/*.cruds";
 fn start_with_patient_scope(scope: &str) -> (Hearth, Fhir, Fhir) {
     let hearth = Hearth::start();
     let fhir = patient_client(&hearth, scope);
-    let admin = Fhir::admin(&hearth.server);
+    let admin = Fhir::admin_of(&hearth);
     (hearth, fhir, admin)
 }
 
@@ -65,7 +65,7 @@ fn system_client(hearth: &Hearth) -> Fhir {
         "name": "Backend writer",
         "client_type": "confidential-symmetric",
         "scope": "system/*.cruds",
-        "sites": ["default"],
+        "sites": [hearth.default_site.id],
     });
     let reply = hearth.admin_post("/admin/apps", &app);
     assert_eq!(
@@ -286,7 +286,7 @@ fn read_only_token_cannot_write() {
 fn system_token_writes_anything() {
     let hearth = Hearth::start();
     let fhir = system_client(&hearth);
-    let admin = Fhir::admin(&hearth.server);
+    let admin = Fhir::admin_of(&hearth);
     let own = &hearth.sample.patient.id;
     let other = &hearth.sample.other;
 
@@ -311,3 +311,16 @@ fn system_token_writes_anything() {
     let deleted = fhir.delete(&organization);
     assert_eq!(deleted.status, 204, "{}", deleted.body);
 }
+
+// The same tests against an EHR-backed site whose upstream holds the data.
+through_proxy!(
+    patient_token_creates_in_own_compartment,
+    patient_token_cannot_change_other_patients,
+    patient_token_cannot_move_own_resource_out,
+    patient_token_patch_stays_in_compartment,
+    patient_token_conditional_writes_stay_in_compartment,
+    read_only_token_cannot_write,
+    system_token_writes_anything,
+;
+    skip patient_token_batch_entries_checked_alone: "batches at an EHR-backed site need scopes without patient or query restrictions, because the proxy cannot check their entries one by one",
+);

@@ -57,7 +57,7 @@ fn put_all(fhir: &Fhir, resources: &[Value]) {
 
 /// A server holding two patients with Observations and Conditions, a Practitioner and
 /// an Organization.
-pub(crate) fn fixture() -> (hearth_e2e::Server, Fhir) {
+pub(crate) fn fixture() -> (crate::client::TestServer, Fhir) {
     let server = start_server();
     let fhir = Fhir::admin(&server);
     let mut performed = observation("o4", "p2", "29463-7", "2022-01-01", None);
@@ -566,3 +566,22 @@ fn capability_statement_lists_search() {
     let interactions = observation["interaction"].to_string();
     assert!(interactions.contains("search-type"), "{interactions}");
 }
+
+// The same tests against an EHR-backed site whose upstream holds the data.
+through_proxy!(
+    count_zero_gives_total_only,
+    next_links_replay_the_search,
+    next_links_keep_awkward_values_encoded,
+    post_search_pages_with_get,
+    parameter_types_match,
+    chains_and_reverse_chains,
+    includes_and_revincludes,
+    sort_on_several_keys,
+    summary_and_elements_subset_entries,
+    total_parameter,
+    lenient_and_strict_handling,
+    invalid_searches_are_400,
+    compartment_search,
+    everything_of_a_patient,
+    capability_statement_lists_search,
+);

@@ -85,7 +85,7 @@ fn patient_token_includes_stay_in_compartment() {
     );
 
     // Chains and _has read other patients through the same visibility.
-    let admin = Fhir::admin(&hearth.server);
+    let admin = Fhir::admin_of(&hearth);
     let family = admin.read(&format!("Patient/{}", theirs.id))["name"][0]["family"]
         .as_str()
         .expect("the other patient has a family name")
@@ -187,7 +187,7 @@ fn v2_scope_query_narrows_includes() {
     );
 
     // The same search with the admin credential gives the same Observations.
-    let admin = Fhir::admin(&hearth.server);
+    let admin = Fhir::admin_of(&hearth);
     let same = all_entries(
         &admin,
         &format!(
@@ -259,3 +259,11 @@ fn system_search_passes_scopes() {
     );
     assert_outcome(&narrowed.get("_search?_type=Condition"), 403);
 }
+
+// The same tests against an EHR-backed site whose upstream holds the data.
+through_proxy!(
+    patient_token_includes_stay_in_compartment,
+    v2_scope_query_narrows_includes,
+    system_search_passes_scopes,
+    everything_passes_scopes,
+);

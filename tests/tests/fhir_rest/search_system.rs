@@ -143,3 +143,11 @@ fn capability_statement_lists_system_search() {
     assert!(!params.contains(&"code"), "{params:?}");
     assert!(!params.contains(&"_text"), "{params:?}");
 }
+
+// The same tests against an EHR-backed site whose upstream holds the data.
+through_proxy!(
+    system_search_spans_types,
+    system_post_search_pages_with_get,
+    system_search_parameters_of_every_type,
+    capability_statement_lists_system_search,
+);

@@ -268,3 +268,20 @@ fn denial_redirects_access_denied() {
     assert_error_redirect(&reply, "access_denied", Some(request.state()));
     assert_eq!(hearth.grants(PUBLIC_APP), json!([]));
 }
+
+// The same tests against an EHR-backed site whose upstream holds the sample.
+through_proxy!(
+    authorize_without_code_challenge_redirects_error,
+    plain_challenge_method_is_rejected,
+    token_needs_matching_code_verifier,
+    code_exchange_rechecks_redirect_uri,
+    redirect_uri_must_match_exactly,
+    wrong_aud_redirects_with_state,
+    unknown_client_gets_error_page,
+    unregistered_redirect_uri_gets_error_page,
+    authorize_without_aud_redirects_error,
+    aud_exact_fhir_base_is_accepted,
+    aud_with_trailing_slash_is_accepted,
+    authorize_by_post_issues_code,
+    denial_redirects_access_denied,
+);

@@ -396,3 +396,11 @@ fn check_v2(hearth: &Hearth) {
     assert_eq!(tokens.scope(), scope_set(scope));
     assert_reads_patient(hearth, &tokens);
 }
+
+// The same tests against an EHR-backed site whose upstream holds the sample.
+through_proxy!(
+    smart_configuration_is_public_and_complete,
+    smart_configuration_answers_cors_preflight,
+    metadata_is_public_with_oauth_uris,
+    every_listed_capability_works,
+);

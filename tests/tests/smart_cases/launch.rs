@@ -163,7 +163,7 @@ fn unknown_launch_is_rejected() {
 #[test]
 fn expired_launch_is_rejected() {
     let hearth = Hearth::start_with(&["--launch-seconds", "2"]);
-    let reply = hearth.admin_post("/auth/launch", &full_context(&hearth));
+    let reply = hearth.admin_post(&hearth.launch_path(), &full_context(&hearth));
     assert_eq!(reply.status, 201, "{}", reply.body);
     assert_eq!(
         reply
@@ -227,20 +227,34 @@ fn launch_creation_rejects_bad_requests() {
         ),
     ];
     for (body, what) in cases {
-        let reply = hearth.admin_post_raw("/auth/launch", "application/json", body);
+        let reply = hearth.admin_post_raw(&hearth.launch_path(), "application/json", body);
         assert_eq!(reply.status, 400, "{what}: {}", reply.body);
         assert_eq!(reply.json()["error"], "invalid_request", "{what}");
     }
 
     let unknown_client = hearth.admin_post(
-        "/auth/launch",
+        &hearth.launch_path(),
         &json!({"client_id": "no-such-app", "patient": patient}),
     );
     assert_oauth_error(&unknown_client, 400, "unauthorized_client");
     let form = hearth.admin_post_raw(
-        "/auth/launch",
+        &hearth.launch_path(),
         "application/x-www-form-urlencoded",
         "patient=x",
     );
     assert_oauth_error(&form, 400, "invalid_request");
 }
+
+// The same tests against an EHR-backed site whose upstream holds the sample.
+through_proxy!(
+    ehr_launch_context_reaches_token_response,
+    launch_for_another_user_is_refused,
+    launch_about_another_patient_is_refused,
+    launch_for_another_client_is_rejected,
+    unknown_launch_is_rejected,
+    expired_launch_is_rejected,
+    launch_scope_needs_launch_parameter,
+    launch_creation_rejects_bad_requests,
+;
+    skip launch_from_another_site_is_rejected: "the other site is a repository site of the front, which does not hold the sample patient the launch names",
+);

@@ -227,7 +227,10 @@ fn deactivation_stops_token_at_once() {
     let tokens = hearth.patient_launch(OFFLINE);
     assert_works(&hearth, &tokens);
 
-    let reply = hearth.admin_delete(&format!("/admin/sites/default/apps/{PUBLIC_APP}"));
+    let reply = hearth.admin_delete(&format!(
+        "/admin/sites/{}/apps/{PUBLIC_APP}",
+        hearth.default_site.id
+    ));
 
     assert_eq!(reply.status, 204, "{}", reply.body);
     let path = format!("Patient/{}", hearth.sample.patient.id);
@@ -238,3 +241,16 @@ fn deactivation_stops_token_at_once() {
         read.body
     );
 }
+
+// The same tests against an EHR-backed site whose upstream holds the sample.
+through_proxy!(
+    code_works_once,
+    refresh_keeps_standalone_patient,
+    refresh_keeps_ehr_context,
+    refresh_cannot_widen_scope,
+    rotated_refresh_token_is_single_use,
+    revoking_refresh_token_stops_grant,
+    revoking_access_token_stops_it,
+    admin_revocation_stops_token_at_once,
+    deactivation_stops_token_at_once,
+);

@@ -242,3 +242,16 @@ fn token_without_observation_scope_gets_403() {
     );
     assert_eq!(search.status, 403, "{}", search.body);
 }
+
+// The same tests against an EHR-backed site whose upstream holds the sample.
+through_proxy!(
+    v1_scopes_granted_as_requested,
+    v2_patient_scopes_are_granted,
+    v2_user_scopes_are_granted,
+    malformed_scopes_are_dropped_whole,
+    only_malformed_scopes_get_invalid_scope,
+    user_scope_searches_across_patients,
+    patient_token_confined_to_its_patient,
+    v2_query_scope_limits_search,
+    token_without_observation_scope_gets_403,
+);

@@ -16,6 +16,7 @@ pub use crate::http::{
 };
 use crate::http::{ES384_KID, ES384_X, ES384_Y};
 pub use crate::sample::{Sample, has_category, subject_of};
+use crate::target::{self, Target};
 
 /// The redirect URI every test app registers.
 pub const REDIRECT_URI: &str = "https://app.example/cb";
@@ -57,9 +58,29 @@ fn start_server(args: &[&str]) -> Server {
     panic!("every admin token started with '-'");
 }
 
+/// Loads the sample into `server` with `hearth load`.
+fn load_sample(server: &Server, sample: &Sample) {
+    let paths: Vec<&Path> = sample.files.iter().map(PathBuf::as_path).collect();
+    let output = server.load(&paths).expect("hearth load runs");
+    assert!(
+        output.status.success(),
+        "loading the sample failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// A running server with the sample loaded and the test apps and users registered.
+///
+/// For the EHR-backed target (see [`crate::target`]), `server` is the front and the
+/// sample is loaded at `upstream`, the EHR. The apps and users are registered at the
+/// front, and `default_site` is the front's EHR-backed site.
 pub struct Hearth {
     pub server: Server,
+    /// The EHR behind `default_site` for the EHR-backed target.
+    pub upstream: Option<Server>,
+    /// The port and data directory of the EHR while [`Hearth::kill_upstream`] has it
+    /// stopped.
+    stopped_upstream: Option<(u16, tempfile::TempDir)>,
     pub sample: &'static Sample,
     pub default_site: Site,
     /// Secrets of the confidential symmetric apps, by client id.
@@ -72,21 +93,32 @@ impl Hearth {
         Hearth::start_with(&[])
     }
 
-    /// Starts the fixture with extra `hearth serve` arguments.
+    /// Starts the fixture with extra `hearth serve` arguments, which go to the front for
+    /// the EHR-backed target.
     pub fn start_with(args: &[&str]) -> Hearth {
-        let server = start_server(args);
         let sample = Sample::get();
-        let paths: Vec<&Path> = sample.files.iter().map(PathBuf::as_path).collect();
-        let output = server.load(&paths).expect("hearth load runs");
-        assert!(
-            output.status.success(),
-            "loading the sample failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let default_site = Site {
-            id: "default".to_string(),
-            auth: format!("{}/auth", server.base_url),
-            fhir: format!("{}/fhir", server.base_url),
+        let (server, upstream, default_site) = match target::current() {
+            Target::Repository => {
+                let server = start_server(args);
+                load_sample(&server, sample);
+                let site = Site {
+                    id: "default".to_string(),
+                    auth: format!("{}/auth", server.base_url),
+                    fhir: format!("{}/fhir", server.base_url),
+                };
+                (server, None, site)
+            }
+            Target::EhrProxy => {
+                let ehr = start_server(&[]);
+                load_sample(&ehr, sample);
+                let front = target::start_front(&ehr, args);
+                let site = Site {
+                    id: target::PROXY_SITE.to_string(),
+                    auth: format!("{}/sites/{}/auth", front.base_url, target::PROXY_SITE),
+                    fhir: target::proxy_fhir_url(&front),
+                };
+                (front, Some(ehr), site)
+            }
         };
         let http = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -94,6 +126,8 @@ impl Hearth {
             .expect("an HTTP client");
         let mut hearth = Hearth {
             server,
+            upstream,
+            stopped_upstream: None,
             sample,
             default_site,
             secrets: BTreeMap::new(),
@@ -105,6 +139,7 @@ impl Hearth {
     }
 
     fn register_apps(&mut self) {
+        let site_id = self.default_site.id.clone();
         let user_app = |client_id: &str, client_type: &str, method: Option<&str>| {
             let mut app = json!({
                 "client_id": client_id,
@@ -112,7 +147,7 @@ impl Hearth {
                 "client_type": client_type,
                 "redirect_uris": [REDIRECT_URI],
                 "scope": APP_SCOPE,
-                "sites": ["default"],
+                "sites": [site_id],
             });
             if let Some(method) = method {
                 app["token_endpoint_auth_method"] = json!(method);
@@ -142,7 +177,7 @@ impl Hearth {
                 "name": "Backend service",
                 "client_type": "confidential-symmetric",
                 "scope": "system/*.rs",
-                "sites": ["default"],
+                "sites": [site_id],
             }),
         ];
         for app in apps {
@@ -186,12 +221,58 @@ impl Hearth {
         let data_dir = self.server.stop().expect("hearth stops");
         self.server = Server::start_with(&Backend::Embedded, data_dir, args, &[])
             .expect("hearth starts again");
-        self.default_site = Site {
-            id: "default".to_string(),
-            auth: format!("{}/auth", self.server.base_url),
-            fhir: format!("{}/fhir", self.server.base_url),
+        self.default_site = match &self.upstream {
+            None => Site {
+                id: "default".to_string(),
+                auth: format!("{}/auth", self.server.base_url),
+                fhir: format!("{}/fhir", self.server.base_url),
+            },
+            Some(_) => Site {
+                id: target::PROXY_SITE.to_string(),
+                auth: format!("{}/sites/{}/auth", self.server.base_url, target::PROXY_SITE),
+                fhir: target::proxy_fhir_url(&self.server),
+            },
         };
         self
+    }
+
+    /// Kills the EHR of the EHR-backed target with SIGKILL, as a crash would, and waits
+    /// until the process is gone.
+    // Only the tests of the EHR-backed target call it.
+    #[allow(dead_code)]
+    pub fn kill_upstream(&mut self) {
+        let upstream = self
+            .upstream
+            .take()
+            .expect("the EHR-backed target has an EHR");
+        let port = upstream.port;
+        let status = std::process::Command::new("kill")
+            .arg("-KILL")
+            .arg(upstream.pid().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "killing the EHR failed");
+        self.stopped_upstream = Some((port, upstream.abandon()));
+    }
+
+    /// Starts the EHR killed by [`Hearth::kill_upstream`] again on its data directory and
+    /// port, so the site's upstream URL reaches it again.
+    #[allow(dead_code)]
+    pub fn restart_upstream(&mut self) {
+        let (port, data_dir) = self
+            .stopped_upstream
+            .take()
+            .expect("the EHR was killed before");
+        let upstream = Server::start_on_port(&Backend::Embedded, data_dir, port, &[], &[])
+            .expect("the EHR starts again");
+        self.upstream = Some(upstream);
+    }
+
+    /// The server that stores the sample: the EHR for the EHR-backed target.
+    // Only the FHIR REST tests, which share this fixture, call it.
+    #[allow(dead_code)]
+    pub fn repository(&self) -> &Server {
+        self.upstream.as_ref().unwrap_or(&self.server)
     }
 
     pub fn base_url(&self) -> &str {
@@ -292,6 +373,14 @@ impl Hearth {
     pub fn all_grants(&self) -> Value {
         let clients = [PUBLIC_APP, BASIC_APP, POST_APP, JWT_APP, SERVICE_APP];
         Value::Array(clients.iter().map(|c| self.grants(c)).collect())
+    }
+
+    /// The path of the launch endpoint of the fixture's site, such as `/auth/launch`.
+    pub fn launch_path(&self) -> String {
+        format!(
+            "{}/launch",
+            self.default_site.auth.trim_start_matches(self.base_url())
+        )
     }
 
     /// Creates an EHR launch at a site and returns the `launch` value.
