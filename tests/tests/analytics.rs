@@ -156,6 +156,50 @@ fn rollups_match_requests_in_realtime() {
     );
     assert_backing_and_cache(&url, &database, &hearth, &mix.expected);
 
+    // The overview of every site and app leaves the distinct counts out unless asked.
+    let (status, overview) = report(&hearth, "usage");
+    assert_eq!(status, 200, "{overview}");
+    let rows = overview["rows"].as_array().cloned().unwrap_or_default();
+    assert!(!rows.is_empty(), "{overview}");
+    for row in &rows {
+        assert!(row["users"].is_null(), "users counted in {row}");
+        assert!(row["patients"].is_null(), "patients counted in {row}");
+    }
+    let (status, with_patients) = report(&hearth, "usage?users=true&patients=true");
+    assert_eq!(status, 200, "{with_patients}");
+    let rows = with_patients["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let app_rows: Vec<&Value> = rows
+        .iter()
+        .filter(|row| row["client_id"] == support::PUBLIC_APP)
+        .collect();
+    assert_eq!(app_rows.len(), mix.expected.sites.len(), "{with_patients}");
+    for row in app_rows {
+        let site = row["site_id"].as_str().unwrap_or_default();
+        let users = mix.expected.sites[site].users.len();
+        assert_eq!(row["users"], users, "users in {row}");
+        assert_eq!(row["patients"], 1, "one patient per site in {row}");
+    }
+    let (status, sums) = report(
+        &hearth,
+        &format!("usage?app={}&users=false", support::PUBLIC_APP),
+    );
+    assert_eq!(status, 200, "{sums}");
+    for row in sums["rows"].as_array().cloned().unwrap_or_default() {
+        assert!(row["users"].is_null(), "users counted in {row}");
+        assert!(row["calls"].is_u64(), "no calls in {row}");
+    }
+    let (status, pattern) = report(&hearth, "hourly");
+    assert_eq!(status, 200, "{pattern}");
+    for row in pattern["rows"].as_array().cloned().unwrap_or_default() {
+        assert!(
+            row["users"].is_null(),
+            "users counted without a filter: {row}"
+        );
+    }
+
     // Bad report requests get the admin API's JSON errors.
     let (status, body) = report(&hearth, "usage?from=tomorrow");
     assert_eq!(status, 400, "{body}");

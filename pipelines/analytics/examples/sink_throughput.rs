@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hearth_analytics::pseudonym::Pseudonyms;
-use hearth_analytics::reports::{self, Bucket, Filters, LatencyFilters, TimeRange};
+use hearth_analytics::reports::{self, Bucket, Distinct, Filters, LatencyFilters, TimeRange};
 use hearth_analytics::{ClickHouse, ClickHouseConfig, SinkOptions, migrate, sink};
 use hearth_log::embedded::{EmbeddedLog, EmbeddedOptions};
 use hearth_log::{Log, topics};
@@ -194,8 +194,10 @@ async fn measure_queries(client: &ClickHouse) {
     for table in [
         "usage_hourly",
         "usage_daily",
+        "app_usage_hourly",
         "latency_hourly",
         "latency_daily",
+        "latency_digest_hourly",
         "status_hourly",
     ] {
         client
@@ -211,6 +213,21 @@ async fn measure_queries(client: &ClickHouse) {
     time_reports(client, "after merges").await;
 }
 
+/// Distinct counts of the usage reports: none (the console's charts), users (the default
+/// for every app), and users and patients (the default for one app).
+const SUMS: Distinct = Distinct {
+    users: false,
+    patients: false,
+};
+const USERS: Distinct = Distinct {
+    users: true,
+    patients: false,
+};
+const ALL: Distinct = Distinct {
+    users: true,
+    patients: true,
+};
+
 /// Times every report over the synthetic month.
 async fn time_reports(client: &ClickHouse, when: &str) {
     println!("report queries {when}:");
@@ -223,23 +240,33 @@ async fn time_reports(client: &ClickHouse, when: &str) {
         site: None,
         app: Some("app-7".to_string()),
     };
+    let one_site = Filters {
+        site: Some("site-7".to_string()),
+        app: None,
+    };
     let no_latency_filters = LatencyFilters::default();
-    // Starts an hour after midnight, so the reports read the hourly rollups.
+    // Starts an hour after midnight, so the reports read 29 days from the daily rollups
+    // and 23 hours from the hourly ones.
     let hours = TimeRange {
         from: START_SECONDS + 3600,
         to: START_SECONDS + DAYS * 86_400,
     };
+    // Like the console's "Last 30 days": neither end on an hour.
+    let console = TimeRange {
+        from: START_SECONDS + 3600 + 1234,
+        to: START_SECONDS + DAYS * 86_400 - 3600 + 567,
+    };
     time(
-        "usage per site and app, 30 days less 1 hour (hourly rollup)",
+        "usage per site and app with distinct users, 30 days less 1 hour (days plus hours)",
         || async {
-            reports::usage(client, &hours, &all, Bucket::Total)
+            reports::usage(client, &hours, &all, Bucket::Total, USERS)
                 .await
                 .map(|r| r.rows.len())
         },
     )
     .await;
     time(
-        "latency per site and interaction, 30 days less 1 hour (hourly rollup)",
+        "latency per site and interaction, 30 days less 1 hour (days plus hours)",
         || async {
             reports::latency(client, &hours, &all, &no_latency_filters, Bucket::Total)
                 .await
@@ -247,17 +274,41 @@ async fn time_reports(client: &ClickHouse, when: &str) {
         },
     )
     .await;
-    time("usage per site and app, 30 days", || async {
-        reports::usage(client, &range, &all, Bucket::Total)
-            .await
-            .map(|r| r.rows.len())
-    })
+    time(
+        "usage per day, site and app, no distinct counts, 30 days not on hours (console)",
+        || async {
+            reports::usage(client, &console, &all, Bucket::Day, SUMS)
+                .await
+                .map(|r| r.rows.len())
+        },
+    )
     .await;
-    time("usage of one app per site and day", || async {
-        reports::usage(client, &range, &one_app, Bucket::Day)
-            .await
-            .map(|r| r.rows.len())
-    })
+    time(
+        "usage per site and app with distinct users, 30 days",
+        || async {
+            reports::usage(client, &range, &all, Bucket::Total, USERS)
+                .await
+                .map(|r| r.rows.len())
+        },
+    )
+    .await;
+    time(
+        "usage per site and app with distinct users and patients, 30 days",
+        || async {
+            reports::usage(client, &range, &all, Bucket::Total, ALL)
+                .await
+                .map(|r| r.rows.len())
+        },
+    )
+    .await;
+    time(
+        "usage of one app per site and day, with distinct users and patients",
+        || async {
+            reports::usage(client, &range, &one_app, Bucket::Day, ALL)
+                .await
+                .map(|r| r.rows.len())
+        },
+    )
     .await;
     time("latency p50/p95/p99 per site and interaction", || async {
         reports::latency(client, &range, &all, &no_latency_filters, Bucket::Total)
@@ -270,6 +321,24 @@ async fn time_reports(client: &ClickHouse, when: &str) {
             .await
             .map(|r| r.rows.len())
     })
+    .await;
+    time(
+        "hour of day and day of week pattern of one app, with users",
+        || async {
+            reports::hourly_pattern(client, &range, &one_app)
+                .await
+                .map(|r| r.rows.len())
+        },
+    )
+    .await;
+    time(
+        "hour of day and day of week pattern of one site, with users",
+        || async {
+            reports::hourly_pattern(client, &range, &one_site)
+                .await
+                .map(|r| r.rows.len())
+        },
+    )
     .await;
     time("errors per app and status", || async {
         reports::errors(client, &range, &all)

@@ -16,7 +16,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::client::ClickHouse;
-use crate::reports::{self, Bucket, Filters, LatencyFilters, TimeRange};
+use crate::reports::{self, Bucket, Distinct, Filters, LatencyFilters, TimeRange};
 use crate::sink::SinkStatus;
 use crate::{Error, Result};
 
@@ -48,7 +48,8 @@ async fn usage(State(state): State<AdminState>, headers: HeaderMap, params: Para
         let client = authorize(&state, &headers)?;
         let (range, filters) = common(&params)?;
         let bucket = Bucket::parse(param(&params, "bucket"))?;
-        Ok::<_, Rejection>(reports::usage(client, &range, &filters, bucket).await?)
+        let distinct = distinct_params(&params, &filters)?;
+        Ok::<_, Rejection>(reports::usage(client, &range, &filters, bucket, distinct).await?)
     })
     .await
 }
@@ -104,6 +105,27 @@ fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
     params.get(name).map(String::as_str)
 }
 
+/// Reads the distinct counts of a usage request from the `users` and `patients`
+/// parameters: by default users for one site or app and patients for one app.
+fn distinct_params(params: &Params, filters: &Filters) -> Result<Distinct> {
+    let default = Distinct::default_for(filters);
+    Ok(Distinct {
+        users: flag(params, "users")?.unwrap_or(default.users),
+        patients: flag(params, "patients")?.unwrap_or(default.patients),
+    })
+}
+
+fn flag(params: &Params, name: &str) -> Result<Option<bool>> {
+    match param(params, name) {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(other) => Err(Error::InvalidRequest(format!(
+            "invalid {name} '{other}': expected true or false"
+        ))),
+    }
+}
+
 fn common(params: &Params) -> Result<(TimeRange, Filters)> {
     const KNOWN: &[&str] = &[
         "from",
@@ -113,11 +135,13 @@ fn common(params: &Params) -> Result<(TimeRange, Filters)> {
         "bucket",
         "surface",
         "interaction",
+        "users",
+        "patients",
     ];
     if let Some(unknown) = params.keys().find(|key| !KNOWN.contains(&key.as_str())) {
         return Err(Error::InvalidRequest(format!(
-            "unknown parameter '{unknown}': expected from, to, site, app, bucket, surface or \
-             interaction"
+            "unknown parameter '{unknown}': expected from, to, site, app, bucket, surface, \
+             interaction, users or patients"
         )));
     }
     let range = TimeRange::parse(param(params, "from"), param(params, "to"))?;
@@ -312,6 +336,8 @@ mod tests {
             "/analytics/errors?limit=5",
             "/analytics/latency?surface=ftp",
             "/analytics/latency?app=x",
+            "/analytics/usage?patients=yes",
+            "/analytics/usage?users=1",
         ] {
             let (status, body) = get_json(app(client.clone()), uri, Some("secret")).await;
             assert_eq!(status, 400, "{uri}: {body}");

@@ -44,6 +44,8 @@ static FILES: &[(&str, &str)] = embedded_migrations![
     "0004_status_hourly.sql",
     "0005_usage_daily.sql",
     "0006_latency_daily.sql",
+    "0007_latency_digest_hourly.sql",
+    "0008_app_usage_hourly.sql",
 ];
 
 /// Returns the embedded migrations in order of their version.

@@ -1,12 +1,14 @@
 //! The queries behind `hearth analytics report` and `GET /admin/analytics/...`.
 //!
 //! Every report reads the rollups, never the raw tables, so its cost depends on the number
-//! of hours or days, sites and apps in the range and not on the number of calls. The usage
-//! and latency reports read the daily rollups when the range starts and ends at midnight
-//! UTC and the buckets are not hours, and the hourly rollups otherwise. The rollups are
-//! AggregatingMergeTree and SummingMergeTree tables, and every query aggregates with
-//! `GROUP BY`, so the figures are right before ClickHouse merges parts. Times are UTC; a
-//! range covers the hours whose start is in `[from, to)`.
+//! of hours or days, sites and apps in the range and not on the number of calls. Unless the
+//! buckets are hours, the usage and latency reports split the range: the whole UTC days
+//! inside it come from the daily rollups and the hours before the first and after the last
+//! midnight from the hourly ones. Both parts hold the same aggregate states, and the query
+//! merges them in one `GROUP BY`, so distinct counts over the whole range stay distinct.
+//! The rollups are AggregatingMergeTree and SummingMergeTree tables, and every query
+//! aggregates with `GROUP BY`, so the figures are right before ClickHouse merges parts.
+//! Times are UTC; a range covers the hours whose start is in `[from, to)`.
 
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -71,35 +73,75 @@ impl TimeRange {
             self.to.clamp(0, i64::from(u32::MAX))
         )
     }
-
-    /// Whether the range starts and ends at midnight UTC, so daily rows cover it exactly.
-    fn whole_days(&self) -> bool {
-        self.from.rem_euclid(DAY_SECONDS) == 0 && self.to.rem_euclid(DAY_SECONDS) == 0
-    }
 }
 
-/// The rows a report reads: hourly rollups, or daily rollups for ranges of whole days.
+/// The parts of a range that a report reads: whole UTC days from a daily rollup, and the
+/// hours before the first and after the last midnight from an hourly rollup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Grain {
-    Hour,
-    Day,
+struct Parts {
+    /// Whole days, from the first to the last midnight in the range.
+    days: Option<TimeRange>,
+    /// The hours from the range's start to the first midnight.
+    head: Option<TimeRange>,
+    /// The hours from the last midnight to the range's end.
+    tail: Option<TimeRange>,
 }
 
-impl Grain {
-    fn of(range: &TimeRange, bucket: Bucket) -> Grain {
-        if bucket != Bucket::Hour && range.whole_days() {
-            Grain::Day
-        } else {
-            Grain::Hour
+impl Parts {
+    /// Splits `range` at its first and last midnight. Hourly buckets, and ranges without a
+    /// whole day inside, read only hourly rows.
+    fn of(range: &TimeRange, bucket: Bucket) -> Parts {
+        let first_midnight = range.from.div_euclid(DAY_SECONDS) * DAY_SECONDS
+            + if range.from.rem_euclid(DAY_SECONDS) == 0 {
+                0
+            } else {
+                DAY_SECONDS
+            };
+        let last_midnight = range.to.div_euclid(DAY_SECONDS) * DAY_SECONDS;
+        if bucket == Bucket::Hour || first_midnight >= last_midnight {
+            return Parts {
+                days: None,
+                head: Some(*range),
+                tail: None,
+            };
+        }
+        let part = |from: i64, to: i64| (from < to).then_some(TimeRange { from, to });
+        Parts {
+            days: part(first_midnight, last_midnight),
+            head: part(range.from, first_midnight),
+            tail: part(last_midnight, range.to),
         }
     }
 
-    /// The condition that selects the range in a rollup of this grain.
-    fn condition(self, range: &TimeRange) -> String {
-        match self {
-            Grain::Hour => range.condition("hour"),
-            Grain::Day => range.day_condition(),
+    /// Returns the condition on the `hour` column of an hourly rollup, or `None` when the
+    /// range has no hours outside whole days.
+    fn hour_condition(&self) -> Option<String> {
+        let conditions: Vec<String> = [self.head, self.tail]
+            .iter()
+            .flatten()
+            .map(|part| format!("({})", part.condition("hour")))
+            .collect();
+        (!conditions.is_empty()).then(|| conditions.join(" OR "))
+    }
+
+    /// Builds a subquery over the daily and the hourly rollup that returns `columns` of the
+    /// rows in the range, plus `time`, the start of each row's day or hour. `conditions` are
+    /// appended to both parts' `WHERE`.
+    fn source(&self, daily: &str, hourly: &str, columns: &str, conditions: &str) -> String {
+        let mut parts = Vec::new();
+        if let Some(days) = self.days {
+            parts.push(format!(
+                "SELECT toDateTime(day, 'UTC') AS time, {columns} FROM {daily} \
+                 WHERE {days}{conditions}",
+                days = days.day_condition(),
+            ));
         }
+        if let Some(hours) = self.hour_condition() {
+            parts.push(format!(
+                "SELECT hour AS time, {columns} FROM {hourly} WHERE ({hours}){conditions}"
+            ));
+        }
+        format!("({})", parts.join(" UNION ALL "))
     }
 }
 
@@ -155,16 +197,14 @@ impl Bucket {
         }
     }
 
-    /// The start of a row's bucket in a rollup of `grain`. Daily rollups have no hours, so
-    /// `Grain::of` never picks them for hourly buckets.
-    fn expression(self, range: &TimeRange, grain: Grain) -> String {
-        match (self, grain) {
-            (Bucket::Total, _) => format!("toDateTime({}, 'UTC')", range.from.max(0)),
-            (Bucket::Hour, _) => "hour".to_string(),
-            (Bucket::Day, Grain::Hour) => "toStartOfDay(hour)".to_string(),
-            (Bucket::Day, Grain::Day) => "toDateTime(day, 'UTC')".to_string(),
-            (Bucket::Month, Grain::Hour) => "toDateTime(toStartOfMonth(hour), 'UTC')".to_string(),
-            (Bucket::Month, Grain::Day) => "toDateTime(toStartOfMonth(day), 'UTC')".to_string(),
+    /// Returns the SQL for the start of a row's bucket, from the `time` column of
+    /// [`Parts::source`].
+    fn expression(self, range: &TimeRange) -> String {
+        match self {
+            Bucket::Total => format!("toDateTime({}, 'UTC')", range.from.max(0)),
+            Bucket::Hour => "time".to_string(),
+            Bucket::Day => "toStartOfDay(time)".to_string(),
+            Bucket::Month => "toDateTime(toStartOfMonth(time), 'UTC')".to_string(),
         }
     }
 }
@@ -177,6 +217,16 @@ pub struct Filters {
 }
 
 impl Filters {
+    /// Returns whether the filters select one app.
+    pub fn one_app(&self) -> bool {
+        self.app.as_deref().is_some_and(|app| !app.is_empty())
+    }
+
+    /// Returns whether the filters select one site.
+    pub fn one_site(&self) -> bool {
+        self.site.as_deref().is_some_and(|site| !site.is_empty())
+    }
+
     fn conditions(&self, app_column: &str) -> String {
         let mut sql = String::new();
         if let Some(site) = self.site.as_deref().filter(|s| !s.is_empty()) {
@@ -232,10 +282,11 @@ pub struct UsageRow {
     /// Access tokens issued, refreshes included.
     pub token_grants: u64,
     /// Distinct users seen in calls, authorizations and token grants; an estimate
-    /// (ClickHouse `uniq`, exact for small counts).
-    pub users: u64,
-    /// Distinct patients in context, estimated like `users`.
-    pub patients: u64,
+    /// (ClickHouse `uniq`, exact for small counts). `None` (JSON `null`) when not counted.
+    pub users: Option<u64>,
+    /// Distinct patients in context, estimated like `users`. `None` (JSON `null`) when
+    /// not counted.
+    pub patients: Option<u64>,
 }
 
 #[derive(clickhouse::Row, serde::Deserialize)]
@@ -254,32 +305,67 @@ struct UsageRecord {
     patients: u64,
 }
 
-/// Calls, launches, grants and distinct users per bucket, site and app, from
-/// `usage_daily` for ranges of whole days and `usage_hourly` otherwise.
+/// The distinct counts a usage report computes. Merging `uniq` states reads every stored
+/// hash, so these cost far more than the sums: each daily row contains a state with every
+/// user and every patient of that site, app and day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Distinct {
+    pub users: bool,
+    pub patients: bool,
+}
+
+impl Distinct {
+    /// Returns the counts of a request that does not choose: distinct users for one site
+    /// or one app, and distinct patients for one app.
+    pub fn default_for(filters: &Filters) -> Distinct {
+        Distinct {
+            users: filters.one_site() || filters.one_app(),
+            patients: filters.one_app(),
+        }
+    }
+}
+
+/// Calls, launches, grants and the `distinct` counts per bucket, site and app, from
+/// `usage_daily` for the whole days of the range and `app_usage_hourly` for the hours
+/// around them.
 pub async fn usage(
     client: &ClickHouse,
     range: &TimeRange,
     filters: &Filters,
     bucket: Bucket,
+    distinct: Distinct,
 ) -> Result<Report<UsageRow>> {
-    let grain = Grain::of(range, bucket);
-    let table = match grain {
-        Grain::Hour => "usage_hourly",
-        Grain::Day => "usage_daily",
+    let parts = Parts::of(range, bucket);
+    let mut columns = "site_id, client_id, calls, fhir_calls, errors, launches, ehr_launches, \
+                       denials, token_grants"
+        .to_string();
+    let mut merge = |counted: bool, column: &str| {
+        if counted {
+            columns.push_str(&format!(", {column}"));
+            format!("uniqIfMerge({column})")
+        } else {
+            "toUInt64(0)".to_string()
+        }
     };
+    let users_total = merge(distinct.users, "users");
+    let patients_total = merge(distinct.patients, "patients");
     let sql = format!(
         "SELECT {bucket} AS bucket, site_id, client_id, \
          sumMerge(calls) AS calls, sumMerge(fhir_calls) AS fhir_calls, \
          sumMerge(errors) AS errors, sumMerge(launches) AS launches, \
          sumMerge(ehr_launches) AS ehr_launches, sumMerge(denials) AS denials, \
          sumMerge(token_grants) AS token_grants, \
-         uniqIfMerge(users) AS users, uniqIfMerge(patients) AS patients \
-         FROM {table} WHERE {range}{filters} \
+         {users_total} AS users, {patients_total} AS patients \
+         FROM {source} \
          GROUP BY bucket, site_id, client_id \
          ORDER BY bucket, site_id, client_id LIMIT {limit}",
-        bucket = bucket.expression(range, grain),
-        range = grain.condition(range),
-        filters = filters.conditions("client_id"),
+        bucket = bucket.expression(range),
+        source = parts.source(
+            "usage_daily",
+            "app_usage_hourly",
+            &columns,
+            &filters.conditions("client_id")
+        ),
         limit = MAX_ROWS + 1,
     );
     let records: Vec<UsageRecord> = client.fetch_all(&sql).await?;
@@ -296,8 +382,8 @@ pub async fn usage(
             ehr_launches: r.ehr_launches,
             denials: r.denials,
             token_grants: r.token_grants,
-            users: r.users,
-            patients: r.patients,
+            users: distinct.users.then_some(r.users),
+            patients: distinct.patients.then_some(r.patients),
         })
         .collect();
     Ok(Report::new(range, rows))
@@ -314,9 +400,9 @@ pub struct LatencyRow {
     pub interaction: String,
     pub calls: u64,
     pub errors: u64,
-    /// Quantiles in microseconds. From the hourly rollup, ClickHouse's `quantiles`
-    /// samples 8192 values per state, so these are exact up to 8192 calls per row and
-    /// estimates above that. From the daily rollup they are t-digest estimates.
+    /// Quantiles in microseconds. With hourly buckets, ClickHouse's `quantiles` samples
+    /// 8192 values per state, so these are exact up to 8192 calls per row and estimates
+    /// above that. With other buckets they are t-digest estimates.
     pub p50_us: f64,
     pub p95_us: f64,
     pub p99_us: f64,
@@ -344,8 +430,9 @@ pub struct LatencyFilters {
     pub interaction: Option<String>,
 }
 
-/// Latency quantiles per bucket, site, surface and interaction, from `latency_daily` for
-/// ranges of whole days and `latency_hourly` otherwise.
+/// Latency quantiles per bucket, site, surface and interaction. Hourly buckets read
+/// `latency_hourly`; other buckets read `latency_daily` for the whole days of the range
+/// and `latency_digest_hourly` for the hours around them.
 pub async fn latency(
     client: &ClickHouse,
     range: &TimeRange,
@@ -373,28 +460,34 @@ pub async fn latency(
     if let Some(interaction) = latency_filters.interaction.as_deref() {
         conditions.push_str(&format!(" AND interaction = {}", quote(interaction)));
     }
-    let grain = Grain::of(range, bucket);
-    // quantilesTDigest returns Float32 values; the row reads Float64.
-    let (table, quantiles) = match grain {
-        Grain::Hour => (
+    let parts = Parts::of(range, bucket);
+    // Hourly buckets read the reservoir states of latency_hourly. Other buckets read
+    // t-digest states, which latency_daily and latency_digest_hourly both hold, so the
+    // days and the hours around them merge into one estimate. quantilesTDigest returns
+    // Float32 values; the row reads Float64.
+    let (hourly, quantiles) = if bucket == Bucket::Hour {
+        (
             "latency_hourly",
             "quantilesMerge(0.5, 0.95, 0.99)(latency_quantiles_us)",
-        ),
-        Grain::Day => (
-            "latency_daily",
+        )
+    } else {
+        (
+            "latency_digest_hourly",
             "arrayMap(x -> toFloat64(x), \
              quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles_us))",
-        ),
+        )
     };
+    let columns = "site_id, surface, interaction, calls, errors, latency_quantiles_us, \
+                   latency_sum_us, latency_max_us";
     let sql = format!(
         "SELECT {bucket} AS bucket, site_id, toString(surface) AS surface, interaction, \
          sumMerge(calls) AS calls, sumMerge(errors) AS errors, {quantiles} AS quantiles, \
          sumMerge(latency_sum_us) AS latency_sum, maxMerge(latency_max_us) AS latency_max \
-         FROM {table} WHERE {range}{conditions} \
+         FROM {source} \
          GROUP BY bucket, site_id, surface, interaction \
          ORDER BY bucket, site_id, surface, interaction LIMIT {limit}",
-        bucket = bucket.expression(range, grain),
-        range = grain.condition(range),
+        bucket = bucket.expression(range),
+        source = parts.source("latency_daily", hourly, columns, &conditions),
         limit = MAX_ROWS + 1,
     );
     let records: Vec<LatencyRecord> = client.fetch_all(&sql).await?;
@@ -425,7 +518,7 @@ pub async fn latency(
 }
 
 /// Activity in one hour of the week, for "when do which users use which apps".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, clickhouse::Row, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HourlyPatternRow {
     /// ISO day of the week: 1 is Monday, 7 is Sunday (UTC).
     pub day_of_week: u8,
@@ -437,28 +530,62 @@ pub struct HourlyPatternRow {
     pub calls: u64,
     pub launches: u64,
     pub token_grants: u64,
-    /// Distinct users in that hour of the week over the whole range (estimate).
-    pub users: u64,
+    /// Distinct users in that hour of the week over the whole range (estimate); `None`
+    /// (JSON `null`) unless the request selects a site or an app.
+    pub users: Option<u64>,
 }
 
-/// Calls, launches and users per day of week, hour of day and user type.
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct HourlyPatternRecord {
+    day_of_week: u8,
+    hour_of_day: u8,
+    user_type: String,
+    calls: u64,
+    launches: u64,
+    token_grants: u64,
+    users: u64,
+}
+
+/// Calls, launches and token grants per day of week, hour of day and user type, from
+/// `app_usage_hourly`. Distinct users are counted only for one site or one app. Each
+/// hourly row keeps a `uniq` state per site, app and user type, so merging those of every
+/// site and app over a month reads about one hash per call. The sums alone read 8 bytes
+/// per row and column.
 pub async fn hourly_pattern(
     client: &ClickHouse,
     range: &TimeRange,
     filters: &Filters,
 ) -> Result<Report<HourlyPatternRow>> {
+    let with_users = filters.one_site() || filters.one_app();
+    let users = if with_users {
+        "uniqIfMerge(users)"
+    } else {
+        "toUInt64(0)"
+    };
     let sql = format!(
         "SELECT toDayOfWeek(hour) AS day_of_week, toHour(hour) AS hour_of_day, \
          toString(user_type) AS user_type, \
          sumMerge(calls) AS calls, sumMerge(launches) AS launches, \
-         sumMerge(token_grants) AS token_grants, uniqIfMerge(users) AS users \
-         FROM usage_hourly WHERE {range}{filters} \
+         sumMerge(token_grants) AS token_grants, {users} AS users \
+         FROM app_usage_hourly WHERE {range}{filters} \
          GROUP BY day_of_week, hour_of_day, user_type \
          ORDER BY day_of_week, hour_of_day, user_type",
         range = range.condition("hour"),
         filters = filters.conditions("client_id"),
     );
-    let rows: Vec<HourlyPatternRow> = client.fetch_all(&sql).await?;
+    let records: Vec<HourlyPatternRecord> = client.fetch_all(&sql).await?;
+    let rows = records
+        .into_iter()
+        .map(|r| HourlyPatternRow {
+            day_of_week: r.day_of_week,
+            hour_of_day: r.hour_of_day,
+            user_type: r.user_type,
+            calls: r.calls,
+            launches: r.launches,
+            token_grants: r.token_grants,
+            users: with_users.then_some(r.users),
+        })
+        .collect();
     Ok(Report::new(range, rows))
 }
 
@@ -533,19 +660,108 @@ mod tests {
     }
 
     #[test]
-    fn whole_day_ranges_read_daily_rollups() {
+    fn whole_day_ranges_read_only_daily_rollups() {
         let days = TimeRange::parse(Some("2026-03-01"), Some("2026-03-31")).unwrap();
-        assert_eq!(Grain::of(&days, Bucket::Total), Grain::Day);
-        assert_eq!(Grain::of(&days, Bucket::Day), Grain::Day);
-        assert_eq!(Grain::of(&days, Bucket::Month), Grain::Day);
-        assert_eq!(Grain::of(&days, Bucket::Hour), Grain::Hour);
-        let partial = TimeRange::parse(Some("2026-03-01T06:00:00Z"), Some("2026-03-31")).unwrap();
-        assert_eq!(Grain::of(&partial, Bucket::Total), Grain::Hour);
+        for bucket in [Bucket::Total, Bucket::Day, Bucket::Month] {
+            let parts = Parts::of(&days, bucket);
+            assert_eq!(parts.days, Some(days), "{bucket:?}");
+            assert_eq!(parts.head, None, "{bucket:?}");
+            assert_eq!(parts.tail, None, "{bucket:?}");
+            assert_eq!(parts.hour_condition(), None, "{bucket:?}");
+        }
         assert_eq!(
             days.day_condition(),
             "day >= toDate(toDateTime(1772323200, 'UTC')) \
              AND day < toDate(toDateTime(1774915200, 'UTC'))"
         );
+    }
+
+    #[test]
+    fn partial_days_split_at_midnights() {
+        let range =
+            TimeRange::parse(Some("2026-03-01T06:30:00Z"), Some("2026-03-04T02:00:00Z")).unwrap();
+        let parts = Parts::of(&range, Bucket::Total);
+        let midnight = |date: &str| parse_time("test", date).unwrap();
+        assert_eq!(
+            parts.days,
+            Some(TimeRange {
+                from: midnight("2026-03-02"),
+                to: midnight("2026-03-04"),
+            })
+        );
+        assert_eq!(
+            parts.head,
+            Some(TimeRange {
+                from: range.from,
+                to: midnight("2026-03-02"),
+            })
+        );
+        assert_eq!(
+            parts.tail,
+            Some(TimeRange {
+                from: midnight("2026-03-04"),
+                to: range.to,
+            })
+        );
+        let source = parts.source("daily", "hourly", "calls", " AND site_id = 'x'");
+        assert!(source.contains(" UNION ALL "), "{source}");
+        assert!(
+            source.contains(&format!(
+                "(hour >= toDateTime({}, 'UTC') AND hour < toDateTime({}, 'UTC')) OR (hour >= \
+                 toDateTime({}, 'UTC') AND hour < toDateTime({}, 'UTC'))",
+                range.from,
+                midnight("2026-03-02"),
+                midnight("2026-03-04"),
+                range.to
+            )),
+            "{source}"
+        );
+    }
+
+    #[test]
+    fn short_and_hourly_ranges_read_only_hourly_rollups() {
+        // No whole day inside: from 06:00 to 06:00 the next day.
+        let short =
+            TimeRange::parse(Some("2026-03-01T06:00:00Z"), Some("2026-03-02T06:00:00Z")).unwrap();
+        let days = TimeRange::parse(Some("2026-03-01"), Some("2026-03-31")).unwrap();
+        for (range, bucket) in [(short, Bucket::Total), (days, Bucket::Hour)] {
+            let parts = Parts::of(&range, bucket);
+            assert_eq!(parts.days, None, "{range:?} {bucket:?}");
+            assert_eq!(parts.head, Some(range), "{range:?} {bucket:?}");
+            assert_eq!(parts.tail, None, "{range:?} {bucket:?}");
+            let source = parts.source("daily", "hourly", "calls", "");
+            assert!(!source.contains("daily"), "{source}");
+        }
+    }
+
+    #[test]
+    fn range_ending_at_midnight_has_no_tail() {
+        let range = TimeRange::parse(Some("2026-03-01T23:00:00Z"), Some("2026-03-03")).unwrap();
+        let parts = Parts::of(&range, Bucket::Day);
+        assert_eq!(
+            parts.days.map(|days| days.to - days.from),
+            Some(DAY_SECONDS)
+        );
+        assert_eq!(parts.head.map(|head| head.to - head.from), Some(3600));
+        assert_eq!(parts.tail, None);
+    }
+
+    #[test]
+    fn distinct_counts_default_to_selections() {
+        let mut filters = Filters::default();
+        let none = Distinct {
+            users: false,
+            patients: false,
+        };
+        assert_eq!(Distinct::default_for(&filters), none);
+        filters.site = Some("north".to_string());
+        assert!(Distinct::default_for(&filters).users);
+        assert!(!Distinct::default_for(&filters).patients);
+        filters.app = Some("app-a".to_string());
+        assert!(Distinct::default_for(&filters).users);
+        assert!(Distinct::default_for(&filters).patients);
+        filters.site = Some(String::new());
+        assert!(Distinct::default_for(&filters).users, "app alone");
     }
 
     #[test]

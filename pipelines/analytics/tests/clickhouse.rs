@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_analytics::pseudonym::Pseudonyms;
-use hearth_analytics::reports::{self, Bucket, Filters, LatencyFilters, TimeRange};
+use hearth_analytics::reports::{self, Bucket, Distinct, Filters, LatencyFilters, TimeRange};
 use hearth_analytics::rows::{
     AnalyticsRow, ApiCallRow, AppRow, AuthorizationRow, LaunchRow, SiteRow, Table, TokenGrantRow,
 };
@@ -96,6 +96,12 @@ async fn migrations_idempotent_and_rows_match_tables() {
     assert_eq!(Table::ALL.len(), 6, "every raw table is checked above");
     client.drop_database().await.unwrap();
 }
+
+/// Both distinct counts of the usage report.
+const USERS_AND_PATIENTS: Distinct = Distinct {
+    users: true,
+    patients: true,
+};
 
 /// 2026-03-02 10:00:00 UTC, a Monday, in microseconds.
 const BASE_MICROS: i64 = 1_772_445_600_000_000;
@@ -240,9 +246,15 @@ async fn sink_fills_every_rollup_once() {
 }
 
 async fn check_reports(client: &ClickHouse, range: &TimeRange) {
-    let usage = reports::usage(client, range, &Filters::default(), Bucket::Total)
-        .await
-        .unwrap();
+    let usage = reports::usage(
+        client,
+        range,
+        &Filters::default(),
+        Bucket::Total,
+        USERS_AND_PATIENTS,
+    )
+    .await
+    .unwrap();
     let north = usage
         .rows
         .iter()
@@ -252,7 +264,8 @@ async fn check_reports(client: &ClickHouse, range: &TimeRange) {
     assert_eq!(north.errors, 4);
     assert_eq!(north.token_grants, 3);
     assert_eq!(north.denials, 1);
-    assert_eq!(north.users, 3, "user-0, user-1 and user-2");
+    assert_eq!(north.users, Some(3), "user-0, user-1 and user-2");
+    assert_eq!(north.patients, Some(1), "patient-1");
     let south = usage
         .rows
         .iter()
@@ -267,9 +280,15 @@ async fn check_reports(client: &ClickHouse, range: &TimeRange) {
         from: range.from + 10 * 3600,
         to: range.to,
     };
-    let hourly_usage = reports::usage(client, &from_ten, &Filters::default(), Bucket::Total)
-        .await
-        .unwrap();
+    let hourly_usage = reports::usage(
+        client,
+        &from_ten,
+        &Filters::default(),
+        Bucket::Total,
+        USERS_AND_PATIENTS,
+    )
+    .await
+    .unwrap();
     let without_bucket = |rows: &[reports::UsageRow]| -> Vec<reports::UsageRow> {
         rows.iter()
             .map(|row| reports::UsageRow {
@@ -348,6 +367,11 @@ async fn check_reports(client: &ClickHouse, range: &TimeRange) {
     let calls: u64 = hourly.rows.iter().map(|r| r.calls).sum();
     assert_eq!(calls, 30);
     assert!(
+        hourly.rows.iter().all(|r| r.users.is_none()),
+        "no distinct users without a site or app: {:?}",
+        hourly.rows
+    );
+    assert!(
         hourly
             .rows
             .iter()
@@ -355,6 +379,161 @@ async fn check_reports(client: &ClickHouse, range: &TimeRange) {
         "{:?}",
         hourly.rows
     );
+}
+
+/// Calls of app-a at north on three days, with users that recur across the days:
+/// (hours after `BASE_MICROS`, user index, latency in microseconds).
+const SPREAD_CALLS: &[(i64, u32, i64)] = &[
+    // Monday 2026-03-02, 10:00.
+    (0, 0, 1_000),
+    (0, 1, 2_000),
+    (0, 2, 3_000),
+    // Tuesday, 05:00.
+    (19, 2, 4_000),
+    (19, 3, 5_000),
+    // Wednesday, 01:00.
+    (39, 4, 6_000),
+    (39, 0, 7_000),
+];
+
+#[tokio::test]
+async fn split_ranges_merge_days_and_hours() {
+    let Some(client) = database("split").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    log.ensure_topic(topics::AUTH, 1).await.unwrap();
+    log.ensure_topic(topics::API, 1).await.unwrap();
+    for (index, &(hours, user, latency_us)) in SPREAD_CALLS.iter().enumerate() {
+        let mut call = api_call(index as u32, "north", "app-a", 200, latency_us);
+        call.occurred_at = BASE_MICROS + hours * 3_600_000_000;
+        call.user_id = Some(format!("user-{user}"));
+        append(&log, topics::API, AnyEvent::ApiCall(call)).await;
+    }
+    let log: Arc<dyn Log> = Arc::new(log);
+    let summary = run_sink(log, &client, "split").await;
+    assert_eq!(
+        summary.rows_written,
+        SPREAD_CALLS.len() as u64,
+        "{summary:?}"
+    );
+
+    // Rebuild latency_digest_hourly as a deployment that had calls before its migration
+    // gets it: filled from api_calls by the migration's INSERT ... SELECT.
+    for statement in [
+        "DROP TABLE latency_digest_hourly_from_api_calls",
+        "DROP TABLE latency_digest_hourly",
+    ] {
+        client.execute(statement).await.unwrap();
+    }
+    let migration = migrate::migrations()
+        .into_iter()
+        .find(|m| m.name == "0007_latency_digest_hourly.sql")
+        .expect("the migration of latency_digest_hourly");
+    for statement in migration.statements() {
+        client.execute(&statement).await.unwrap();
+    }
+
+    // From Monday 09:30 to Wednesday 02:00: Monday's hours from usage_hourly, Tuesday from
+    // usage_daily and Wednesday's first two hours from usage_hourly again.
+    let range =
+        TimeRange::parse(Some("2026-03-02T09:30:00Z"), Some("2026-03-04T02:00:00Z")).unwrap();
+    let app_a = Filters {
+        site: None,
+        app: Some("app-a".to_string()),
+    };
+    let usage = reports::usage(&client, &range, &app_a, Bucket::Total, USERS_AND_PATIENTS)
+        .await
+        .unwrap();
+    assert_eq!(usage.rows.len(), 1, "{:?}", usage.rows);
+    assert_eq!(usage.rows[0].calls, 7);
+    assert_eq!(usage.rows[0].users, Some(5), "user-0 to user-4, each once");
+    assert_eq!(usage.rows[0].patients, Some(1));
+    assert_eq!(usage.rows[0].bucket, "2026-03-02T09:30:00Z");
+
+    let users_only = Distinct {
+        users: true,
+        patients: false,
+    };
+    let per_day = reports::usage(&client, &range, &app_a, Bucket::Day, users_only)
+        .await
+        .unwrap();
+    let days: Vec<(&str, u64, Option<u64>, Option<u64>)> = per_day
+        .rows
+        .iter()
+        .map(|r| (r.bucket.as_str(), r.calls, r.users, r.patients))
+        .collect();
+    assert_eq!(
+        days,
+        [
+            ("2026-03-02T00:00:00Z", 3, Some(3), None),
+            ("2026-03-03T00:00:00Z", 2, Some(2), None),
+            ("2026-03-04T00:00:00Z", 2, Some(2), None),
+        ]
+    );
+
+    // From 11:00, Monday's calls are outside the range; user-2 still counts on Tuesday.
+    let later =
+        TimeRange::parse(Some("2026-03-02T11:00:00Z"), Some("2026-03-04T02:00:00Z")).unwrap();
+    let usage = reports::usage(&client, &later, &app_a, Bucket::Total, USERS_AND_PATIENTS)
+        .await
+        .unwrap();
+    assert_eq!(usage.rows[0].calls, 4);
+    assert_eq!(
+        usage.rows[0].users,
+        Some(4),
+        "user-2, user-3, user-4 and user-0"
+    );
+
+    let latency = reports::latency(
+        &client,
+        &range,
+        &Filters::default(),
+        &LatencyFilters::default(),
+        Bucket::Total,
+    )
+    .await
+    .unwrap();
+    assert_eq!(latency.rows.len(), 1, "{:?}", latency.rows);
+    let north = &latency.rows[0];
+    assert_eq!(north.calls, 7);
+    assert_eq!(north.max_us, 7_000);
+    assert_eq!(north.mean_us, 4_000.0);
+    assert!(
+        (3_000.0..=5_000.0).contains(&north.p50_us),
+        "t-digest p50 {}",
+        north.p50_us
+    );
+    assert!(
+        north.p50_us <= north.p95_us && north.p95_us <= north.p99_us,
+        "{north:?}"
+    );
+    let later_latency = reports::latency(
+        &client,
+        &later,
+        &Filters::default(),
+        &LatencyFilters::default(),
+        Bucket::Total,
+    )
+    .await
+    .unwrap();
+    assert_eq!(later_latency.rows[0].calls, 4);
+    assert_eq!(later_latency.rows[0].mean_us, 5_500.0);
+
+    let pattern = reports::hourly_pattern(&client, &range, &app_a)
+        .await
+        .unwrap();
+    let slots: Vec<(u8, u8, u64, Option<u64>)> = pattern
+        .rows
+        .iter()
+        .map(|r| (r.day_of_week, r.hour_of_day, r.calls, r.users))
+        .collect();
+    assert_eq!(
+        slots,
+        [(1, 10, 3, Some(3)), (2, 5, 2, Some(2)), (3, 1, 2, Some(2))]
+    );
+    client.drop_database().await.unwrap();
 }
 
 #[tokio::test]

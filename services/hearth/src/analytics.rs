@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use hearth_analytics::admin::AdminState;
 use hearth_analytics::pseudonym::Pseudonyms;
-use hearth_analytics::reports::{self, Bucket, Filters, LatencyFilters, TimeRange};
+use hearth_analytics::reports::{self, Bucket, Distinct, Filters, LatencyFilters, TimeRange};
 use hearth_analytics::{ClickHouse, ClickHouseArgs, ClickHouseConfig, SinkHandle, migrate};
 use hearth_log::Log;
 
@@ -56,13 +56,20 @@ pub enum AnalyticsCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum ReportCommand {
-    /// Calls, launches, token grants and distinct users per site and app
+    /// Calls, launches and token grants per site and app; distinct users with --site or
+    /// --app, distinct patients with --app (or --users true, --patients true)
     Usage {
         #[command(flatten)]
         range: ReportArgs,
         /// Time bucket of each row
         #[arg(long, value_enum, default_value = "total")]
         bucket: Bucket,
+        /// Count distinct users (true or false) [default: true with --site or --app]
+        #[arg(long)]
+        users: Option<bool>,
+        /// Count distinct patients (true or false) [default: true with --app, else false]
+        #[arg(long)]
+        patients: Option<bool>,
     },
     /// Latency quantiles (p50, p95, p99) per site, surface and FHIR interaction
     Latency {
@@ -77,7 +84,8 @@ pub enum ReportCommand {
         #[arg(long)]
         interaction: Option<String>,
     },
-    /// Calls, launches and users per day of week, hour of day (UTC) and user type
+    /// Calls, launches and token grants per day of week, hour of day (UTC) and user type;
+    /// distinct users with --site or --app
     Hourly {
         #[command(flatten)]
         range: ReportArgs,
@@ -208,8 +216,19 @@ async fn run_report(client: &ClickHouse, report: ReportCommand) -> anyhow::Resul
         }
     };
     let json = match report {
-        ReportCommand::Usage { bucket, .. } => {
-            serde_json::to_string_pretty(&reports::usage(client, &range, &filters, bucket).await?)?
+        ReportCommand::Usage {
+            bucket,
+            users,
+            patients,
+            ..
+        } => {
+            let default = Distinct::default_for(&filters);
+            let distinct = Distinct {
+                users: users.unwrap_or(default.users),
+                patients: patients.unwrap_or(default.patients),
+            };
+            let report = reports::usage(client, &range, &filters, bucket, distinct).await?;
+            serde_json::to_string_pretty(&report)?
         }
         ReportCommand::Latency {
             bucket,

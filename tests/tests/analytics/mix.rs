@@ -40,6 +40,9 @@ pub struct Expected {
     pub errors: BTreeMap<u64, u64>,
     /// (ISO day of week, hour of day) in UTC of every counted request.
     pub hours: BTreeSet<(u64, u64)>,
+    /// Users per (ISO day of week, hour of day, user type) of the counted events, as the
+    /// hour-of-week report counts them for one app.
+    pub slot_users: BTreeMap<(u64, u64, String), BTreeSet<String>>,
 }
 
 /// Sends the mix and counts what it sent.
@@ -84,7 +87,7 @@ impl Mix {
                 self.fhir(
                     hearth,
                     &default,
-                    &tokens,
+                    (DOCTOR, &tokens),
                     &format!("Patient/{patient}"),
                     "read",
                 );
@@ -92,12 +95,12 @@ impl Mix {
             self.fhir(
                 hearth,
                 &default,
-                &tokens,
+                (DOCTOR, &tokens),
                 "Patient/analytics-missing",
                 "read",
             );
             let search = format!("Observation?patient={patient}");
-            self.fhir(hearth, &default, &tokens, &search, "search-type");
+            self.fhir(hearth, &default, (DOCTOR, &tokens), &search, "search-type");
             if round == 0 {
                 let reply = hearth.refresh(
                     &ClientAuth::public(PUBLIC_APP),
@@ -107,7 +110,7 @@ impl Mix {
                 let refreshed = Tokens::from_response(&reply);
                 self.secrets.push(refreshed.access.clone());
                 self.secrets.extend(refreshed.refresh.clone());
-                self.note_hour();
+                self.note_hour(DOCTOR);
                 self.site(&default.id).token_grants += 1;
             }
         }
@@ -126,13 +129,19 @@ impl Mix {
             self.fhir(
                 hearth,
                 &north,
-                &tokens,
+                (PATIENT_USER, &tokens),
                 &format!("Patient/{patient}"),
                 "read",
             );
         }
         let search = format!("Observation?patient={patient}");
-        self.fhir(hearth, &north, &tokens, &search, "search-type");
+        self.fhir(
+            hearth,
+            &north,
+            (PATIENT_USER, &tokens),
+            &search,
+            "search-type",
+        );
     }
 
     fn ehr_launch(&mut self, hearth: &Hearth, site: &Site, patient: &str) {
@@ -144,7 +153,8 @@ impl Mix {
         let code = Browser::new().authorize(&request, DOCTOR, None).code();
         let tokens = hearth.exchange(&ClientAuth::public(PUBLIC_APP), &request, &code);
         self.granted(&site.id, DOCTOR, &tokens, true);
-        self.fhir(hearth, site, &tokens, &format!("Patient/{patient}"), "read");
+        let path = format!("Patient/{patient}");
+        self.fhir(hearth, site, (DOCTOR, &tokens), &path, "read");
     }
 
     fn denial(&mut self, hearth: &Hearth, site: &Site) {
@@ -158,7 +168,8 @@ impl Mix {
         let reply = browser.decide(&page, "deny");
         assert_eq!(reply.status, 302, "a denial redirects: {}", reply.body);
         assert_eq!(reply.redirect().param("error"), Some("access_denied"));
-        self.note_hour();
+        // A denial's event names the user but not the user type.
+        self.note_slot("", DOCTOR);
         let counts = self.site(&site.id);
         counts.denials += 1;
         counts.users.insert(DOCTOR.to_string());
@@ -167,7 +178,7 @@ impl Mix {
     fn granted(&mut self, site_id: &str, user: &str, tokens: &Tokens, ehr: bool) {
         self.secrets.push(tokens.access.clone());
         self.secrets.extend(tokens.refresh.clone());
-        self.note_hour();
+        self.note_hour(user);
         let counts = self.site(site_id);
         counts.launches += 1;
         counts.ehr_launches += u64::from(ehr);
@@ -179,12 +190,12 @@ impl Mix {
         &mut self,
         hearth: &Hearth,
         site: &Site,
-        tokens: &Tokens,
+        (user, tokens): (&str, &Tokens),
         path: &str,
         interaction: &str,
     ) {
         let reply = hearth.fhir_at(site, &tokens.access, path);
-        self.note_hour();
+        self.note_hour(user);
         let status = u64::from(reply.status);
         let counts = self.site(&site.id);
         counts.calls += 1;
@@ -205,13 +216,28 @@ impl Mix {
         self.expected.sites.entry(site_id.to_string()).or_default()
     }
 
-    fn note_hour(&mut self) {
+    /// Notes an event of `user` (a fixture user) with that user's type.
+    fn note_hour(&mut self, user: &str) {
+        let user_type = if user == PATIENT_USER {
+            "PATIENT"
+        } else {
+            "PRACTITIONER"
+        };
+        self.note_slot(user_type, user);
+    }
+
+    fn note_slot(&mut self, user_type: &str, user: &str) {
         let seconds = crate::http::now_seconds().max(0) as u64;
         let days = seconds / 86_400;
         // 1970-01-01 was a Thursday (ISO day 4).
         let day_of_week = (days + 3) % 7 + 1;
         let hour = seconds % 86_400 / 3600;
         self.expected.hours.insert((day_of_week, hour));
+        self.expected
+            .slot_users
+            .entry((day_of_week, hour, user_type.to_string()))
+            .or_default()
+            .insert(user.to_string());
     }
 }
 
@@ -232,14 +258,34 @@ fn get(hearth: &Hearth, path: &str) -> Result<Value, String> {
 
 /// Compares every report with `expected`; returns the first difference.
 pub fn compare_reports(hearth: &Hearth, expected: &Expected) -> Result<(), String> {
-    compare_usage(hearth, expected)?;
+    for range in usage_ranges() {
+        compare_usage(hearth, expected, &range)?;
+    }
     compare_latency(hearth, expected)?;
     compare_errors(hearth, expected)?;
     compare_hourly(hearth, expected)
 }
 
-fn compare_usage(hearth: &Hearth, expected: &Expected) -> Result<(), String> {
-    let usage = get(hearth, &format!("usage?app={PUBLIC_APP}"))?;
+/// Ranges of the usage report around the mix's requests, as query parameters. The
+/// report reads whole days from `usage_daily` and the hours around them from
+/// `usage_hourly`, so the ranges put the requests into each kind of part.
+fn usage_ranges() -> Vec<String> {
+    let now = crate::http::now_seconds();
+    let hour = now - now.rem_euclid(3600);
+    let tomorrow = now - now.rem_euclid(86_400) + 86_400;
+    vec![
+        // The default, the 7 days before now: the requests are in the hours after the
+        // last midnight.
+        String::new(),
+        // From 30 hours ago to the next midnight: today is a whole day of the range.
+        format!("&from={}&to={tomorrow}", now - 30 * 3600),
+        // Five hours, with no whole day inside: only hourly rows.
+        format!("&from={}&to={}", hour - 3 * 3600, hour + 2 * 3600),
+    ]
+}
+
+fn compare_usage(hearth: &Hearth, expected: &Expected, range: &str) -> Result<(), String> {
+    let usage = get(hearth, &format!("usage?app={PUBLIC_APP}{range}"))?;
     let rows = usage["rows"].as_array().cloned().unwrap_or_default();
     let mut found = BTreeMap::new();
     for row in &rows {
@@ -256,22 +302,29 @@ fn compare_usage(hearth: &Hearth, expected: &Expected) -> Result<(), String> {
         if number(row, "fhir_calls") != counts.calls {
             return Err(format!("fhir_calls differ from calls in {row}"));
         }
+        // Every request of the mix is about the sample patient, whose pseudonym differs
+        // per site.
+        if row["patients"] != json!(1) {
+            return Err(format!("expected 1 distinct patient in {row}"));
+        }
         found.insert(site, (counts, number(row, "users")));
     }
     for (site, counts) in &expected.sites {
         let Some((got, users)) = found.get(site) else {
-            return Err(format!("no usage row for {site} yet: {usage}"));
+            return Err(format!(
+                "no usage row for {site} in range '{range}' yet: {usage}"
+            ));
         };
         let mut without_users = counts.clone();
         without_users.users.clear();
         if *got != without_users {
             return Err(format!(
-                "usage at {site}: expected {without_users:?}, got {got:?}"
+                "usage at {site} in range '{range}': expected {without_users:?}, got {got:?}"
             ));
         }
         if *users != counts.users.len() as u64 {
             return Err(format!(
-                "users at {site}: expected {}, got {users}",
+                "users at {site} in range '{range}': expected {}, got {users}",
                 counts.users.len()
             ));
         }
@@ -339,6 +392,15 @@ fn compare_hourly(hearth: &Hearth, expected: &Expected) -> Result<(), String> {
             return Err(format!(
                 "hourly row outside the hours of the requests: {row}"
             ));
+        }
+        // With one app selected, the report counts distinct users per slot.
+        let user_type = row["user_type"].as_str().unwrap_or_default().to_string();
+        let users = expected
+            .slot_users
+            .get(&(slot.0, slot.1, user_type))
+            .map_or(0, |users| users.len() as u64);
+        if row["users"] != json!(users) {
+            return Err(format!("expected {users} distinct users in {row}"));
         }
     }
     Ok(())
