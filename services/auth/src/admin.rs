@@ -22,6 +22,10 @@ use serde_json::{Value, json};
 
 use crate::AuthState;
 use crate::events::{new_id, now_micros, record};
+use crate::limits::{
+    MAX_CLIENT_ID_CHARS, MAX_CONTACTS, MAX_REDIRECT_URIS, MAX_SCOPE_CHARS, MAX_URI_CHARS,
+    check_length, check_name,
+};
 use crate::oauth_error::{OAuthError, OAuthResult};
 use crate::site::{DEFAULT_SITE, fhir_base_path};
 use crate::site_settings::{
@@ -158,12 +162,26 @@ pub fn check_app(request: &AppRequest) -> OAuthResult<CheckedApp> {
     if request.name.trim().is_empty() {
         return Err(OAuthError::invalid_request("name is empty"));
     }
-    for uri in &request.redirect_uris {
-        check_redirect_uri(uri)?;
-    }
+    check_name("name", &request.name)?;
+    check_uris(request)?;
     check_scope(&request.scope)?;
-    if let Some(uri) = &request.jwks_uri {
-        check_jwks_uri(uri)?;
+    for (field, value) in [
+        ("vendor", &request.vendor),
+        ("software_id", &request.software_id),
+        ("software_version", &request.software_version),
+    ] {
+        if let Some(value) = value {
+            check_name(field, value)?;
+        }
+    }
+    if request.contacts.len() > MAX_CONTACTS {
+        return Err(OAuthError::invalid_request(format!(
+            "contacts has {} entries; the maximum is {MAX_CONTACTS}",
+            request.contacts.len()
+        )));
+    }
+    for contact in &request.contacts {
+        check_length("a contact", contact, MAX_URI_CHARS)?;
     }
     let auth_method = match (client_type, request.token_endpoint_auth_method.as_deref()) {
         (ClientType::Public, None | Some("none")) => "none".to_string(),
@@ -214,15 +232,29 @@ pub fn check_app(request: &AppRequest) -> OAuthResult<CheckedApp> {
             }
             types.clone()
         }
+        // A public client cannot use client_credentials, so without redirect URIs it has
+        // no grant type at all; the error names what is missing instead.
+        None if request.redirect_uris.is_empty() && client_type == ClientType::Public => {
+            return Err(OAuthError::invalid_redirect_uri(
+                "redirect_uris is empty: a public client signs users in with the \
+                 authorization_code grant, which needs at least one redirect URI",
+            ));
+        }
         None if request.redirect_uris.is_empty() => vec!["client_credentials".to_string()],
         None => vec![
             "authorization_code".to_string(),
             "refresh_token".to_string(),
         ],
     };
-    if grant_types.iter().any(|g| g == "authorization_code") && request.redirect_uris.is_empty() {
+    if grant_types.is_empty() {
         return Err(OAuthError::invalid_request(
-            "the authorization_code grant needs at least one redirect URI",
+            "grant_types is empty; leave it out to get the default for the client type",
+        ));
+    }
+    if grant_types.iter().any(|g| g == "authorization_code") && request.redirect_uris.is_empty() {
+        return Err(OAuthError::invalid_redirect_uri(
+            "redirect_uris is empty, but the authorization_code grant needs at least one \
+             redirect URI",
         ));
     }
     if grant_types.iter().any(|g| g == "client_credentials") && client_type == ClientType::Public {
@@ -238,9 +270,16 @@ pub fn check_app(request: &AppRequest) -> OAuthResult<CheckedApp> {
     })
 }
 
-/// Rejects a registered scope with any malformed token, so no app holds a scope that
-/// would be dropped at every request.
+/// Rejects an empty or overlong scope, and one with any malformed token, so no app is
+/// registered with a scope that would be dropped at every request.
 fn check_scope(scope: &str) -> OAuthResult<()> {
+    if scope.trim().is_empty() {
+        return Err(OAuthError::invalid_request(
+            "scope is empty; list the scopes the app may be granted, separated by spaces, \
+             such as launch/patient patient/*.rs openid fhirUser",
+        ));
+    }
+    check_length("scope", scope, MAX_SCOPE_CHARS)?;
     match hearth_smart::scope::parse(scope).rejected().first() {
         Some(rejected) => Err(OAuthError::invalid_request(format!(
             "scope {} is not valid: {}",
@@ -250,34 +289,94 @@ fn check_scope(scope: &str) -> OAuthResult<()> {
     }
 }
 
-/// A `jwks_uri` must be an absolute http or https URL; dynamic registration narrows this
-/// to https URLs of public hosts.
-fn check_jwks_uri(uri: &str) -> OAuthResult<()> {
+/// Checks every URI of a registration: the redirect URIs, the launch URI, and the JWKS,
+/// logo and client URLs.
+fn check_uris(request: &AppRequest) -> OAuthResult<()> {
+    if request.redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(OAuthError::invalid_redirect_uri(format!(
+            "redirect_uris has {} entries; the maximum is {MAX_REDIRECT_URIS}",
+            request.redirect_uris.len()
+        )));
+    }
+    for uri in &request.redirect_uris {
+        check_redirect_uri(uri)?;
+    }
+    if let Some(uri) = &request.launch_uri {
+        check_launch_uri(uri)?;
+    }
+    for (field, uri) in [
+        ("jwks_uri", &request.jwks_uri),
+        ("logo_uri", &request.logo_uri),
+        ("client_uri", &request.client_uri),
+    ] {
+        if let Some(uri) = uri {
+            check_web_url(field, uri)?;
+        }
+    }
+    Ok(())
+}
+
+/// A `jwks_uri`, `logo_uri` or `client_uri` must be an absolute http or https URL;
+/// dynamic registration narrows `jwks_uri` to https URLs of public hosts.
+fn check_web_url(field: &str, uri: &str) -> OAuthResult<()> {
+    check_uri_length(field, uri, OAuthError::invalid_client_metadata)?;
     match url::Url::parse(uri) {
         Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => Ok(()),
-        _ => Err(OAuthError::invalid_request(format!(
-            "jwks_uri {uri} is not an absolute http or https URL"
+        _ => Err(OAuthError::invalid_client_metadata(format!(
+            "{field} {uri} is not an absolute http or https URL"
         ))),
     }
+}
+
+fn check_uri_length(field: &str, uri: &str, error: fn(String) -> OAuthError) -> OAuthResult<()> {
+    let count = uri.chars().count();
+    if count > MAX_URI_CHARS {
+        return Err(error(format!(
+            "{field} has {count} characters; the maximum is {MAX_URI_CHARS}"
+        )));
+    }
+    Ok(())
+}
+
+/// Returns whether a URL's host is the local machine, where plain http is allowed.
+fn is_loopback(parsed: &url::Url) -> bool {
+    matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
 }
 
 /// Redirect URIs must be absolute, without a fragment, and https unless they point at
 /// the local machine.
 fn check_redirect_uri(uri: &str) -> OAuthResult<()> {
+    check_uri_length("a redirect URI", uri, OAuthError::invalid_redirect_uri)?;
     let parsed = url::Url::parse(uri).map_err(|_| {
-        OAuthError::invalid_request(format!("redirect URI {uri} is not an absolute URL"))
+        OAuthError::invalid_redirect_uri(format!("redirect URI {uri} is not an absolute URL"))
     })?;
     if parsed.fragment().is_some() {
-        return Err(OAuthError::invalid_request(format!(
+        return Err(OAuthError::invalid_redirect_uri(format!(
             "redirect URI {uri} has a fragment"
         )));
     }
-    let local = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
     match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if local => Ok(()),
-        _ => Err(OAuthError::invalid_request(format!(
-            "redirect URI {uri} must use https (http only for localhost)"
+        "https" if parsed.has_host() => Ok(()),
+        "http" if is_loopback(&parsed) => Ok(()),
+        _ => Err(OAuthError::invalid_redirect_uri(format!(
+            "redirect URI {uri} must be an https URL (http only for localhost, 127.0.0.1 or [::1])"
+        ))),
+    }
+}
+
+/// Checks a launch URI, which the portals send browsers to, by the rule of redirect URIs:
+/// an absolute https URL, or http at the local machine. Any other scheme, such as
+/// `javascript:` or `data:`, is rejected.
+pub fn check_launch_uri(uri: &str) -> OAuthResult<()> {
+    check_uri_length("launch_uri", uri, OAuthError::invalid_client_metadata)?;
+    let parsed = url::Url::parse(uri).map_err(|_| {
+        OAuthError::invalid_client_metadata(format!("launch_uri {uri} is not an absolute URL"))
+    })?;
+    match parsed.scheme() {
+        "https" if parsed.has_host() => Ok(()),
+        "http" if is_loopback(&parsed) => Ok(()),
+        _ => Err(OAuthError::invalid_client_metadata(format!(
+            "launch_uri {uri} must be an https URL (http only for localhost, 127.0.0.1 or [::1])"
         ))),
     }
 }
@@ -289,16 +388,8 @@ async fn create_app(
 ) -> AdminResult {
     require_admin(&state, &headers)?;
     let request: AppRequest = json_body(&body)?;
-    // An unknown site must fail before the app is registered, not leave it registered
-    // and inactive.
-    for site in &request.sites {
-        find_site(&state, site)?;
-    }
     let (app, secret) =
-        register_app(&state, &request, "admin", RegistrationSource::AdminApi).await?;
-    for site in &request.sites {
-        activate_app(&state, site, &app.client_id).await?;
-    }
+        register_app_at_sites(&state, &request, "admin", RegistrationSource::AdminApi).await?;
     let sites = state.store.app_sites(&app.client_id)?;
     let mut body = app_json(&app, &sites);
     if let Some(secret) = secret {
@@ -307,7 +398,28 @@ async fn create_app(
     Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
 }
 
-/// Registers an app and returns it with its new client secret, if it has one.
+/// Registers an app and activates it at `request.sites`. The whole request, the sites
+/// included, is checked before the first event is written, so a rejected request leaves
+/// no app behind.
+pub async fn register_app_at_sites(
+    state: &AuthState,
+    request: &AppRequest,
+    actor: &str,
+    source: RegistrationSource,
+) -> OAuthResult<(App, Option<String>)> {
+    check_app(request)?;
+    for site in &request.sites {
+        find_site(state, site)?;
+    }
+    let (app, secret) = register_app(state, request, actor, source).await?;
+    for site in &request.sites {
+        activate_app_as(state, site, &app.client_id, actor).await?;
+    }
+    Ok((app, secret))
+}
+
+/// Registers an app and returns it with its new client secret, if it has one. It ignores
+/// `request.sites`; [`register_app_at_sites`] activates the app there.
 pub async fn register_app(
     state: &AuthState,
     request: &AppRequest,
@@ -317,14 +429,14 @@ pub async fn register_app(
     let checked = check_app(request)?;
     let client_id = request.client_id.clone().unwrap_or_else(new_id);
     if client_id.is_empty()
-        || client_id.len() > 128
+        || client_id.chars().count() > MAX_CLIENT_ID_CHARS
         || client_id
             .chars()
             .any(|c| c.is_whitespace() || c.is_control())
     {
-        return Err(OAuthError::invalid_request(
-            "client_id must be 1 to 128 visible characters",
-        ));
+        return Err(OAuthError::invalid_request(format!(
+            "client_id must be 1 to {MAX_CLIENT_ID_CHARS} visible characters"
+        )));
     }
     if state.store.app(&client_id)?.is_some() {
         return Err(OAuthError::new(

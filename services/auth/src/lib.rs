@@ -15,6 +15,7 @@ mod guard;
 mod introspect;
 mod jwks_fetch;
 mod launch;
+mod limits;
 mod manage;
 mod oauth_error;
 mod pages;
@@ -41,14 +42,18 @@ use hearth_smart::keys::KeyStore;
 use parking_lot::RwLock;
 
 pub use admin::{
-    AppRequest, SiteRequest, activate_app_as, admin_router, check_app, create_site_as,
-    deactivate_app_as, disable_app_as, enable_app_as, ensure_default_site, register_app,
-    revoke_grant_as, rotate_secret_as, update_app_as,
+    AppRequest, SiteRequest, activate_app_as, admin_router, check_app, check_launch_uri,
+    create_site_as, deactivate_app_as, disable_app_as, enable_app_as, ensure_default_site,
+    register_app, register_app_at_sites, revoke_grant_as, rotate_secret_as, update_app_as,
 };
 pub use events::{new_id, now_micros, record};
 pub use guard::require_token;
 pub use jwks_fetch::JwksFetcher;
 pub use launch::{LaunchRequest, create_launch_as};
+pub use limits::{
+    MAX_CLIENT_ID_CHARS, MAX_CONTACTS, MAX_NAME_CHARS, MAX_REDIRECT_URIS, MAX_SCOPE_CHARS,
+    MAX_URI_CHARS,
+};
 pub use oauth_error::{
     MAX_BODY_BYTES, OAuthError, OAuthResult, drain_oversized_body, oauth_for_framework_errors,
 };
@@ -56,8 +61,12 @@ pub use pages::protect_html_pages;
 pub use patients::{UpstreamError, UpstreamResources, read_at, search_at};
 pub use portal_session::{PORTAL_SESSION_COOKIE, cookie_values};
 pub use site::{DEFAULT_SITE, SiteId, auth_base_url, fhir_base_url, resolve_site, route_site};
-pub use site_settings::{MAX_FRESHNESS_SECONDS, site_request, update_site_as};
-pub use users::{MIN_PASSWORD_BYTES, UserRequest, create_user_as, disable_user_as, user_json};
+pub use site_settings::{
+    BACKINGS, MAX_FRESHNESS_SECONDS, parse_backing, site_request, update_site_as,
+};
+pub use users::{
+    MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES, UserRequest, create_user_as, disable_user_as, user_json,
+};
 
 /// Compares two secrets in time that does not depend on where they differ.
 pub(crate) fn same_secret(a: &str, b: &str) -> bool {

@@ -53,6 +53,22 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
     }
 
+    /// Returns the error for a registration whose redirect URI is missing or invalid (RFC 7591
+    /// section 3.2.2).
+    pub fn invalid_redirect_uri(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_redirect_uri", description)
+    }
+
+    /// Returns the error for a registration with another invalid field (RFC 7591 section
+    /// 3.2.2).
+    pub fn invalid_client_metadata(description: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_client_metadata",
+            description,
+        )
+    }
+
     /// A failure of the server itself: the detail is logged, the client gets RFC 6749's
     /// `server_error` with a generic description.
     pub fn server_error(detail: impl std::fmt::Display) -> Self {

@@ -140,14 +140,10 @@ async fn handle(
     };
     let (app, secret) = register_app(state, &request, actor, RegistrationSource::Dynamic)
         .await
-        .map_err(|e| match e.description.contains("redirect URI") {
-            true => OAuthError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_redirect_uri",
-                e.description,
-            ),
-            false if e.status == StatusCode::BAD_REQUEST => metadata_error(e.description),
-            false => e,
+        .map_err(|e| match e.error {
+            "invalid_redirect_uri" | "invalid_client_metadata" => e,
+            _ if e.status == StatusCode::BAD_REQUEST => metadata_error(e.description),
+            _ => e,
         })?;
     activate_app(state, &site.site_id, &app.client_id).await?;
 
@@ -188,9 +184,7 @@ fn check_anonymous(metadata: &Metadata, scope: &str) -> OAuthResult<()> {
         ));
     }
     if metadata.redirect_uris.is_empty() {
-        return Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_redirect_uri",
+        return Err(OAuthError::invalid_redirect_uri(
             "redirect_uris is missing; anonymous registration is for apps that users launch",
         ));
     }
@@ -256,11 +250,7 @@ fn check_public_https(uri: &str) -> OAuthResult<()> {
 }
 
 fn metadata_error(description: impl Into<String>) -> OAuthError {
-    OAuthError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_client_metadata",
-        description,
-    )
+    OAuthError::invalid_client_metadata(description)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use serde_json::Value;
 use crate::AuthState;
 use crate::admin::{AdminResult, SiteRequest, find_site, require_admin, site_json};
 use crate::events::{new_id, now_micros, record};
+use crate::limits::{MAX_URI_CHARS, check_length, check_name};
 use crate::oauth_error::{OAuthError, OAuthResult};
 use crate::site::fhir_base_path;
 
@@ -48,11 +49,7 @@ pub(crate) fn checked_site(
     if name.is_empty() {
         return Err(OAuthError::invalid_request("name is empty"));
     }
-    if name.chars().count() > 200 {
-        return Err(OAuthError::invalid_request(
-            "name is longer than 200 characters",
-        ));
-    }
+    check_name("name", name)?;
     let mut site = Site {
         site_id: site_id.to_string(),
         name: name.to_string(),
@@ -102,13 +99,17 @@ pub(crate) fn checked_site(
     }
 }
 
+/// The values of `backing`, as the admin API and the console take them.
+pub const BACKINGS: &[&str] = &["repository", "ehr"];
+
 /// Parses `backing`: `repository` or `ehr`.
-pub(crate) fn parse_backing(backing: &str) -> OAuthResult<Backing> {
+pub fn parse_backing(backing: &str) -> OAuthResult<Backing> {
     match backing {
         "repository" => Ok(Backing::Repository),
         "ehr" => Ok(Backing::Ehr),
         other => Err(OAuthError::invalid_request(format!(
-            "backing {other} is not repository or ehr"
+            "backing {other:?} is not valid; the allowed values are {}",
+            BACKINGS.join(", ")
         ))),
     }
 }
@@ -204,6 +205,7 @@ fn non_empty(field: &str, value: &Option<String>) -> OAuthResult<Option<String>>
 /// An upstream URL must be absolute http or https, with a host and no query or fragment.
 /// User names and passwords in the URL are rejected because the URL is written to the log.
 fn check_upstream_url(field: &str, url: &str) -> OAuthResult<()> {
+    check_length(field, url, MAX_URI_CHARS)?;
     let parsed = url::Url::parse(url).map_err(|e| {
         OAuthError::invalid_request(format!("{field} {url} is not an absolute URL: {e}"))
     })?;

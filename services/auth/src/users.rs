@@ -17,12 +17,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AuthState;
-use crate::admin::require_admin;
+use crate::admin::{find_site, require_admin};
 use crate::events::{new_id, now_micros, record};
+use crate::limits::check_name;
 use crate::oauth_error::{OAuthError, OAuthResult};
 
 /// Shortest password a user may get, in bytes.
 pub const MIN_PASSWORD_BYTES: usize = 8;
+
+/// Longest password a user may get, in bytes; longer ones would only make hashing slow.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// The body of `POST /admin/users`, and the console's form for a new user.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -65,11 +69,27 @@ pub fn user_json(user: &User) -> Value {
     })
 }
 
-fn check(request: &UserRequest) -> OAuthResult<()> {
+/// Checks a new user, the site of a site admin included, before anything is written.
+fn check(state: &AuthState, request: &UserRequest) -> OAuthResult<()> {
     if request.username.trim().is_empty() || request.password.len() < MIN_PASSWORD_BYTES {
         return Err(OAuthError::invalid_request(format!(
             "username must not be empty and password needs at least {MIN_PASSWORD_BYTES} characters"
         )));
+    }
+    check_name("username", &request.username)?;
+    if request.password.len() > MAX_PASSWORD_BYTES {
+        return Err(OAuthError::invalid_request(format!(
+            "password is longer than {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    for (field, value) in [
+        ("display_name", &request.display_name),
+        ("vendor", &request.vendor),
+        ("site_id", &request.site_id),
+    ] {
+        if let Some(value) = value {
+            check_name(field, value)?;
+        }
     }
     for role in &request.roles {
         if !matches!(
@@ -82,8 +102,17 @@ fn check(request: &UserRequest) -> OAuthResult<()> {
         }
     }
     let has_role = |role: &str| request.roles.iter().any(|r| r == role);
-    if has_role("site-admin") && request.site_id.is_none() {
-        return Err(OAuthError::invalid_request("a site-admin needs site_id"));
+    match (has_role("site-admin"), &request.site_id) {
+        (true, None) => return Err(OAuthError::invalid_request("a site-admin needs site_id")),
+        (true, Some(site_id)) => {
+            find_site(state, site_id)?;
+        }
+        (false, Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "site_id applies only to a user with the role site-admin",
+            ));
+        }
+        (false, None) => {}
     }
     if has_role("app-vendor") && request.vendor.is_none() {
         return Err(OAuthError::invalid_request("an app-vendor needs vendor"));
@@ -111,7 +140,7 @@ pub async fn create_user_as(
     request: &UserRequest,
     actor: &str,
 ) -> OAuthResult<User> {
-    check(request)?;
+    check(state, request)?;
     let password = request.password.clone();
     // Argon2 takes tens of milliseconds, so it runs off the async workers.
     let password_hash =

@@ -673,27 +673,82 @@ fn admin_api_rejects_bad_requests() {
             "an unknown client type",
         ),
         (
-            with("redirect_uris", json!(["http://app.example/cb"])),
-            "plain http",
-        ),
-        (
-            with("redirect_uris", json!(["https://app.example/cb#x"])),
-            "a fragment",
-        ),
-        (
             with("grant_types", json!(["password"])),
             "an unknown grant type",
         ),
+        (with("grant_types", json!([])), "no grant type"),
         (
             with("client_id", json!("has space")),
             "a client id with a space",
         ),
         (with("name", json!(" ")), "an empty name"),
+        (
+            with("name", json!("n".repeat(201))),
+            "a name of 201 characters",
+        ),
+        (with("name", json!("New\napp")), "a name with a line break"),
+        (with("scope", json!("")), "an empty scope"),
+        (with("scope", json!("  ")), "a blank scope"),
+        (
+            with("scope", json!("patient/*.rs ".repeat(400))),
+            "a scope of 5200 characters",
+        ),
+        (
+            with("vendor", json!("v".repeat(201))),
+            "a vendor of 201 characters",
+        ),
     ];
     for (body, what) in bodies {
         let reply = hearth.admin_post_raw("/admin/apps", "application/json", &body);
         assert_eq!(reply.status, 400, "{what}: {}", reply.body);
         assert_oauth_error(&reply, 400, "invalid_request");
+    }
+    let long_uri = format!("https://app.example/{}", "p".repeat(2000));
+    let redirects = [
+        (json!(["http://app.example/cb"]), "plain http"),
+        (json!(["https://app.example/cb#x"]), "a fragment"),
+        (json!(["javascript:alert(1)"]), "a javascript: URI"),
+        (json!(["data:text/html,hi"]), "a data: URI"),
+        (json!(["app.example/cb"]), "a relative URI"),
+        (json!([long_uri]), "a URI of 2020 characters"),
+        (json!(vec![REDIRECT_URI; 21]), "21 redirect URIs"),
+        (json!([]), "no redirect URI for a public client"),
+    ];
+    for (uris, what) in redirects {
+        let reply = hearth.admin_post("/admin/apps", &with_json(&app, "redirect_uris", uris));
+        assert_oauth_error(&reply, 400, "invalid_redirect_uri");
+        assert!(reply.body.contains("redirect"), "{what}: {}", reply.body);
+    }
+    let no_redirects =
+        hearth.admin_post("/admin/apps", &with_json(&app, "redirect_uris", json!([])));
+    assert!(
+        no_redirects.body.contains("redirect_uris is empty"),
+        "{}",
+        no_redirects.body
+    );
+    let empty_scope = hearth.admin_post("/admin/apps", &with_value(&app, "scope", ""));
+    assert!(
+        empty_scope.body.contains("scope is empty"),
+        "{}",
+        empty_scope.body
+    );
+    let launch_uris = [
+        "javascript:alert(document.cookie)",
+        "data:text/html,<script>alert(1)</script>",
+        "ftp://app.example/launch",
+        "http://app.example/launch",
+        "/launch.html",
+        long_uri.as_str(),
+    ];
+    for uri in launch_uris {
+        let reply = hearth.admin_post("/admin/apps", &with_value(&app, "launch_uri", uri));
+        assert_oauth_error(&reply, 400, "invalid_client_metadata");
+        assert!(reply.body.contains("launch_uri"), "{uri}: {}", reply.body);
+    }
+    for field in ["jwks_uri", "logo_uri", "client_uri"] {
+        let reply = hearth.admin_post("/admin/apps", &with_value(&app, field, "javascript:x"));
+        assert_oauth_error(&reply, 400, "invalid_client_metadata");
+        assert!(reply.body.contains(field), "{field}: {}", reply.body);
     }
     let existing = hearth.admin_post("/admin/apps", &with_value(&app, "client_id", PUBLIC_APP));
     assert_eq!(existing.status, 409, "{}", existing.body);
@@ -714,6 +769,25 @@ fn admin_api_rejects_bad_requests() {
 
     let bad_site = hearth.admin_post("/admin/sites", &json!({"site_id": "a/b", "name": "x"}));
     assert_oauth_error(&bad_site, 400, "invalid_request");
+    let unknown_backing = hearth.admin_post(
+        "/admin/sites",
+        &json!({"site_id": "north", "name": "North", "backing": "cache"}),
+    );
+    assert_oauth_error(&unknown_backing, 400, "invalid_request");
+    assert!(
+        unknown_backing.body.contains("repository, ehr"),
+        "the error lists the allowed backings: {}",
+        unknown_backing.body
+    );
+    let (status, _) = hearth
+        .server
+        .get_json(&format!("{}/admin/sites/north", hearth.base_url()));
+    assert_eq!(status, 404, "a rejected site was created");
+    let long_name = hearth.admin_post(
+        "/admin/sites",
+        &json!({"site_id": "north", "name": "n".repeat(201)}),
+    );
+    assert_oauth_error(&long_name, 400, "invalid_request");
     let unknown_grant = hearth.admin_delete("/admin/grants/no-such-grant");
     assert_eq!(unknown_grant.status, 404, "{}", unknown_grant.body);
 
@@ -721,6 +795,147 @@ fn admin_api_rejects_bad_requests() {
         apps(&hearth),
         before,
         "a rejected request registered an app"
+    );
+}
+
+fn with_json(value: &Value, name: &str, replacement: Value) -> Value {
+    let mut changed = value.clone();
+    changed[name] = replacement;
+    changed
+}
+
+fn users(hearth: &Hearth) -> Vec<String> {
+    let (status, listed) = hearth
+        .server
+        .get_json(&format!("{}/admin/users", hearth.base_url()));
+    assert_eq!(status, 200, "{listed}");
+    listed["users"]
+        .as_array()
+        .expect("a list of users")
+        .iter()
+        .map(|u| u["username"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn admin_api_checks_users_before_writing() {
+    let hearth = Hearth::start();
+    let before = users(&hearth);
+    let user = |changes: Value| {
+        let mut body = json!({"username": "site-keeper", "password": "a long password"});
+        for (key, value) in changes.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        hearth.admin_post("/admin/users", &body)
+    };
+
+    let unknown_site = user(json!({"roles": ["site-admin"], "site_id": "no-such-site"}));
+    assert_oauth_error(&unknown_site, 404, "invalid_request");
+    assert!(
+        unknown_site.body.contains("no-such-site"),
+        "{}",
+        unknown_site.body
+    );
+    let cases = [
+        (
+            json!({"roles": ["site-admin"]}),
+            "a site-admin without a site",
+        ),
+        (
+            json!({"site_id": "default"}),
+            "a site without the site-admin role",
+        ),
+        (
+            json!({"username": "u".repeat(201)}),
+            "a username of 201 characters",
+        ),
+        (
+            json!({"display_name": "d".repeat(201)}),
+            "a display name of 201 characters",
+        ),
+        (
+            json!({"password": "p".repeat(1025)}),
+            "a password of 1025 bytes",
+        ),
+    ];
+    for (changes, what) in cases {
+        let reply = user(changes);
+        assert_eq!(reply.status, 400, "{what}: {}", reply.body);
+        assert_oauth_error(&reply, 400, "invalid_request");
+    }
+    assert_eq!(users(&hearth), before, "a rejected request added a user");
+
+    let keeper = user(json!({"roles": ["site-admin"], "site_id": "default"}));
+    assert_eq!(keeper.status, 201, "{}", keeper.body);
+    assert_eq!(keeper.json()["site_id"], "default");
+}
+
+#[test]
+fn cli_rejects_unknown_sites_before_writing() {
+    let hearth = Hearth::start();
+    let before = apps(&hearth);
+    // Runs the command line with a password on standard input, for `hearth users add`.
+    let run = |args: &[&str]| {
+        let mut child = std::process::Command::new(hearth_e2e::hearth_bin())
+            .args(args)
+            .arg("--url")
+            .arg(hearth.base_url())
+            .arg(format!("--admin-token={}", hearth.server.admin_token()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("hearth starts");
+        let mut stdin = child.stdin.take().expect("a stdin pipe");
+        std::io::Write::write_all(&mut stdin, b"a long password\n")
+            .expect("the password is written");
+        drop(stdin);
+        child.wait_with_output().expect("hearth runs")
+    };
+
+    let app = run(&[
+        "apps",
+        "register",
+        "--client-id",
+        "cli-app",
+        "--name",
+        "CLI app",
+        "--redirect-uri",
+        REDIRECT_URI,
+        "--scope",
+        "launch/patient patient/*.rs",
+        "--site",
+        "default",
+        "--site",
+        "no-such-site",
+    ]);
+    assert!(
+        !app.status.success(),
+        "an app was registered at an unknown site"
+    );
+    let stderr = String::from_utf8_lossy(&app.stderr);
+    assert!(stderr.contains("no site no-such-site"), "{stderr}");
+    assert_eq!(apps(&hearth), before, "the rejected app was registered");
+
+    let user = run(&[
+        "users",
+        "add",
+        "--username",
+        "cli-keeper",
+        "--role",
+        "site-admin",
+        "--site",
+        "no-such-site",
+    ]);
+    assert!(
+        !user.status.success(),
+        "a site admin of an unknown site was added"
+    );
+    let stderr = String::from_utf8_lossy(&user.stderr);
+    assert!(stderr.contains("no site no-such-site"), "{stderr}");
+    assert!(
+        !users(&hearth).contains(&"cli-keeper".to_string()),
+        "the rejected user was added"
     );
 }
 
