@@ -99,8 +99,11 @@ pub async fn create_launch_as(
     if let Some(patient) = &request.patient {
         check_exists(state, &site.site_id, "Patient", patient).await?;
     }
-    if let Some(encounter) = &request.encounter {
-        check_exists(state, &site.site_id, "Encounter", encounter).await?;
+    if let Some(encounter_id) = &request.encounter {
+        let encounter = check_exists(state, &site.site_id, "Encounter", encounter_id).await?;
+        if let Some(patient) = &request.patient {
+            check_encounter_subject(&encounter, encounter_id, patient)?;
+        }
     }
 
     let launch_id = hearth_smart::secret::generate_token(16);
@@ -131,16 +134,50 @@ pub async fn create_launch_as(
     Ok(launch_id)
 }
 
+/// Rejects an encounter whose subject is not the launch's patient, so an app is never
+/// handed one patient's record with another patient's encounter.
+fn check_encounter_subject(
+    encounter: &Value,
+    encounter_id: &str,
+    patient: &str,
+) -> OAuthResult<()> {
+    let subject = encounter["subject"]["reference"].as_str().unwrap_or("");
+    if reference_target(subject) == Some(("Patient", patient)) {
+        return Ok(());
+    }
+    let subject = if subject.is_empty() {
+        "no patient"
+    } else {
+        subject
+    };
+    Err(OAuthError::invalid_request(format!(
+        "Encounter/{encounter_id} is an encounter of {subject}, not of Patient/{patient}"
+    )))
+}
+
+/// Returns the type and id a literal reference points at: `Patient/1`, an absolute URL
+/// ending in `Patient/1`, either with `/_history/{version}`.
+fn reference_target(reference: &str) -> Option<(&str, &str)> {
+    let path = match reference.split_once("/_history/") {
+        Some((path, _)) => path,
+        None => reference,
+    };
+    let mut segments = path.rsplit('/');
+    let id = segments.next().filter(|id| !id.is_empty())?;
+    let resource_type = segments.next()?;
+    Some((resource_type, id))
+}
+
 /// Checks that a context resource exists at the site (in the repository, or at the EHR
-/// of an EHR-backed site), so a typo fails here and not inside the app.
+/// of an EHR-backed site), so a typo fails here and not inside the app, and returns it.
 async fn check_exists(
     state: &AuthState,
     site_id: &str,
     resource_type: &str,
     id: &str,
-) -> OAuthResult<()> {
+) -> OAuthResult<Value> {
     match crate::patients::read(state, site_id, resource_type, id).await {
-        Ok(Some(_)) => Ok(()),
+        Ok(Some(resource)) => Ok(resource),
         Ok(None) => Err(OAuthError::invalid_request(format!(
             "{resource_type}/{id} does not exist"
         ))),
@@ -154,5 +191,44 @@ async fn check_exists(
                 ),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encounter_of(reference: &str) -> Value {
+        json!({"resourceType": "Encounter", "id": "e1", "subject": {"reference": reference}})
+    }
+
+    #[test]
+    fn encounter_subject_must_be_patient() {
+        for reference in [
+            "Patient/p1",
+            "https://ehr.example/fhir/Patient/p1",
+            "Patient/p1/_history/3",
+        ] {
+            assert!(
+                check_encounter_subject(&encounter_of(reference), "e1", "p1").is_ok(),
+                "{reference}"
+            );
+        }
+        for reference in ["Patient/p2", "Group/p1", "p1", "Patient/p11", ""] {
+            let error =
+                check_encounter_subject(&encounter_of(reference), "e1", "p1").expect_err(reference);
+            assert_eq!(error.error, "invalid_request", "{reference}");
+            assert!(
+                error.description.contains("not of Patient/p1"),
+                "{reference}"
+            );
+        }
+        let no_subject = json!({"resourceType": "Encounter", "id": "e1"});
+        let error = check_encounter_subject(&no_subject, "e1", "p1").unwrap_err();
+        assert!(
+            error.description.contains("of no patient"),
+            "{}",
+            error.description
+        );
     }
 }

@@ -188,6 +188,17 @@ fn ehr_launch_context_checked_at_ehr() {
     assert_eq!(created.status, 201, "{}", created.body);
     assert!(created.json()["launch"].is_string(), "{}", created.body);
 
+    // The EHR's encounter of another patient is rejected.
+    let foreign =
+        launch(json!({"patient": patient, "encounter": front.ehr.sample.other.encounter}));
+    assert_eq!(foreign.status, 400, "{}", foreign.body);
+    assert_eq!(foreign.json()["error"], "invalid_request");
+    assert!(
+        foreign.body.contains(&format!("not of Patient/{patient}")),
+        "{}",
+        foreign.body
+    );
+
     let missing = launch(json!({"patient": "no-such-patient"}));
     assert_eq!(missing.status, 400, "{}", missing.body);
     assert_eq!(missing.json()["error"], "invalid_request");

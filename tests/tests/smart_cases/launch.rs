@@ -232,6 +232,24 @@ fn launch_creation_rejects_bad_requests() {
         assert_eq!(reply.json()["error"], "invalid_request", "{what}");
     }
 
+    // An encounter of another patient is rejected.
+    let other = &hearth.sample.other;
+    let foreign = hearth.admin_post(
+        &hearth.launch_path(),
+        &json!({"client_id": PUBLIC_APP, "patient": patient, "encounter": other.encounter}),
+    );
+    assert_oauth_error(&foreign, 400, "invalid_request");
+    assert!(
+        foreign.body.contains(&format!("not of Patient/{patient}")),
+        "{}",
+        foreign.body
+    );
+    let own = hearth.admin_post(
+        &hearth.launch_path(),
+        &json!({"patient": patient, "encounter": hearth.sample.patient.encounter}),
+    );
+    assert_eq!(own.status, 201, "{}", own.body);
+
     let unknown_client = hearth.admin_post(
         &hearth.launch_path(),
         &json!({"client_id": "no-such-app", "patient": patient}),
