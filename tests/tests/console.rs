@@ -144,7 +144,10 @@ fn console_portal_and_demo_app_in_chromium() {
     );
 
     let client_id = "console-test-app";
-    let app_name = "Console test chart";
+    // A name one character under the maximum, most of it one unbroken word, so every page that shows
+    // it must wrap it to fit a phone's width.
+    let app_name = format!("Console test chart {}", "Growthchartandvitals".repeat(9));
+    assert_eq!(app_name.chars().count(), 199);
     let screenshots = std::env::var("HEARTH_CONSOLE_SCREENSHOTS").ok();
     let config = json!({
         "base_url": server.base_url,
@@ -230,6 +233,24 @@ fn console_portal_and_demo_app_in_chromium() {
     );
     assert_eq!(report["registered"]["client_id"], client_id, "{pretty}");
     assert_eq!(report["app_status_at_site"], "active", "{pretty}");
+    assert_eq!(
+        report["form_limits"],
+        json!({"client_id": 128, "name": 200, "launch_uri": 2000, "scope": 4000,
+               "vendor": 200, "jwks_uri": 2000}),
+        "{pretty}"
+    );
+    assert!(
+        report["bad_launch_uri"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("launch_uri javascript:"),
+        "{pretty}"
+    );
+    assert_eq!(report["bad_launch_uri"]["kept_name"], app_name, "{pretty}");
+    assert_eq!(
+        report["revoke_all_label"], "Revoke 1 live grant",
+        "{pretty}"
+    );
 
     assert_ehr_site(&server, &report["ehr_site"], &pretty);
     assert_users(&server, &report, &pretty);
@@ -554,8 +575,8 @@ fn strings(value: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Checks that every page was audited at both widths and that neither axe-core nor the
-/// keyboard walk found a problem.
+/// Checks that every page was audited at both widths, that neither axe-core nor the
+/// keyboard walk found a problem, and that no page scrolls sideways.
 fn assert_accessible(report: &Value, analytics: bool) {
     let audits = report["accessibility"].as_array().unwrap();
     let mut expected: Vec<&str> = AUDITED_PAGES.to_vec();
@@ -577,6 +598,7 @@ fn assert_accessible(report: &Value, analytics: bool) {
         .filter(|a| {
             !a["violations"].as_array().unwrap().is_empty()
                 || !a["keyboard"].as_array().unwrap().is_empty()
+                || !a["overflow"].is_null()
         })
         .collect();
     assert!(
@@ -681,4 +703,313 @@ fn console_pages_need_sign_in() {
         app["launch_uri"],
         format!("{}/demo-app/launch.html", server.base_url)
     );
+}
+
+/// A console session of a signed-in user over plain HTTP, for checks that need no
+/// browser. It sends the session cookie and each form's CSRF value itself.
+struct Session {
+    client: reqwest::blocking::Client,
+    base_url: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Session {
+    fn sign_in(server: &Server, username: &str, password: &str) -> Session {
+        let client = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let base_url = server.base_url.clone();
+        let page = client
+            .get(format!("{base_url}/console/sign-in"))
+            .send()
+            .unwrap();
+        let form_cookie = page.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let token = form_cookie.split_once('=').unwrap().1.to_string();
+
+        let signed_in = client
+            .post(format!("{base_url}/console/sign-in"))
+            .header("cookie", &form_cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&[
+                ("username", username),
+                ("password", password),
+                ("signin", &token),
+            ]))
+            .send()
+            .unwrap();
+        assert_eq!(signed_in.status(), 303, "the sign-in failed");
+        let cookie = signed_in
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+            .find(|c| c.starts_with("hearth_console=") && c != "hearth_console=")
+            .expect("a session cookie");
+
+        let mut session = Session {
+            client,
+            base_url,
+            cookie,
+            csrf: String::new(),
+        };
+        let (_, page) = session.get("/console/users");
+        let marker = "name=\"csrf\" value=\"";
+        let start = page.find(marker).expect("a form with a CSRF value") + marker.len();
+        session.csrf = page[start..start + page[start..].find('"').unwrap()].to_string();
+        session
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base_url))
+            .header("cookie", &self.cookie)
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    }
+
+    /// Posts a form with the session's CSRF value and returns the status and the page.
+    fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let mut fields = fields.to_vec();
+        fields.push(("csrf", &self.csrf));
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base_url))
+            .header("cookie", &self.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&fields))
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    }
+}
+
+/// Encodes form fields as `application/x-www-form-urlencoded`.
+fn form_body(fields: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
+}
+
+/// Returns the text of the page's `role="alert"` element, the error of a rejected form.
+fn alert(page: &str) -> &str {
+    let Some(start) = page.find("role=\"alert\"") else {
+        panic!("the page shows no error: {page}");
+    };
+    let element = &page[start..];
+    let text = &element[element.find('>').unwrap() + 1..];
+    &text[..text.find('<').unwrap_or(text.len())]
+}
+
+/// Returns the fields of a valid app registration form with `changes` applied.
+fn app_form<'a>(client_id: &'a str, changes: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut fields = vec![
+        ("client_id", client_id),
+        ("name", "Checked app"),
+        ("client_type", "public"),
+        ("redirect_uris", "https://app.example/cb"),
+        ("launch_uri", "https://app.example/launch"),
+        ("scope", "launch openid fhirUser patient/*.rs"),
+        ("vendor", ""),
+        ("jwks_uri", ""),
+        ("jwks", ""),
+    ];
+    for (name, value) in changes {
+        match fields.iter_mut().find(|(field, _)| field == name) {
+            Some(field) => field.1 = value,
+            None => fields.push((name, value)),
+        }
+    }
+    fields
+}
+
+#[test]
+fn console_forms_check_before_writing() {
+    let server = Server::start(&Backend::Embedded).expect("hearth starts");
+    admin_post(
+        &server,
+        "/admin/users",
+        &json!({"username": ADMIN.0, "password": ADMIN.1, "roles": ["platform-admin"]}),
+    );
+    let session = Session::sign_in(&server, ADMIN.0, ADMIN.1);
+    let app_status = |client_id: &str| {
+        server
+            .get_json(&format!("{}/admin/apps/{client_id}", server.base_url))
+            .0
+    };
+
+    // An unknown site among the chosen ones rejects the form before the app exists.
+    let fields = app_form(
+        "half-app",
+        &[("sites", "default"), ("sites", "no-such-site")],
+    );
+    let (_, page) = session.post("/console/apps", &fields);
+    assert!(alert(&page).contains("no site no-such-site"), "{page}");
+    assert_eq!(app_status("half-app"), 404, "the app stayed registered");
+
+    let long_name = "n".repeat(201);
+    let long_uri = format!("https://app.example/{}", "p".repeat(2000));
+    let rejected: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (vec![("launch_uri", "javascript:alert(1)")], "launch_uri"),
+        (vec![("launch_uri", "data:text/html,hi")], "launch_uri"),
+        (vec![("launch_uri", "http://app.example/launch")], "https"),
+        (vec![("launch_uri", &long_uri)], "maximum is 2000"),
+        (
+            vec![("redirect_uris", "javascript:alert(1)")],
+            "redirect URI",
+        ),
+        (vec![("redirect_uris", "")], "redirect_uris is empty"),
+        (vec![("scope", "  ")], "scope is empty"),
+        (vec![("name", &long_name)], "maximum is 200"),
+        (vec![("jwks_uri", "javascript:x")], "jwks_uri"),
+    ];
+    for (changes, expected) in rejected {
+        let (status, page) = session.post("/console/apps", &app_form("bad-app", &changes));
+        assert_eq!(status, 200, "{changes:?}: {page}");
+        let error = alert(&page);
+        assert!(error.contains(expected), "{changes:?}: {error}");
+        assert_eq!(app_status("bad-app"), 404, "{changes:?} registered the app");
+    }
+
+    // The forms carry the limits too.
+    let (_, form) = session.get("/console/apps/new");
+    for attribute in [
+        "id=\"name\" name=\"name\" value=\"\" required maxlength=\"200\"",
+        "id=\"launch_uri\" name=\"launch_uri\" value=\"\" maxlength=\"2000\"",
+        "id=\"vendor\" name=\"vendor\" value=\"\" maxlength=\"200\"",
+    ] {
+        assert!(form.contains(attribute), "{attribute} is missing: {form}");
+    }
+    let (_, users_page) = session.get("/console/users");
+    assert!(
+        users_page.contains("name=\"username\" value=\"\" required maxlength=\"200\""),
+        "{users_page}"
+    );
+
+    // A site with an unknown backing, and a site admin of an unknown site.
+    let (_, page) = session.post(
+        "/console/sites",
+        &[
+            ("site_id", "north"),
+            ("name", "North"),
+            ("backing", "cache"),
+        ],
+    );
+    let error = alert(&page);
+    assert!(error.contains("repository, ehr"), "{error}");
+    let (status, _) = server.get_json(&format!("{}/admin/sites/north", server.base_url));
+    assert_eq!(status, 404, "a site with an unknown backing was created");
+
+    let (status, page) = session.post(
+        "/console/users",
+        &[
+            ("username", "keeper"),
+            ("password", "a long password"),
+            ("role", "site-admin"),
+            ("site_id", "no-such-site"),
+        ],
+    );
+    assert_eq!(status, 404, "{page}");
+    assert!(alert(&page).contains("no site no-such-site"), "{page}");
+    let (_, listed) = server.get_json(&format!("{}/admin/users", server.base_url));
+    assert!(
+        !listed.to_string().contains("\"keeper\""),
+        "the rejected user was added: {listed}"
+    );
+
+    // A valid form still registers and activates the app.
+    let (status, _) = session.post(
+        "/console/apps",
+        &app_form("good-app", &[("sites", "default")]),
+    );
+    assert_eq!(status, 303);
+    let (_, app) = server.get_json(&format!("{}/admin/apps/good-app", server.base_url));
+    assert_eq!(app["sites"], json!(["default"]), "{app}");
+}
+
+#[test]
+fn portal_rejects_encounter_of_another_patient() {
+    let server = Server::start(&Backend::Embedded).expect("hearth starts");
+    let own_file = sample_file("Fannie_Waelchi");
+    let other_file = sample_file("Dwain_McGlynn");
+    let files = [
+        sample_file("hospitalInformation"),
+        sample_file("practitionerInformation"),
+        own_file.clone(),
+        other_file.clone(),
+    ];
+    let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let output = server.load(&paths).expect("hearth load runs");
+    assert!(
+        output.status.success(),
+        "hearth load failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let patient = first_resource(&own_file, "Patient")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let own_encounter = first_resource(&own_file, "Encounter")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other_encounter = first_resource(&other_file, "Encounter")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    admin_post(
+        &server,
+        "/admin/users",
+        &json!({"username": ADMIN.0, "password": ADMIN.1, "roles": ["platform-admin"]}),
+    );
+    let session = Session::sign_in(&server, ADMIN.0, ADMIN.1);
+    let launch = |encounter: &str| {
+        session.post(
+            "/console/portal/launch",
+            &[
+                ("site", "default"),
+                ("client_id", "hearth-demo-app"),
+                ("patient", &patient),
+                ("encounter", encounter),
+            ],
+        )
+    };
+
+    let (status, page) = launch(&other_encounter);
+    assert_eq!(status, 400, "{page}");
+    let error = alert(&page);
+    assert!(
+        error.contains(&format!("Encounter/{other_encounter}")),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!("not of Patient/{patient}")),
+        "{error}"
+    );
+
+    let (status, page) = launch(&own_encounter);
+    assert_eq!(
+        status, 303,
+        "the patient's own encounter is rejected: {page}"
+    );
+}
+
+#[test]
+fn favicon_is_served() {
+    let server = Server::start(&Backend::Embedded).expect("hearth starts");
+    let response = reqwest::blocking::get(format!("{}/favicon.ico", server.base_url)).unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/x-icon");
+    let body = response.bytes().unwrap();
+    assert_eq!(&body[..4], &[0, 0, 1, 0], "not an ICO file");
+    assert!(body.len() < 4096, "the icon has {} bytes", body.len());
 }

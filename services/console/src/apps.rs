@@ -85,7 +85,7 @@ pub async fn create(
     let fields = AppFields::from_form(&form);
     let chosen_sites = form.all("sites");
     let sites = state.auth.store.sites()?;
-    let request = match fields.request() {
+    let mut request = match fields.request() {
         Ok(request) => request,
         Err(message) => {
             let body = app_form(
@@ -104,7 +104,10 @@ pub async fn create(
             ));
         }
     };
-    let registered = hearth_auth::register_app(
+    // The sites are part of the request, so an unknown one rejects the form before the
+    // app is registered.
+    request.sites = chosen_sites.clone();
+    let registered = hearth_auth::register_app_at_sites(
         &state.auth,
         &request,
         &viewer.user_id,
@@ -131,9 +134,6 @@ pub async fn create(
         }
         Err(error) => return Err(error.into()),
     };
-    for site in &chosen_sites {
-        hearth_auth::activate_app_as(&state.auth, site, &app.client_id, &viewer.user_id).await?;
-    }
     tracing::info!(client_id = %app.client_id, user_id = %viewer.user_id, "app registered in the console");
     match secret {
         Some(secret) => Ok(secret_page(&viewer, &app, &secret, "registered")),
@@ -452,8 +452,9 @@ fn app_form(
         ),
         None => format!(
             "<label for=\"client_id\">Client id <small>(optional; generated when empty)</small></label>\
-             <input type=\"text\" id=\"client_id\" name=\"client_id\" value=\"{}\">",
-            escape(&fields.client_id)
+             <input type=\"text\" id=\"client_id\" name=\"client_id\" value=\"{}\" maxlength=\"{}\">",
+            escape(&fields.client_id),
+            hearth_auth::MAX_CLIENT_ID_CHARS
         ),
     };
     let mut types = String::new();
@@ -545,21 +546,21 @@ fn app_form(
     let form = format!(
         "<form method=\"post\" action=\"{action}\" class=\"app-form\">{csrf}{client_id_field}\
          <label for=\"name\">Name</label>\
-         <input type=\"text\" id=\"name\" name=\"name\" value=\"{name}\" required{disabled_attr}>\
+         <input type=\"text\" id=\"name\" name=\"name\" value=\"{name}\" required maxlength=\"{max_name}\"{disabled_attr}>\
          <label for=\"client_type\">Client type</label>\
          <select id=\"client_type\" name=\"client_type\"{disabled_attr}>{types}</select>\
-         <label for=\"redirect_uris\">Redirect URIs <small>(one per line)</small></label>\
-         <textarea id=\"redirect_uris\" name=\"redirect_uris\" rows=\"3\"{disabled_attr}>{redirects}</textarea>\
-         <label for=\"launch_uri\">Launch URI <small>(for EHR launches)</small></label>\
-         <input type=\"url\" id=\"launch_uri\" name=\"launch_uri\" value=\"{launch}\"{disabled_attr}>\
+         <label for=\"redirect_uris\">Redirect URIs <small>(one per line; https, or http at localhost)</small></label>\
+         <textarea id=\"redirect_uris\" name=\"redirect_uris\" rows=\"3\" maxlength=\"{max_redirects}\"{disabled_attr}>{redirects}</textarea>\
+         <label for=\"launch_uri\">Launch URI <small>(for EHR launches; https, or http at localhost)</small></label>\
+         <input type=\"url\" id=\"launch_uri\" name=\"launch_uri\" value=\"{launch}\" maxlength=\"{max_uri}\"{disabled_attr}>\
          <label for=\"scope\">Scopes the app may be granted <small>(space separated)</small></label>\
-         <textarea id=\"scope\" name=\"scope\" rows=\"2\" required{disabled_attr}>{scope}</textarea>\
+         <textarea id=\"scope\" name=\"scope\" rows=\"2\" required maxlength=\"{max_scope}\"{disabled_attr}>{scope}</textarea>\
          <fieldset><legend>Grant types <small>(none checked: chosen from the redirect URIs)</small></legend>{grants}</fieldset>\
          <label for=\"vendor\">Vendor</label>\
-         <input type=\"text\" id=\"vendor\" name=\"vendor\" value=\"{vendor}\"{disabled_attr}>\
+         <input type=\"text\" id=\"vendor\" name=\"vendor\" value=\"{vendor}\" maxlength=\"{max_name}\"{disabled_attr}>\
          <fieldset><legend>Keys of a confidential asymmetric client</legend>\
          <label for=\"jwks_uri\">JWKS URL</label>\
-         <input type=\"url\" id=\"jwks_uri\" name=\"jwks_uri\" value=\"{jwks_uri}\"{disabled_attr}>\
+         <input type=\"url\" id=\"jwks_uri\" name=\"jwks_uri\" value=\"{jwks_uri}\" maxlength=\"{max_uri}\"{disabled_attr}>\
          <label for=\"jwks\">or a JSON Web Key Set (public keys)</label>\
          <textarea id=\"jwks\" name=\"jwks\" rows=\"4\" class=\"mono\"{disabled_attr}>{jwks}</textarea>\
          <label for=\"jwks_file\" class=\"file\">Load a JWKS file into the field</label>\
@@ -573,6 +574,11 @@ fn app_form(
         vendor = escape(&fields.vendor),
         jwks_uri = escape(&fields.jwks_uri),
         jwks = escape(&fields.jwks),
+        max_name = hearth_auth::MAX_NAME_CHARS,
+        max_uri = hearth_auth::MAX_URI_CHARS,
+        max_scope = hearth_auth::MAX_SCOPE_CHARS,
+        // One URI per line, each with its line break.
+        max_redirects = hearth_auth::MAX_REDIRECT_URIS * (hearth_auth::MAX_URI_CHARS + 1),
     );
     let actions = match app {
         Some(app) if editable => {

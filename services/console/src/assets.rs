@@ -1,5 +1,6 @@
-//! Static files embedded in the binary: the console's stylesheet and script, and the demo
-//! app with the vendored SMART JavaScript client.
+//! Static files embedded in the binary: the console's stylesheet and script, the icon
+//! that browsers show for Hearth's pages, and the demo app with the vendored SMART
+//! JavaScript client.
 
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
@@ -67,6 +68,22 @@ fn serve(files: &'static [(&'static str, &'static str, &'static str)], name: &st
             .into_response(),
         None => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
+}
+
+/// Hearth's icon, a flame on a dark square: one 32 by 32 PNG image in an ICO container.
+/// Browsers ask every origin for `/favicon.ico`, so every page of Hearth gets it.
+const FAVICON: &[u8] = include_bytes!("../assets/favicon.ico");
+
+pub async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/x-icon"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        FAVICON,
+    )
+        .into_response()
 }
 
 pub async fn console_asset(Path(name): Path<String>) -> Response {

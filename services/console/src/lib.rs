@@ -139,6 +139,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/console/portal/launch", post(portal::launch))
         .route("/console/patient-portal", get(portal::patient_page))
         .route("/console/assets/{name}", get(assets::console_asset))
+        .route("/favicon.ico", get(assets::favicon))
         .route("/demo-app", get(|| async { Redirect::to("/demo-app/") }))
         .route("/demo-app/", get(assets::demo_index))
         .route("/demo-app/{name}", get(assets::demo_asset))

@@ -198,7 +198,7 @@ fn launch_buttons(
         .store
         .active_apps(&site.site_id)?
         .into_iter()
-        .filter(|app| !app.disabled && app.launch_uri.is_some())
+        .filter(|app| !app.disabled && app.launch_uri.as_deref().is_some_and(is_launchable))
         .collect();
     if apps.is_empty() {
         return Ok("<p>No app with a launch URI is active at this site.</p>".to_string());
@@ -268,6 +268,13 @@ pub async fn launch(
         .launch_uri
         .clone()
         .ok_or_else(|| ConsoleError::BadRequest(format!("app {client_id} has no launch URI")))?;
+    // Apps registered before launch URIs were checked may hold one of another scheme,
+    // such as javascript:, which the browser must never be sent to.
+    if !is_launchable(&launch_uri) {
+        return Err(ConsoleError::BadRequest(format!(
+            "the launch URI of app {client_id} is not an https URL (or http at localhost); correct it on the app's page"
+        )));
+    }
 
     // A patient launches only with its own record; a practitioner who is not also an
     // administrator or vendor launches as itself.
@@ -308,6 +315,12 @@ pub async fn launch(
         .append_pair("iss", &iss)
         .append_pair("launch", &launch);
     Ok(Redirect::to(target.as_str()).into_response())
+}
+
+/// Returns whether the portal may send a browser to a launch URI, which is only when it
+/// passes the check of app registration.
+fn is_launchable(launch_uri: &str) -> bool {
+    hearth_auth::check_launch_uri(launch_uri).is_ok()
 }
 
 /// Returns the sites where the viewer may launch apps.

@@ -97,8 +97,15 @@ impl SiteFields {
     /// Blank text fields are left out, so the API applies its defaults.
     pub fn to_request(&self) -> Result<SiteRequest, String> {
         let optional = |value: &str| Some(value.trim().to_string()).filter(|v| !v.is_empty());
-        if self.backing != "ehr" {
-            return self.repository_request();
+        match self.backing.as_str() {
+            "ehr" => {}
+            "repository" => return self.repository_request(),
+            other => {
+                return Err(format!(
+                    "The backing {other:?} is not valid. Choose one of: {}.",
+                    hearth_auth::BACKINGS.join(", ")
+                ));
+            }
         }
         let default_cache_freshness_s = match self.default_freshness.trim() {
             "" => 0,
@@ -172,7 +179,7 @@ impl SiteFields {
         } else {
             format!(
                 "<label for=\"site_id\">Site id <small>(letters, digits, - and _; part of the site's URLs)</small></label>\
-                 <input type=\"text\" id=\"site_id\" name=\"site_id\" value=\"{id}\" required pattern=\"[A-Za-z0-9_\\-]{{1,64}}\">\
+                 <input type=\"text\" id=\"site_id\" name=\"site_id\" value=\"{id}\" required maxlength=\"64\" pattern=\"[A-Za-z0-9_\\-]{{1,64}}\">\
                  <label for=\"backing\">Backing</label>\
                  <select id=\"backing\" name=\"backing\">{options}</select>",
                 id = escape(&self.site_id),
@@ -192,11 +199,12 @@ impl SiteFields {
         };
         format!(
             "{identity}<label for=\"site_name\">Name</label>\
-             <input type=\"text\" id=\"site_name\" name=\"name\" value=\"{name}\" required maxlength=\"200\">\
+             <input type=\"text\" id=\"site_name\" name=\"name\" value=\"{name}\" required maxlength=\"{max_name}\">\
              <label class=\"check\"><input type=\"checkbox\" name=\"dynamic_registration\" value=\"1\"{dynamic}> \
              Apps may register themselves at this site (OAuth dynamic client registration, RFC 7591)</label>\
              {upstream}",
             name = escape(&self.name),
+            max_name = hearth_auth::MAX_NAME_CHARS,
             dynamic = checked(self.dynamic_registration),
         )
     }
@@ -221,7 +229,7 @@ impl SiteFields {
         format!(
             "<fieldset><legend>Upstream EHR <small>(for an EHR backing)</small></legend>\
              <label for=\"upstream_base_url\">FHIR base URL of the EHR</label>\
-             <input type=\"url\" id=\"upstream_base_url\" name=\"upstream_base_url\" value=\"{base}\" placeholder=\"https://ehr.example/fhir/R4\">\
+             <input type=\"url\" id=\"upstream_base_url\" name=\"upstream_base_url\" value=\"{base}\" maxlength=\"{max_uri}\" placeholder=\"https://ehr.example/fhir/R4\">\
              <label for=\"upstream_fhir_version\">FHIR version of the EHR</label>\
              <select id=\"upstream_fhir_version\" name=\"upstream_fhir_version\">{versions}</select>\
              </fieldset>\
@@ -236,7 +244,7 @@ impl SiteFields {
              <label for=\"upstream_client_id\">Hearth's client id at the EHR <small>(for Backend Services)</small></label>\
              <input type=\"text\" id=\"upstream_client_id\" name=\"upstream_client_id\" value=\"{client_id}\">\
              <label for=\"upstream_token_url\">Token endpoint of the EHR <small>(blank: read from its .well-known/smart-configuration)</small></label>\
-             <input type=\"url\" id=\"upstream_token_url\" name=\"upstream_token_url\" value=\"{token_url}\">\
+             <input type=\"url\" id=\"upstream_token_url\" name=\"upstream_token_url\" value=\"{token_url}\" maxlength=\"{max_uri}\">\
              <label for=\"upstream_scope\">Scopes requested at the EHR <small>(blank: system/*.rs)</small></label>\
              <input type=\"text\" id=\"upstream_scope\" name=\"upstream_scope\" value=\"{scope}\">\
              <p class=\"hint\">Register Hearth at the EHR with the key set at <code>/ehr-client/jwks</code>.</p>\
@@ -263,6 +271,7 @@ impl SiteFields {
             scope = escape(&self.upstream_scope),
             default_freshness = escape(&self.default_freshness),
             type_freshness = escape(&self.type_freshness),
+            max_uri = hearth_auth::MAX_URI_CHARS,
         )
     }
 }
@@ -339,6 +348,20 @@ mod tests {
             ..SiteFields::default()
         };
         assert!(fields.to_request().unwrap_err().contains("upstream EHR"));
+    }
+
+    #[test]
+    fn unknown_backing_is_rejected() {
+        for backing in ["", "cache", "EHR"] {
+            let fields = SiteFields {
+                site_id: "north".into(),
+                name: "North".into(),
+                backing: backing.into(),
+                ..SiteFields::default()
+            };
+            let error = fields.to_request().unwrap_err();
+            assert!(error.contains("repository, ehr"), "{backing}: {error}");
+        }
     }
 
     #[test]

@@ -274,10 +274,11 @@ pub async fn show(
     }
     let live = grants.iter().filter(|g| !g.is_revoked()).count();
     let revoke_all = if live > 0 {
+        let label = revoke_all_label(live);
         format!(
-            "<form method=\"post\" action=\"/console/sites/{path}/grants/revoke\" data-confirm=\"Revoke all {live} live grants at this site?\">{csrf}\
+            "<form method=\"post\" action=\"/console/sites/{path}/grants/revoke\" data-confirm=\"{label} at this site?\">{csrf}\
              <input type=\"hidden\" name=\"all\" value=\"1\">\
-             <button type=\"submit\" class=\"danger\">Revoke all {live} live grants</button></form>"
+             <button type=\"submit\" class=\"danger\">{label}</button></form>"
         )
     } else {
         String::new()
@@ -465,6 +466,14 @@ pub async fn revoke(
     .into_response())
 }
 
+/// Labels the button that revokes every live grant of a site, in singular or plural.
+fn revoke_all_label(live: usize) -> String {
+    match live {
+        1 => "Revoke 1 live grant".to_string(),
+        _ => format!("Revoke all {live} live grants"),
+    }
+}
+
 fn find_managed(state: &ConsoleState, viewer: &Viewer, site_id: &str) -> ConsoleResult<Site> {
     if !viewer.can_manage_site(site_id) {
         return Err(ConsoleError::Forbidden(format!(
@@ -476,4 +485,16 @@ fn find_managed(state: &ConsoleState, viewer: &Viewer, site_id: &str) -> Console
         .store
         .site(site_id)?
         .ok_or_else(|| ConsoleError::NotFound(format!("no site {site_id}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoke_all_label_agrees_in_number() {
+        assert_eq!(revoke_all_label(1), "Revoke 1 live grant");
+        assert_eq!(revoke_all_label(2), "Revoke all 2 live grants");
+        assert_eq!(revoke_all_label(31), "Revoke all 31 live grants");
+    }
 }

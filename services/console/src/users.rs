@@ -141,11 +141,11 @@ fn page_body(
          <section aria-labelledby=\"new-user\"><h2 id=\"new-user\">Add a user</h2>\
          <form method=\"post\" action=\"/console/users\" class=\"user-form\">{csrf}\
          <label for=\"new_username\">Username</label>\
-         <input type=\"text\" id=\"new_username\" name=\"username\" value=\"{username}\" required autocomplete=\"off\">\
+         <input type=\"text\" id=\"new_username\" name=\"username\" value=\"{username}\" required maxlength=\"{max_name}\" autocomplete=\"off\">\
          <label for=\"new_display_name\">Display name <small>(optional)</small></label>\
-         <input type=\"text\" id=\"new_display_name\" name=\"display_name\" value=\"{display}\" autocomplete=\"off\">\
+         <input type=\"text\" id=\"new_display_name\" name=\"display_name\" value=\"{display}\" maxlength=\"{max_name}\" autocomplete=\"off\">\
          <label for=\"new_password\">Password <small>(at least {min} characters)</small></label>\
-         <input type=\"password\" id=\"new_password\" name=\"password\" required minlength=\"{min}\" autocomplete=\"new-password\">\
+         <input type=\"password\" id=\"new_password\" name=\"password\" required minlength=\"{min}\" maxlength=\"{max_password}\" autocomplete=\"new-password\">\
          <label for=\"new_fhir_user\">FHIR user <small>(Practitioner/ID for the provider portal, Patient/ID for the patient portal)</small></label>\
          <input type=\"text\" id=\"new_fhir_user\" name=\"fhir_user\" value=\"{fhir_user}\" pattern=\"(Practitioner|PractitionerRole|Patient|RelatedPerson|Person)/[A-Za-z0-9\\-\\.]{{1,64}}\">\
          <label for=\"new_role\">Console role</label>\
@@ -153,13 +153,15 @@ fn page_body(
          <label for=\"new_site\">Site <small>(for a site admin)</small></label>\
          <select id=\"new_site\" name=\"site_id\">{site_options}</select>\
          <label for=\"new_vendor\">Vendor <small>(for an app vendor)</small></label>\
-         <input type=\"text\" id=\"new_vendor\" name=\"vendor\" value=\"{vendor}\">\
+         <input type=\"text\" id=\"new_vendor\" name=\"vendor\" value=\"{vendor}\" maxlength=\"{max_name}\">\
          <button type=\"submit\">Add user</button></form></section>",
         username = escape(&fields.username),
         display = escape(&fields.display_name),
         fhir_user = escape(&fields.fhir_user),
         vendor = escape(&fields.vendor),
         min = hearth_auth::MIN_PASSWORD_BYTES,
+        max_password = hearth_auth::MAX_PASSWORD_BYTES,
+        max_name = hearth_auth::MAX_NAME_CHARS,
         wrap = html::table_wrap("users-caption"),
     ))
 }

@@ -181,14 +181,34 @@ async function keyboardWalk(page) {
   return { stops: expected.length, problems };
 }
 
+// Returns null when the page fits the viewport's width, else the page's scroll width and
+// the elements that stick out past the right edge (at most five), so a long unbroken name
+// that widens the page is named.
+async function horizontalOverflow(page) {
+  return page.evaluate(() => {
+    const root = document.documentElement;
+    if (root.scrollWidth <= root.clientWidth) return null;
+    const wide = [];
+    for (const element of document.body.querySelectorAll("*")) {
+      const box = element.getBoundingClientRect();
+      if (box.right > root.clientWidth + 1 && !element.closest(".table-wrap, .chart-body")) {
+        wide.push(`${element.tagName.toLowerCase()}${element.id ? "#" + element.id : ""} ${Math.round(box.right)}px`);
+        if (wide.length === 5) break;
+      }
+    }
+    return { scroll_width: root.scrollWidth, client_width: root.clientWidth, elements: wide };
+  });
+}
+
 // Audits the current page at desktop and phone width and appends one entry per width to
-// report.accessibility: the page's name, width, axe violations, Tab stops and keyboard
-// problems.
+// report.accessibility: the page's name, width, axe violations, Tab stops, keyboard
+// problems and, when the page scrolls sideways, its overflow (see horizontalOverflow).
 // The viewport is back at desktop width afterwards.
 async function audit(page, report, name) {
   for (const [label, size] of [["desktop", DESKTOP], ["phone", PHONE]]) {
     await page.setViewportSize(size);
     const entry = { page: name, width: label, path: new URL(page.url()).pathname };
+    entry.overflow = await horizontalOverflow(page);
     entry.violations = await axeViolations(page);
     const walk = await keyboardWalk(page);
     entry.tab_stops = walk.stops;

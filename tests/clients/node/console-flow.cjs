@@ -118,8 +118,14 @@ async function adminFlow(context, config, report) {
   report.after_sign_in = new URL(page.url()).pathname;
   await check(page, config, report, "apps");
 
-  // Register the app.
+  // Register the app. The form comes back with an error for a javascript: launch URI
+  // first.
   await submit(page, "a[href='/console/apps/new']");
+  report.form_limits = await page.evaluate(() =>
+    Object.fromEntries(
+      ["client_id", "name", "launch_uri", "scope", "vendor", "jwks_uri"].map((id) => [id, document.getElementById(id).maxLength]),
+    ),
+  );
   await page.fill("#client_id", app.client_id);
   await page.fill("#name", app.name);
   await page.selectOption("#client_type", "public");
@@ -128,6 +134,13 @@ async function adminFlow(context, config, report) {
   await page.fill("#scope", app.scope);
   await page.fill("#vendor", "Console test vendor");
   await check(page, config, report, "app-register");
+  await page.fill("#launch_uri", "javascript:alert(document.cookie)");
+  await submit(page, "form.app-form button[type=submit]");
+  report.bad_launch_uri = {
+    error: await page.textContent("[role=alert]"),
+    kept_name: await page.inputValue("#name"),
+  };
+  await page.fill("#launch_uri", app.launch_uri);
   await submit(page, "form.app-form button[type=submit]");
   report.registered = {
     path: new URL(page.url()).pathname,
@@ -193,6 +206,7 @@ async function adminFlow(context, config, report) {
   const consolePage = await context.newPage();
   await consolePage.goto(`${base}/console/sites/default`);
   report.grants_before = await grantRows(consolePage);
+  report.revoke_all_label = await consolePage.textContent("form input[name=all] ~ button");
   const live = report.grants_before.find((g) => g.client_id === app.client_id && g.live);
   if (!live) throw new Error(`no live grant of ${app.client_id} is listed`);
   report.revoked_grant = live.grant_id;
