@@ -22,7 +22,7 @@ use crate::events::{audit, new_id, now_micros, record};
 use crate::oauth_error::{error_page, error_redirect, redirect_with};
 use crate::pages::{self, PatientChoice};
 use crate::patients;
-use crate::portal_session::portal_login;
+use crate::portal_session::{cookie_values, portal_login};
 use crate::session::Pending;
 use crate::site::{auth_base_url, fhir_base_url};
 
@@ -536,16 +536,28 @@ pub(crate) fn with_session_cookie(
     mut response: Response,
     session_id: &str,
 ) -> Response {
+    append_cookie(state, &mut response, SESSION_COOKIE, session_id, "Lax");
+    response
+}
+
+/// Appends an `HttpOnly` cookie for every path, marked `Secure` when the public URL is
+/// https. `same_site` is the `SameSite` rule, `Lax` or `Strict`.
+pub(crate) fn append_cookie(
+    state: &AuthState,
+    response: &mut Response,
+    name: &str,
+    value: &str,
+    same_site: &str,
+) {
     let secure = if state.settings.public_url.starts_with("https://") {
         "; Secure"
     } else {
         ""
     };
-    let cookie = format!("{SESSION_COOKIE}={session_id}; Path=/; HttpOnly; SameSite=Lax{secure}");
+    let cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}{secure}");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-    response
 }
 
 /// POST from the patient picker: a search, or the chosen patient.
@@ -738,14 +750,7 @@ fn launch_user(pending: &Pending) -> Option<&str> {
 }
 
 pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.to_string())
+    cookie_values(headers, SESSION_COOKIE).into_iter().next()
 }
 
 /// An error page for a request body the framework could not read, such as one over the

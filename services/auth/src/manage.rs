@@ -18,10 +18,11 @@ use hearth_smart::scope;
 use hearth_smart::secret::{generate_token, hash_token};
 
 use crate::AuthState;
-use crate::authorize::{no_store, session_cookie, with_session_cookie};
+use crate::authorize::{append_cookie, no_store, session_cookie, with_session_cookie};
 use crate::client_auth::{Form, require_form};
 use crate::oauth_error::error_page;
 use crate::pages::{self, GrantSummary};
+use crate::portal_session::cookie_values;
 use crate::session::Login;
 use crate::site::auth_base_url;
 
@@ -48,7 +49,9 @@ pub async fn login(
     let Some(form) = form_of(&headers, body) else {
         return bad_form();
     };
-    let cookie = cookie_value(&headers, LOGIN_CSRF_COOKIE);
+    let cookie = cookie_values(&headers, LOGIN_CSRF_COOKIE)
+        .into_iter()
+        .next();
     let posted = form.get("csrf").ok().flatten();
     let csrf_ok =
         matches!((cookie.as_deref(), posted), (Some(c), Some(p)) if crate::same_secret(c, p));
@@ -187,15 +190,7 @@ fn login_page(state: &AuthState, site: &Site, error: Option<&str>) -> Response {
     let html =
         pages::manage_login_page(&format!("{}/login", manage_url(state, site)), &csrf, error);
     let mut response = no_store(Html(html).into_response());
-    let secure = if state.settings.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!("{LOGIN_CSRF_COOKIE}={csrf}; Path=/; HttpOnly; SameSite=Strict{secure}");
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    append_cookie(state, &mut response, LOGIN_CSRF_COOKIE, &csrf, "Strict");
     response
 }
 
@@ -226,17 +221,6 @@ fn manage_url(state: &AuthState, site: &Site) -> String {
 fn form_of(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Option<Form> {
     require_form(headers).ok()?;
     Form::parse(&body.ok()?).ok()
-}
-
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, value)| value.to_string())
 }
 
 fn see_other(location: &str) -> Response {

@@ -250,7 +250,7 @@ pub enum SitesCommand {
         #[arg(long)]
         dynamic_registration: Option<bool>,
         #[command(flatten)]
-        upstream: Box<UpstreamChangeArgs>,
+        upstream: Box<UpstreamArgs>,
     },
     /// List sites
     List,
@@ -258,10 +258,12 @@ pub enum SitesCommand {
     Apps { site_id: String },
 }
 
-/// Flags of `hearth sites create` for a site backed by an upstream EHR.
+/// Upstream EHR flags of `hearth sites create` and `hearth sites update`. On update, flags
+/// not given keep their values and an empty value (`--upstream-token-url ''`) removes an
+/// optional setting.
 #[derive(Args, Debug)]
 pub struct UpstreamArgs {
-    /// FHIR base URL of the upstream EHR; makes the site EHR-backed
+    /// FHIR base URL of the upstream EHR; on create, makes the site EHR-backed
     #[arg(long)]
     upstream: Option<String>,
     /// How Hearth authenticates at the EHR: none, bearer (token from [ehr.sites.SITE] in
@@ -284,84 +286,28 @@ pub struct UpstreamArgs {
     /// [default: 0, no caching]
     #[arg(long)]
     cache_seconds: Option<i64>,
-    /// Freshness of one resource type, as TYPE=SECONDS (repeatable)
+    /// Freshness of one resource type, as TYPE=SECONDS (repeatable); on update, TYPE=
+    /// removes the type's own value
     #[arg(long = "cache-type")]
     cache_types: Vec<String>,
+}
+
+/// Kind of request the upstream flags go into: a new site, or a JSON merge patch of one.
+#[derive(Clone, Copy, PartialEq)]
+enum UpstreamChange {
+    Create,
+    Update,
 }
 
 impl UpstreamArgs {
-    fn add_to(&self, body: &mut Value) -> anyhow::Result<()> {
-        let Some(upstream) = &self.upstream else {
-            return Ok(());
-        };
-        body["backing"] = json!("ehr");
-        body["upstream_base_url"] = json!(upstream);
-        let optional = [
-            ("upstream_auth_method", &self.upstream_auth),
-            ("upstream_client_id", &self.upstream_client_id),
-            ("upstream_token_url", &self.upstream_token_url),
-            ("upstream_scope", &self.upstream_scope),
-            ("upstream_fhir_version", &self.upstream_fhir_version),
-        ];
-        for (key, value) in optional {
-            if let Some(value) = value {
-                body[key] = json!(value);
+    /// Adds the given flags to a new site's settings or to a merge patch of them.
+    fn add_to(&self, body: &mut Value, change: UpstreamChange) -> anyhow::Result<()> {
+        if change == UpstreamChange::Create {
+            if self.upstream.is_none() {
+                return Ok(());
             }
+            body["backing"] = json!("ehr");
         }
-        if let Some(seconds) = self.cache_seconds {
-            body["default_cache_freshness_s"] = json!(seconds);
-        }
-        let mut per_type = serde_json::Map::new();
-        for pair in &self.cache_types {
-            let Some((resource_type, seconds)) = pair.split_once('=') else {
-                bail!("invalid --cache-type '{pair}': expected TYPE=SECONDS, such as Patient=300");
-            };
-            let seconds: i64 = seconds
-                .parse()
-                .with_context(|| format!("invalid seconds in --cache-type '{pair}'"))?;
-            per_type.insert(resource_type.to_string(), json!(seconds));
-        }
-        if !per_type.is_empty() {
-            body["cache_freshness_s"] = Value::Object(per_type);
-        }
-        Ok(())
-    }
-}
-
-/// Flags of `hearth sites update` for the upstream EHR of an EHR-backed site. An empty
-/// value (`--upstream-token-url ''`) removes an optional setting.
-#[derive(Args, Debug)]
-pub struct UpstreamChangeArgs {
-    /// FHIR base URL of the upstream EHR
-    #[arg(long)]
-    upstream: Option<String>,
-    /// How Hearth authenticates at the EHR: none, bearer or backend-services
-    #[arg(long)]
-    upstream_auth: Option<String>,
-    /// client_id of Hearth at the EHR, for backend-services
-    #[arg(long)]
-    upstream_client_id: Option<String>,
-    /// Token endpoint of the EHR; empty to read it from its .well-known/smart-configuration
-    #[arg(long)]
-    upstream_token_url: Option<String>,
-    /// Scopes Hearth requests at the EHR; empty for the default system/*.rs
-    #[arg(long)]
-    upstream_scope: Option<String>,
-    /// FHIR version of the EHR, such as 4.0.1 or 3.0.2 (STU3 is converted to R4)
-    #[arg(long)]
-    upstream_fhir_version: Option<String>,
-    /// Seconds a cached EHR response stays fresh, for types without their own value
-    #[arg(long)]
-    cache_seconds: Option<i64>,
-    /// Freshness of one resource type, as TYPE=SECONDS; TYPE= removes the type's own
-    /// value (repeatable)
-    #[arg(long = "cache-type")]
-    cache_types: Vec<String>,
-}
-
-impl UpstreamChangeArgs {
-    /// Adds the given flags to a JSON merge patch of the site's settings.
-    fn add_to(&self, patch: &mut Value) -> anyhow::Result<()> {
         let optional = [
             ("upstream_base_url", &self.upstream),
             ("upstream_auth_method", &self.upstream_auth),
@@ -372,20 +318,20 @@ impl UpstreamChangeArgs {
         ];
         for (key, value) in optional {
             match value.as_deref() {
-                Some("") => patch[key] = Value::Null,
-                Some(value) => patch[key] = json!(value),
+                Some("") if change == UpstreamChange::Update => body[key] = Value::Null,
+                Some(value) => body[key] = json!(value),
                 None => {}
             }
         }
         if let Some(seconds) = self.cache_seconds {
-            patch["default_cache_freshness_s"] = json!(seconds);
+            body["default_cache_freshness_s"] = json!(seconds);
         }
         let mut per_type = serde_json::Map::new();
         for pair in &self.cache_types {
             let Some((resource_type, seconds)) = pair.split_once('=') else {
                 bail!("invalid --cache-type '{pair}': expected TYPE=SECONDS, such as Patient=300");
             };
-            let value = if seconds.is_empty() {
+            let value = if seconds.is_empty() && change == UpstreamChange::Update {
                 Value::Null
             } else {
                 let seconds: i64 = seconds
@@ -396,7 +342,7 @@ impl UpstreamChangeArgs {
             per_type.insert(resource_type.to_string(), value);
         }
         if !per_type.is_empty() {
-            patch["cache_freshness_s"] = Value::Object(per_type);
+            body["cache_freshness_s"] = Value::Object(per_type);
         }
         Ok(())
     }
@@ -412,7 +358,7 @@ pub async fn sites(connection: Connection, command: SitesCommand) -> anyhow::Res
             upstream,
         } => {
             let mut body = json!({"site_id": site_id, "name": name, "dynamic_registration": dynamic_registration});
-            upstream.add_to(&mut body)?;
+            upstream.add_to(&mut body, UpstreamChange::Create)?;
             connection.call(Method::POST, "/sites", Some(body)).await?
         }
         SitesCommand::Get { site_id } => {
@@ -433,7 +379,7 @@ pub async fn sites(connection: Connection, command: SitesCommand) -> anyhow::Res
             if let Some(allowed) = dynamic_registration {
                 patch["dynamic_registration"] = json!(allowed);
             }
-            upstream.add_to(&mut patch)?;
+            upstream.add_to(&mut patch, UpstreamChange::Update)?;
             if patch.as_object().is_some_and(serde_json::Map::is_empty) {
                 bail!("nothing to change: give at least one setting, such as --name or --upstream");
             }
