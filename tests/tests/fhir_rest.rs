@@ -51,3 +51,5 @@ mod search_scopes;
 mod search_system;
 #[path = "fhir_rest/upstream_faults.rs"]
 mod upstream_faults;
+#[path = "fhir_rest/us_core.rs"]
+mod us_core;

@@ -180,10 +180,19 @@ pub(crate) struct DefinitionComponent {
     pub expression: String,
 }
 
-/// Parses the embedded SearchParameter definitions.
+/// Parses the embedded SearchParameter definitions: those of the R4 core specification,
+/// then the US Core 6.1.0 parameters that R4 lacks (such as Patient `race` and Encounter
+/// `discharge-disposition`), which US Core clients search with.
 pub(crate) fn definitions() -> Vec<Definition> {
-    serde_json::from_str(include_str!("../definitions/r4-search-parameters.json"))
-        .expect("the embedded r4-search-parameters.json matches the Definition shape")
+    let mut definitions: Vec<Definition> =
+        serde_json::from_str(include_str!("../definitions/r4-search-parameters.json"))
+            .expect("the embedded r4-search-parameters.json matches the Definition shape");
+    let us_core: Vec<Definition> = serde_json::from_str(include_str!(
+        "../definitions/us-core-search-parameters.json"
+    ))
+    .expect("the embedded us-core-search-parameters.json matches the Definition shape");
+    definitions.extend(us_core);
+    definitions
 }
 
 /// Builds the registry from the embedded definitions.

@@ -23,7 +23,11 @@ fn every_definition_compiles() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(compiled, 1372 + 96, "expressions plus composite components");
+    assert_eq!(
+        compiled,
+        1372 + 7 + 96,
+        "R4 and US Core expressions plus composite components"
+    );
 }
 
 #[test]
