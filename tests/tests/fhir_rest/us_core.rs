@@ -88,10 +88,9 @@ fn us_core_parameters_filter() {
     let (_server, fhir) = fixture();
     let cases: &[(&str, &[&str])] = &[
         ("Patient?race=2106-3", &["p1"]),
-        (
-            "Patient?race=urn:oid:2.16.840.1.113883.6.238|2054-5",
-            &["p2"],
-        ),
+        // US Core indexes the race and ethnicity codes without their system.
+        ("Patient?race=2054-5", &["p2"]),
+        ("Patient?race=2186-5", &[]),
         ("Patient?ethnicity=2135-2", &["p2"]),
         ("Patient?gender-identity=446151000124109", &["p1"]),
         ("CareTeam?patient=p1&role=223366009", &["t2"]),
