@@ -30,7 +30,7 @@ fn patient(id: &str, race: &str, ethnicity: &str, gender_identity: &str) -> Valu
     })
 }
 
-fn fixture() -> (hearth_e2e::Server, Fhir) {
+fn fixture() -> (crate::client::TestServer, Fhir) {
     let server = start_server();
     let fhir = Fhir::admin(&server);
     let resources = [
@@ -143,3 +143,6 @@ fn metadata_lists_us_core_parameters() {
         assert!(listed, "metadata lacks {resource_type}.{code}");
     }
 }
+
+// The same tests against an EHR-backed site whose upstream holds the data.
+through_proxy!(us_core_parameters_filter, metadata_lists_us_core_parameters);
