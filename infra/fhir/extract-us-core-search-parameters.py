@@ -3,7 +3,7 @@
 
 Usage: extract-us-core-search-parameters.py SEARCH_PARAMETER_DIR R4_SEARCH_PARAMETERS OUT_FILE
 
-SEARCH_PARAMETER_DIR holds the SearchParameter resources of US Core 6.1.0 as JSON files,
+SEARCH_PARAMETER_DIR contains the SearchParameter resources of US Core 6.1.0 as JSON files,
 from the package hl7.fhir.us.core#6.1.0 or from input/resources at tag 6.1.0 of the IG's
 source (github.com/HL7/US-Core). R4_SEARCH_PARAMETERS is the r4-search-parameters.json
 that extract-r4-definitions.py wrote. OUT_FILE receives, in the same compact shape, each
