@@ -21,6 +21,8 @@ mod export;
 mod filters;
 #[path = "bulk/import.rs"]
 mod import;
+#[path = "bulk/kickoff.rs"]
+mod kickoff;
 #[path = "bulk/lines.rs"]
 mod lines;
 #[path = "bulk/organize.rs"]

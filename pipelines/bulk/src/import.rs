@@ -169,6 +169,10 @@ impl Importer<'_> {
                 self.expected_type
             ));
         }
+        // The same rules as a create or update through the FHIR API, so an import stores
+        // nothing that the API would reject.
+        hearth_fhir::rules::check_resource_rules(resource_type, &resource)
+            .map_err(|error| error.diagnostics)?;
         let id = match resource.get("id").and_then(Value::as_str) {
             Some(id) => hearth_fhir_core::id::is_valid_id(id)
                 .then(|| id.to_string())
@@ -249,6 +253,9 @@ impl Importer<'_> {
     }
 
     fn check_running(&self) -> Result<()> {
+        if self.service.is_stopping() {
+            return Err(Error::ShuttingDown);
+        }
         match self.service.jobs.state(&self.job.request.job_id)? {
             Some(JobState::Running) => Ok(()),
             _ => Err(Error::Cancelled),

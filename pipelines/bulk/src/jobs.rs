@@ -426,14 +426,20 @@ impl JobStore {
         self.ids_where("state = 'cancelled' AND files_deleted = 0")
     }
 
-    /// Ids of finished jobs whose files expired before `now` and are not deleted yet.
-    pub fn expired(&self, now: i64) -> rusqlite::Result<Vec<String>> {
+    /// Ids of finished jobs whose files expired before `now` and are not deleted yet. A
+    /// completed job's files expire at its `expires_at`. A failed job has no manifest and
+    /// no `expires_at`, so the partial files it left expire `failed_lifetime`
+    /// microseconds after it failed.
+    pub fn expired(&self, now: i64, failed_lifetime: i64) -> rusqlite::Result<Vec<String>> {
         let conn = self.pool.get()?;
         let mut statement = conn.prepare_cached(
-            "SELECT job_id FROM jobs WHERE state IN ('completed', 'failed') AND files_deleted = 0
-             AND expires_at IS NOT NULL AND expires_at < ?1 ORDER BY rowid",
+            "SELECT job_id FROM jobs WHERE files_deleted = 0 AND (
+                (state = 'completed' AND expires_at IS NOT NULL AND expires_at < ?1)
+                OR (state = 'failed'
+                    AND COALESCE(expires_at, finished_at + ?2, 0) < ?1))
+             ORDER BY rowid",
         )?;
-        let ids = statement.query_map([now], |row| row.get(0))?;
+        let ids = statement.query_map([now, failed_lifetime], |row| row.get(0))?;
         ids.collect()
     }
 
@@ -460,4 +466,43 @@ fn files_of(conn: &Connection, job_id: &str) -> rusqlite::Result<Vec<BulkFile>> 
         })
     })?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Inserts a finished job row as the projection leaves it.
+    fn insert_job(
+        conn: &Connection,
+        job_id: &str,
+        state: &str,
+        finished: i64,
+        expires: Option<i64>,
+    ) {
+        conn.execute(
+            "INSERT INTO jobs (job_id, client_id, state, request, finished_at, expires_at)
+             VALUES (?1, 'c', ?2, '{}', ?3, ?4)",
+            params![job_id, state, finished, expires],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn failed_jobs_expire_after_lifetime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bulk.db");
+        let conn = Connection::open(&path).unwrap();
+        migrate(&conn).unwrap();
+        insert_job(&conn, "failed-old", "failed", 1_000, None);
+        insert_job(&conn, "failed-new", "failed", 9_000, None);
+        insert_job(&conn, "completed-old", "completed", 1_000, Some(2_000));
+        insert_job(&conn, "completed-new", "completed", 9_000, Some(20_000));
+        insert_job(&conn, "running", "running", 0, None);
+        drop(conn);
+
+        let store = JobStore::open(&path);
+        let expired = store.expired(10_000, 5_000).unwrap();
+        assert_eq!(expired, ["failed-old", "completed-old"]);
+    }
 }

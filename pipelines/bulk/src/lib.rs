@@ -44,6 +44,10 @@ pub enum Error {
     /// The job was cancelled while it ran.
     #[error("the job was cancelled")]
     Cancelled,
+    /// The server is shutting down: the job stops at its last checkpoint and resumes
+    /// from it at the next start.
+    #[error("the server is shutting down")]
+    ShuttingDown,
 }
 
 impl Error {

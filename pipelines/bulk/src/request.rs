@@ -56,6 +56,9 @@ pub struct ExportParameters {
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub types: Vec<String>,
+    /// Whether the request named `_type` at all: a `_type` whose names were all left out
+    /// must not widen the export to every type.
+    pub type_requested: bool,
     /// `Type?query` strings, one per filter.
     pub type_filters: Vec<String>,
     pub elements: Vec<String>,
@@ -116,15 +119,23 @@ impl ExportParameters {
         }
         let mut parameters = ExportParameters::default();
         let empty = Vec::new();
-        let entries = body
-            .get("parameter")
-            .and_then(Value::as_array)
-            .unwrap_or(&empty);
+        let entries = match body.get("parameter") {
+            None => &empty,
+            Some(Value::Array(entries)) => entries,
+            Some(_) => {
+                return Err(ParameterError(
+                    "the 'parameter' element of a Parameters resource must be an array".to_string(),
+                ));
+            }
+        };
         for entry in entries {
             let name = entry
                 .get("name")
                 .and_then(Value::as_str)
-                .unwrap_or_default();
+                .filter(|name| !name.is_empty())
+                .ok_or_else(|| {
+                    ParameterError(format!("each parameter needs a name, got {entry}"))
+                })?;
             if name == "patient" {
                 let reference = entry
                     .pointer("/valueReference/reference")
@@ -151,6 +162,7 @@ impl ExportParameters {
             "_since" => self.since = Some(instant(name, value)?),
             "_until" => self.until = Some(instant(name, value)?),
             "_type" => {
+                self.type_requested = true;
                 for resource_type in split_list(value) {
                     if resource_types::is_resource_type(&resource_type) {
                         self.types.push(resource_type);
@@ -379,6 +391,20 @@ mod tests {
         let parameters = ExportParameters::from_parameters(&body, Handling::Strict).unwrap();
         assert_eq!(parameters.patients, ["p1"]);
         assert_eq!(parameters.output_format, Some(OutputFormat::Parquet));
+    }
+
+    #[test]
+    fn malformed_parameters_body_is_rejected() {
+        let bodies = [
+            json!({"resourceType": "Parameters", "parameter": {"name": "_type"}}),
+            json!({"resourceType": "Parameters", "parameter": [{"valueString": "Patient"}]}),
+            json!({"resourceType": "Parameters", "parameter": ["_type"]}),
+            json!({"resourceType": "Parameters", "parameter": [{"name": "_type"}]}),
+        ];
+        for body in bodies {
+            let result = ExportParameters::from_parameters(&body, Handling::Lenient);
+            assert!(result.is_err(), "{body} was accepted");
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What the HTTP operations and the worker share: the log, the stores and the settings.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hearth_cdr::{Repository, TransactionOutcome, Visibility};
@@ -62,6 +64,11 @@ pub struct BulkService {
     pub files: FileStore,
     /// Wakes the worker when a job is requested or cancelled.
     pub wake: Arc<Notify>,
+    /// Set when the server shuts down: running jobs stop at their next page and the
+    /// worker starts no new one.
+    pub stopping: Arc<AtomicBool>,
+    /// Ids of the jobs the worker is running now.
+    pub active: Arc<parking_lot::Mutex<HashSet<String>>>,
 }
 
 impl BulkService {
@@ -72,6 +79,33 @@ impl BulkService {
             .append(topics::BULK, job_id.as_bytes(), &value)
             .await
             .map_err(|e| Error::Log(e.to_string()))
+    }
+
+    /// Stops the worker for a shutdown: running jobs stop at their next page without
+    /// recording an end, so they stay running in the job store and resume from their last
+    /// checkpoint at the next start. Waits up to `grace` for them to stop.
+    pub async fn stop(&self, grace: Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let running = self.active.lock().len();
+            if running == 0 {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    running,
+                    "bulk jobs still running at shutdown; they resume from their last checkpoint at the next start"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether the server is shutting down.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// Appends an event and waits until the job store has applied it.
@@ -150,6 +184,8 @@ pub async fn start(
         repository_projection,
         files,
         wake: Arc::new(Notify::new()),
+        stopping: Arc::default(),
+        active: Arc::default(),
     };
     crate::worker::start(service.clone());
     Ok(service)

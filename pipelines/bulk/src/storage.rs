@@ -37,11 +37,19 @@ impl std::fmt::Debug for FileStore {
 }
 
 impl FileStore {
-    /// A store of files in `dir`, created when missing.
+    /// A store of files in `dir`, created when missing. The store keeps the directory's
+    /// absolute path, so `file://` import URLs name it the same way whatever directory
+    /// the server was started in.
     pub fn local(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::Storage(format!(
                 "cannot create the directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let dir = &dir.canonicalize().map_err(|e| {
+            Error::Storage(format!(
+                "cannot resolve the directory {}: {e}",
                 dir.display()
             ))
         })?;
@@ -119,16 +127,30 @@ impl FileStore {
 
     /// Returns the location of `url` relative to this store, when it points inside it: a
     /// URL that starts with the store URL (`s3://bucket/prefix/...`), or for a local
-    /// directory a `file://` URL under it.
+    /// directory a `file:///absolute/path` URL under it. A `file://` URL with a host
+    /// (other than `localhost`) names no local file and is rejected.
     pub fn relative_location(&self, url: &str) -> Option<String> {
-        let base = if self.location.contains("://") {
-            self.location.trim_end_matches('/').to_string()
-        } else {
-            format!("file://{}", self.location.trim_end_matches('/'))
-        };
-        let rest = url.strip_prefix(&base)?.strip_prefix('/')?;
-        let safe = rest.split('/').all(|part| !part.is_empty() && part != "..");
-        safe.then(|| rest.to_string())
+        if self.location.contains("://") {
+            let base = self.location.trim_end_matches('/');
+            let rest = url.strip_prefix(base)?.strip_prefix('/')?;
+            let safe = rest.split('/').all(|part| !part.is_empty() && part != "..");
+            return safe.then(|| rest.to_string());
+        }
+        let parsed = url::Url::parse(url).ok()?;
+        if parsed.scheme() != "file" {
+            return None;
+        }
+        // `to_file_path` fails for a URL with a host other than `localhost`.
+        let path = parsed.to_file_path().ok()?;
+        let rest = path.strip_prefix(Path::new(&self.location)).ok()?;
+        let mut parts = Vec::new();
+        for component in rest.components() {
+            match component {
+                std::path::Component::Normal(part) => parts.push(part.to_str()?.to_string()),
+                _ => return None,
+            }
+        }
+        (!parts.is_empty()).then(|| parts.join("/"))
     }
 
     /// Reads a file at a location relative to the store's prefix, for `$import` sources.
@@ -174,4 +196,34 @@ impl FileStore {
 
 fn storage_error(action: &str, path: &StorePath, error: object_store::Error) -> Error {
     Error::Storage(format!("cannot {action} {path}: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_file_urls_need_absolute_path() {
+        // A store opened with a relative directory, as `hearth serve` without
+        // `--data-dir` opens `hearth-data/bulk`.
+        let parent = tempfile::tempdir_in(".").unwrap();
+        let relative = parent.path().file_name().unwrap().to_owned();
+        let relative = Path::new(&relative).join("bulk");
+        let store = FileStore::local(&relative).unwrap();
+        let absolute = std::fs::canonicalize(&relative).unwrap();
+        let absolute = absolute.to_str().unwrap();
+
+        let inside = format!("file://{absolute}/imp/a.ndjson");
+        assert_eq!(
+            store.relative_location(&inside).as_deref(),
+            Some("imp/a.ndjson")
+        );
+        let with_host = format!("file://{}/imp/a.ndjson", relative.display());
+        assert_eq!(store.relative_location(&with_host), None);
+        let outside = "file:///etc/passwd";
+        assert_eq!(store.relative_location(outside), None);
+        let escaping = format!("file://{absolute}/../x.ndjson");
+        assert_eq!(store.relative_location(&escaping), None);
+        assert_eq!(store.relative_location(&format!("file://{absolute}")), None);
+    }
 }

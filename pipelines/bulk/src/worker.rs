@@ -23,8 +23,11 @@ const POLL: Duration = Duration::from_secs(1);
 /// Starts the worker on the current runtime. It runs until the process ends.
 pub fn start(service: BulkService) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let active: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let active = service.active.clone();
         loop {
+            if service.is_stopping() {
+                return;
+            }
             if let Err(error) = start_jobs(&service, &active) {
                 tracing::error!(%error, "listing bulk jobs failed");
             }
@@ -41,6 +44,9 @@ pub fn start(service: BulkService) -> tokio::task::JoinHandle<()> {
 
 fn start_jobs(service: &BulkService, active: &Arc<Mutex<HashSet<String>>>) -> Result<()> {
     for job_id in service.jobs.running()? {
+        if service.is_stopping() {
+            return Ok(());
+        }
         {
             let mut running = active.lock();
             if running.len() >= service.settings.workers {
@@ -77,6 +83,15 @@ fn run_job(service: &BulkService, handle: &Handle, job_id: &str) {
         BulkJobKind::Export => run_export(service, handle, &job),
         BulkJobKind::Import => import::run(service, handle, &job),
     };
+    // During a shutdown the runtime cancels the tasks a job waits on, so any error is
+    // most likely that. The job stays running in the store and resumes from its last
+    // checkpoint at the next start, as after a crash.
+    if service.is_stopping() && result.is_err() {
+        if let Err(error) = &result {
+            tracing::info!(%error, "bulk job stopped for the shutdown; it resumes at the next start");
+        }
+        return;
+    }
     let finished = match result {
         Ok((files, written)) => {
             tracing::info!(
@@ -156,6 +171,7 @@ fn run_export(service: &BulkService, handle: &Handle, job: &Job) -> Result<(Vec<
         handle: handle.clone(),
         settings: &service.settings.export,
         access: &access,
+        stopping: &service.stopping,
     };
     let mut report = |checkpoint: &Checkpoint, files: Vec<BulkFile>| -> Result<()> {
         let text = serde_json::to_string(checkpoint)
@@ -186,7 +202,8 @@ async fn delete_unneeded_files(service: &BulkService) -> Result<()> {
     for job_id in service.jobs.cancelled_with_files()? {
         delete_files(service, &job_id, BulkFilesDeletedReason::Cancelled).await?;
     }
-    for job_id in service.jobs.expired(now_micros())? {
+    let lifetime = i64::try_from(service.settings.file_lifetime.as_micros()).unwrap_or(i64::MAX);
+    for job_id in service.jobs.expired(now_micros(), lifetime)? {
         delete_files(service, &job_id, BulkFilesDeletedReason::Expired).await?;
     }
     Ok(())

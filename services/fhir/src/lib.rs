@@ -16,7 +16,7 @@ mod interactions;
 mod load;
 mod media;
 mod read;
-mod rules;
+pub mod rules;
 mod scopes;
 mod search;
 mod search_system;

@@ -139,6 +139,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .await
     .context("cannot start Bulk Data")?;
     let bulk_projection = bulk.projection.clone();
+    let bulk_worker = bulk.clone();
 
     let analytics = crate::analytics::Analytics::start(&settings, log.clone(), &admin_token)?;
     let auditor = crate::audit::Auditor::start(log.clone());
@@ -165,6 +166,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    tracing::info!("stopping bulk jobs");
+    bulk_worker.stop(SHUTDOWN_GRACE).await;
     tracing::info!("stopping projections");
     repository_projection.stop().await;
     auth_projection.stop().await;

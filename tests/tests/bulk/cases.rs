@@ -223,6 +223,23 @@ fn files_need_the_kick_off_token() {
 
 #[test]
 fn export_resumes_after_a_crash() {
+    export_resumes_after(Stop::Kill);
+}
+
+/// SIGTERM stops a running job at its last checkpoint, and the next start resumes it as
+/// after a crash: the job never fails because the runtime cancelled its tasks.
+#[test]
+fn export_resumes_after_sigterm() {
+    export_resumes_after(Stop::Terminate);
+}
+
+/// How a test stops the server in the middle of an export.
+enum Stop {
+    Kill,
+    Terminate,
+}
+
+fn export_resumes_after(stop: Stop) {
     let hearth = Hearth::start_configured(SLOW);
     let client = hearth.client();
     let status = client.status_url(&client.kick_off("$export"));
@@ -239,14 +256,19 @@ fn export_resumes_after_a_crash() {
 
     let config = hearth.server.data_dir.path().join("hearth.toml");
     let config = config.to_string_lossy().into_owned();
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &hearth.server.pid().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
     let Hearth { server, secrets } = hearth;
     let port = server.port;
-    let data_dir = server.abandon();
+    let data_dir = match stop {
+        Stop::Kill => {
+            let killed = std::process::Command::new("kill")
+                .args(["-KILL", &server.pid().to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(killed.success());
+            server.abandon()
+        }
+        Stop::Terminate => server.stop().expect("hearth stops cleanly on SIGTERM"),
+    };
     let server = hearth_e2e::Server::start_on_port(
         &hearth_e2e::Backend::Embedded,
         data_dir,

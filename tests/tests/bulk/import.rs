@@ -117,8 +117,10 @@ fn import_from_store_reports_bad_lines() {
     let hearth = Hearth::start();
     let dir = hearth.server.data_dir.path().join("bulk").join("incoming");
     std::fs::create_dir_all(&dir).expect("an import directory");
+    // The FHIR API rejects an unknown element, and so must the import.
+    let unknown_element = json!({"resourceType": "Patient", "id": "store-bad", "foo": "bar"});
     let text = format!(
-        "{}\nnot json\n{}\n",
+        "{}\nnot json\n{}\n{unknown_element}\n",
         patient("store1", "female"),
         observation("wrong-type", "store1", "1", 1.0)
     );
@@ -132,8 +134,15 @@ fn import_from_store_reports_bad_lines() {
     )));
     assert_eq!(manifest["output"][0]["count"], 1, "{manifest}");
     let errors = writer.lines_of(&manifest, "error");
-    assert_eq!(errors.len(), 2, "one issue per bad line: {errors:?}");
+    assert_eq!(errors.len(), 3, "one issue per bad line: {errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|(_, outcome)| outcome.to_string().contains("foo")),
+        "{errors:?}"
+    );
     assert_eq!(writer.get("Patient/store1").status, 200);
+    assert_eq!(writer.get("Patient/store-bad").status, 404);
 }
 
 #[test]

@@ -98,6 +98,8 @@ pub struct ExportContext<'a> {
     pub settings: &'a ExportSettings,
     /// What the job's caller may see of a type, or `None` when its scopes deny the type.
     pub access: &'a dyn Fn(&str) -> Option<Visibility>,
+    /// Set when the server shuts down; the job then stops before its next page.
+    pub stopping: &'a std::sync::atomic::AtomicBool,
 }
 
 /// The manifest of a finished export.
@@ -287,6 +289,14 @@ impl Export<'_> {
         let mut part: Option<PartWriter> = None;
 
         let limited = limited_to_patients(self.request);
+        // A resource in the compartments of several listed patients (a Group, an
+        // Encounter of two patients) is written for the first of them only.
+        let mut seen = match &alternatives {
+            Some(alternatives) if readable && limited && self.request.patients.len() > 1 => {
+                Some(self.ids_before_checkpoint(&resource_type, alternatives)?)
+            }
+            _ => None,
+        };
         while readable && let Some(alternatives) = &alternatives {
             // A Group with no members exports nothing, because an empty patient list
             // never widens to every patient.
@@ -299,6 +309,11 @@ impl Export<'_> {
             let page = self.page(&resource_type, alternatives, patient, self.state.after)?;
             self.throttle(page.rows.len());
             for row in page.rows {
+                if let Some(seen) = &mut seen
+                    && !seen.insert(row.id.clone())
+                {
+                    continue;
+                }
                 let Some(text) = self.exported_text(&resource_type, row, &elements)? else {
                     continue;
                 };
@@ -340,6 +355,51 @@ impl Export<'_> {
         self.state.after = None;
         self.state.part = 0;
         report(&self.state, file)
+    }
+
+    /// The ids of the current type that the job met before its checkpoint: in the
+    /// compartments of the patients before the checkpoint's patient, and of that patient
+    /// up to the checkpoint's position. A resumed job skips them as the first run did.
+    // NOTE: the set contains every id of the type met in the listed patients' compartments,
+    // so its memory grows with the export of one type.
+    fn ids_before_checkpoint(
+        &self,
+        resource_type: &str,
+        alternatives: &[Vec<Filter>],
+    ) -> Result<HashSet<String>> {
+        let mut seen = HashSet::new();
+        let last = self.state.patient_index.min(self.request.patients.len());
+        for patient in &self.request.patients[..last] {
+            let mut after = None;
+            loop {
+                let page = self.page(resource_type, alternatives, Some(patient), after)?;
+                seen.extend(page.rows.into_iter().map(|row| row.id));
+                match page.next_after {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+        }
+        if let (Some(patient), Some(until)) = (
+            self.request.patients.get(self.state.patient_index),
+            self.state.after,
+        ) {
+            let mut after = None;
+            'pages: loop {
+                let page = self.page(resource_type, alternatives, Some(patient), after)?;
+                for row in page.rows {
+                    if row.rid > until {
+                        break 'pages;
+                    }
+                    seen.insert(row.id);
+                }
+                match page.next_after {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(seen)
     }
 
     /// Reads one page of a type: what the caller may search, in `patient`'s compartment
@@ -536,6 +596,13 @@ impl Export<'_> {
     }
 
     fn check_running(&self) -> Result<()> {
+        if self
+            .context
+            .stopping
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(Error::ShuttingDown);
+        }
         match self.context.jobs.state(&self.request.job_id)? {
             Some(JobState::Running) => Ok(()),
             _ => Err(Error::Cancelled),

@@ -271,7 +271,16 @@ fn check_parameters(
             types.push(resource_type);
         }
     }
+    // An empty list means every type, so a `_type` whose names were all left out must not
+    // fall back to it: the export would hold far more than the client asked for.
+    if parameters.type_requested && types.is_empty() {
+        return Err(FhirError::bad_request(format!(
+            "_type names no resource type that this export can contain: {}",
+            parameters.ignored.join("; ")
+        )));
+    }
     parameters.types = types;
+    check_elements(handling, parameters)?;
 
     let mut filters = Vec::new();
     for filter in std::mem::take(&mut parameters.type_filters) {
@@ -282,6 +291,57 @@ fn check_parameters(
     }
     parameters.type_filters = filters;
     Ok(())
+}
+
+/// Checks `_elements`: each entry is an element name or `Type.element`, and only NDJSON
+/// output can be subsetted. Entries Hearth cannot honour are rejected under strict
+/// handling and left out (and reported) otherwise.
+fn check_elements(handling: Handling, parameters: &mut ExportParameters) -> Result<(), FhirError> {
+    let invalid = |e: crate::request::ParameterError| FhirError::bad_request(e.0);
+    if parameters.output_format == Some(OutputFormat::Parquet) && !parameters.elements.is_empty() {
+        let elements = std::mem::take(&mut parameters.elements).join(",");
+        return parameters
+            .unsupported(
+                handling,
+                format!(
+                    "_elements={elements} was not applied: Parquet files have the columns of their view, so _elements works with NDJSON only"
+                ),
+            )
+            .map_err(invalid);
+    }
+    let mut elements = Vec::new();
+    for element in std::mem::take(&mut parameters.elements) {
+        if is_element_entry(&element) {
+            elements.push(element);
+            continue;
+        }
+        parameters
+            .unsupported(
+                handling,
+                format!(
+                    "_elements entry '{element}' is neither a top-level element name nor Type.element with an R4 resource type"
+                ),
+            )
+            .map_err(invalid)?;
+    }
+    parameters.elements = elements;
+    Ok(())
+}
+
+/// Whether an `_elements` entry is `element` or `Type.element`, with a top-level element
+/// name (no nested path) and a resource type Hearth knows.
+fn is_element_entry(entry: &str) -> bool {
+    let is_name = |name: &str| {
+        let mut chars = name.chars();
+        chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    match entry.split_once('.') {
+        Some((resource_type, name)) => {
+            hearth_fhir_core::resource_types::is_resource_type(resource_type) && is_name(name)
+        }
+        None => is_name(entry),
+    }
 }
 
 /// Checks `organizeOutputBy`: Hearth organizes NDJSON output by Patient only. A value it

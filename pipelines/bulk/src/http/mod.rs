@@ -18,6 +18,7 @@ mod refresh;
 mod status;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -46,7 +47,45 @@ pub fn router(service: BulkService) -> Router {
             get(status::status).delete(status::cancel),
         )
         .route("/$bulk-file/{job_id}/{name}", get(files::download))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(outcome_for_framework_errors))
         .with_state(service)
+}
+
+/// The largest kick-off body accepted, in bytes. A `Parameters` body of an export or an
+/// import names files and patients, so 2 MiB holds tens of thousands of them.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Turns the empty or plain-text errors that the HTTP framework produces itself (a method
+/// a route does not have, a body over the limit) into OperationOutcomes with the same
+/// status, keeping the `Allow` header of a `405`.
+async fn outcome_for_framework_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.contains("json"));
+    if is_json {
+        return response;
+    }
+    let error = match status {
+        StatusCode::METHOD_NOT_ALLOWED => FhirError::not_supported(
+            status,
+            "this Bulk Data endpoint does not support the request's HTTP method; see the Allow header",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => FhirError::new(
+            status,
+            "too-costly",
+            format!("the request body is larger than the limit of {MAX_BODY_BYTES} bytes"),
+        ),
+        _ => return response,
+    };
+    let mut mapped = error.into_response();
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        mapped.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    mapped
 }
 
 /// Bulk Data responses use the FHIR API's OperationOutcome errors.
