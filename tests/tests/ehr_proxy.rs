@@ -38,3 +38,6 @@ mod picker;
 
 #[path = "ehr_proxy/stu3.rs"]
 mod stu3;
+
+#[path = "ehr_proxy/leaks.rs"]
+mod leaks;

@@ -12,10 +12,11 @@ use bytes::Bytes;
 use hearth_auth_store::Site;
 use hearth_fhir::audit::CallRecord;
 use hearth_fhir::{FhirError, Principal, SiteContext};
+use hearth_fhir_core::elements::{self, Subset};
 use hearth_log::{Log, topics};
 use hearth_projection::ProjectionHandle;
 use hearth_schemas::{Backing, EhrCacheInvalidated, EhrResponseCached};
-use hearth_smart::scope::Interaction;
+use hearth_smart::scope::{Access, Context, Interaction};
 use serde_json::{Value, json};
 
 use crate::cache::{CacheOutcome, CachedResponse, EhrCache};
@@ -143,6 +144,8 @@ struct Incoming {
     query: Option<String>,
     headers: HeaderMap,
     principal: Option<Principal>,
+    /// `_summary` or `_elements` taken off the upstream search, to apply after filtering.
+    subset: Option<LocalSubset>,
     context: SiteContext,
     request_id: Option<String>,
 }
@@ -156,14 +159,73 @@ impl EhrProxy {
             );
         };
         let (parts, body) = request.into_parts();
-        let route = Route::classify(&parts.method, path);
+        let mut body = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+            Ok(body) => body,
+            Err(_) => {
+                let error = FhirError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-costly",
+                    format!("the request body is larger than {MAX_REQUEST_BYTES} bytes"),
+                );
+                return Outcome::error(error, "BYPASS");
+            }
+        };
+        let mut route = Route::classify(&parts.method, path);
+        let mut method = parts.method.clone();
+        let mut path = path.to_string();
+        let mut query = parts.uri.query().map(str::to_string);
+        let mut headers = parts.headers.clone();
+        // A search posted as a form is the same search as a GET with the form's
+        // parameters, so it goes upstream as that GET and gets the same confinement,
+        // scope checks and cache.
+        if route.kind == Kind::SearchPost {
+            let form = match std::str::from_utf8(&body) {
+                Ok(form) => form.trim().to_string(),
+                Err(_) => {
+                    return Outcome::error(
+                        FhirError::bad_request("the search form is not UTF-8"),
+                        "BYPASS",
+                    );
+                }
+            };
+            query = match (query.filter(|q| !q.is_empty()), form.is_empty()) {
+                (Some(query), false) => Some(format!("{query}&{form}")),
+                (Some(query), true) => Some(query),
+                (None, false) => Some(form),
+                (None, true) => None,
+            };
+            let searched = path.trim_end_matches("/_search");
+            path = if searched.is_empty() {
+                "/".to_string()
+            } else {
+                searched.to_string()
+            };
+            method = Method::GET;
+            route = Route::classify(&method, &path);
+            body = Bytes::new();
+            headers.remove(header::CONTENT_TYPE);
+        }
+        let path = path.as_str();
         let principal = parts.extensions.get::<Principal>().cloned();
-        let query = confine_query(parts.uri.query(), &route, principal.as_ref());
+        let query = confine_query(query.as_deref(), &route, principal.as_ref());
+        let (query, subset) = match &principal {
+            Some(principal) if route.kind == Kind::Search => {
+                take_subset(query, &route, principal)
+            }
+            _ => (query, None),
+        };
+        if route.kind == Kind::Create
+            && let Some(principal) = &principal
+            && let Err(error) = confine_if_none_exist(&mut headers, &route, principal)
+        {
+            return Outcome::error(error, "BYPASS");
+        }
         let incoming = Incoming {
-            method: parts.method.clone(),
+            method,
             query,
-            headers: parts.headers.clone(),
+            headers,
             principal,
+            subset,
             context,
             request_id: parts
                 .headers
@@ -183,6 +245,9 @@ impl EhrProxy {
         if let Err(error) = check_compartment(&incoming, &route) {
             return Outcome::error(error, "BYPASS");
         }
+        if let Err(error) = check_count(&incoming, &route) {
+            return Outcome::error(error, "BYPASS");
+        }
         if let Some(response) = search_through_hidden_type(&incoming, &route, path) {
             return Outcome {
                 response,
@@ -191,17 +256,6 @@ impl EhrProxy {
                 upstream_latency_us: None,
             };
         }
-        let body = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
-            Ok(body) => body,
-            Err(_) => {
-                let error = FhirError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too-costly",
-                    format!("the request body is larger than {MAX_REQUEST_BYTES} bytes"),
-                );
-                return Outcome::error(error, "BYPASS");
-            }
-        };
         let body = match prepare_body(&incoming, &route, body, stu3) {
             Ok(body) => body,
             Err(error) => return Outcome::error(error, "BYPASS"),
@@ -481,16 +535,25 @@ fn check_scopes(incoming: &Incoming, route: &Route) -> Result<(), FhirError> {
             Ok(())
         }
         _ => {
-            // Batches, transactions and operations carry work this layer cannot inspect
-            // entry by entry, so they need unrestricted access.
-            let resource_type = route.resource_type.as_deref().unwrap_or("*");
+            // Batches, transactions, system-wide history and operations carry work this
+            // layer cannot inspect entry by entry, so they need unrestricted access: to
+            // the route's type, or to every type when the route names none.
             let interaction = if incoming.method == Method::GET {
                 Interaction::Read
             } else {
                 Interaction::Update
             };
-            let unrestricted = hearth_fhir::visibility(principal, resource_type, interaction)
-                .is_ok_and(|v| v.is_everything());
+            let unrestricted = match route.resource_type.as_deref() {
+                Some(resource_type) => {
+                    hearth_fhir::visibility(principal, resource_type, interaction)
+                        .is_ok_and(|v| v.is_everything())
+                }
+                None => {
+                    unrestricted_everywhere(principal, interaction)
+                        && (interaction == Interaction::Read
+                            || unrestricted_everywhere(principal, Interaction::Read))
+                }
+            };
             if unrestricted {
                 Ok(())
             } else {
@@ -502,6 +565,131 @@ fn check_scopes(incoming: &Incoming, route: &Route) -> Result<(), FhirError> {
             }
         }
     }
+}
+
+/// Returns whether a wildcard scope without a patient compartment or query restriction
+/// allows `interaction` on every type. `hearth_fhir::visibility` cannot tell for the
+/// wildcard type `*`, which has no compartment of its own, so a patient scope would
+/// pass there as unrestricted.
+fn unrestricted_everywhere(principal: &Principal, interaction: Interaction) -> bool {
+    let contexts: &[Context] = if principal.patient.is_some() {
+        &[Context::Patient, Context::User, Context::System]
+    } else {
+        &[Context::User, Context::System]
+    };
+    let patient_user = principal
+        .fhir_user
+        .as_deref()
+        .is_some_and(|user| user.starts_with("Patient/"));
+    match principal.scopes.access(contexts, "*", interaction) {
+        Access::Denied => false,
+        Access::Allowed { filters } => filters.iter().any(|grant| {
+            grant.query.is_empty()
+                && match grant.context {
+                    Context::System => true,
+                    Context::User => !patient_user,
+                    Context::Patient => false,
+                }
+        }),
+    }
+}
+
+/// Returns whether the upstream's `total` for a search counts only what the caller may
+/// see: the caller sees every resource of the searched types, or the search went up
+/// confined to the caller's patient (see [`confine_query`]) and no scope query narrows
+/// it further.
+fn total_is_exact(incoming: &Incoming, route: &Route) -> bool {
+    let Some(principal) = &incoming.principal else {
+        return false;
+    };
+    let Some(resource_type) = &route.resource_type else {
+        let types = listed_types(incoming.query.as_deref());
+        return unrestricted_everywhere(principal, Interaction::Search)
+            || (!types.is_empty()
+                && types.iter().all(|t| {
+                    hearth_fhir::visibility(principal, t, Interaction::Search)
+                        .is_ok_and(|v| v.is_everything())
+                }));
+    };
+    let Ok(visibility) = hearth_fhir::visibility(principal, resource_type, Interaction::Search)
+    else {
+        return false;
+    };
+    visibility.is_everything()
+        || (filter::compartment_param(principal, resource_type).is_some()
+            && visibility.alternatives.iter().all(|a| a.filters.is_empty()))
+}
+
+/// Returns whether the caller sees every resource of the route's type, or of every type
+/// when the route names none.
+fn passes_scopes_whole(principal: &Principal, route: &Route) -> bool {
+    match &route.resource_type {
+        Some(resource_type) => hearth_fhir::visibility(principal, resource_type, Interaction::Read)
+            .is_ok_and(|v| v.is_everything()),
+        None => unrestricted_everywhere(principal, Interaction::Read),
+    }
+}
+
+/// Rejects `_summary=count` when the upstream's count would include resources the caller
+/// may not see, because a count has no entries to filter.
+fn check_count(incoming: &Incoming, route: &Route) -> Result<(), FhirError> {
+    if route.kind != Kind::Search || incoming.principal.is_none() {
+        return Ok(());
+    }
+    let counts = url::form_urlencoded::parse(incoming.query.as_deref().unwrap_or_default().as_bytes())
+        .any(|(name, value)| name == "_summary" && value == "count");
+    if !counts || total_is_exact(incoming, route) {
+        return Ok(());
+    }
+    Err(FhirError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "_summary=count at an EHR-backed site needs scopes that the search can apply at the EHR: without query restrictions, and for one patient or none",
+    ))
+}
+
+/// Applies the caller's patient compartment to the `If-None-Exist` search of a
+/// conditional create, so that a match outside it neither blocks the create nor reveals
+/// itself. A caller restricted in another way cannot make a conditional create.
+fn confine_if_none_exist(
+    headers: &mut HeaderMap,
+    route: &Route,
+    principal: &Principal,
+) -> Result<(), FhirError> {
+    let Some(condition) = headers.get("if-none-exist") else {
+        return Ok(());
+    };
+    let Some(resource_type) = &route.resource_type else {
+        return Ok(());
+    };
+    let visibility = hearth_fhir::visibility(principal, resource_type, Interaction::Search)?;
+    if visibility.is_everything() {
+        return Ok(());
+    }
+    let confinement = filter::compartment_param(principal, resource_type)
+        .filter(|_| visibility.alternatives.iter().all(|a| a.filters.is_empty()));
+    let Some((name, value)) = confinement else {
+        return Err(FhirError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a conditional create at an EHR-backed site needs scopes without query restrictions",
+        ));
+    };
+    let condition = condition
+        .to_str()
+        .map_err(|_| FhirError::bad_request("If-None-Exist is not a valid header value"))?;
+    let pair: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair(&name, &value)
+        .finish();
+    let confined = if condition.trim().is_empty() {
+        pair
+    } else {
+        format!("{}&{pair}", condition.trim())
+    };
+    let value = HeaderValue::from_str(&confined)
+        .map_err(|_| FhirError::bad_request("If-None-Exist is not a valid header value"))?;
+    headers.insert("if-none-exist", value);
+    Ok(())
 }
 
 /// Collects the resource types named by the `_type` parameters of a query.
@@ -659,6 +847,20 @@ fn respond_cached(
     {
         if resource["resourceType"] == "Bundle" {
             filter::filter_bundle(principal, &mut resource);
+            let exact = match route.kind {
+                Kind::Search => total_is_exact(incoming, route),
+                // History goes upstream without confinement.
+                Kind::History => passes_scopes_whole(principal, route),
+                _ => true,
+            };
+            if !exact
+                && let Some(bundle) = resource.as_object_mut()
+            {
+                bundle.remove("total");
+            }
+            if let Some(local) = &incoming.subset {
+                local.apply(&mut resource);
+            }
         } else if !filter::visible(principal, &resource, Interaction::Read) {
             let what = format!(
                 "{}/{}",
@@ -754,6 +956,107 @@ fn point_security_at_hearth(statement: &mut Value, context: &SiteContext) {
         for rest in rests {
             rest["security"] = security.clone();
         }
+    }
+}
+
+/// A `_summary` or `_elements` of a search that Hearth applies itself, after filtering,
+/// because the filter needs the elements (such as `subject`) that the subset may drop.
+struct LocalSubset {
+    subset: Subset,
+    /// `_elements` applies to matches only, `_summary` to every entry.
+    matches_only: bool,
+    /// The query pairs as the app sent them, put back into the Bundle's links.
+    pairs: Vec<String>,
+}
+
+impl LocalSubset {
+    fn apply(&self, bundle: &mut Value) {
+        if let Some(entries) = bundle.get_mut("entry").and_then(Value::as_array_mut) {
+            for entry in entries {
+                let is_match =
+                    entry.pointer("/search/mode").and_then(Value::as_str) == Some("match");
+                if self.matches_only && !is_match {
+                    continue;
+                }
+                if let Some(resource) = entry.get_mut("resource") {
+                    *resource = elements::subset(resource, &self.subset);
+                }
+            }
+        }
+        if let Some(links) = bundle.get_mut("link").and_then(Value::as_array_mut) {
+            for link in links {
+                if let Some(url) = link["url"].as_str() {
+                    let separator = if url.contains('?') { '&' } else { '?' };
+                    link["url"] = Value::String(format!("{url}{separator}{}", self.pairs.join("&")));
+                }
+            }
+        }
+    }
+}
+
+/// Takes `_summary` (other than `count` and `false`) and `_elements` off the search of a
+/// caller who may see only part of the searched types, so that the upstream returns whole
+/// resources for the filter.
+fn take_subset(
+    query: Option<String>,
+    route: &Route,
+    principal: &Principal,
+) -> (Option<String>, Option<LocalSubset>) {
+    let restricted = match &route.resource_type {
+        Some(resource_type) => {
+            !hearth_fhir::visibility(principal, resource_type, Interaction::Search)
+                .is_ok_and(|v| v.is_everything())
+        }
+        None => !unrestricted_everywhere(principal, Interaction::Search),
+    };
+    let Some(text) = query.as_deref().filter(|_| restricted) else {
+        return (query, None);
+    };
+    let mut kept = Vec::new();
+    let mut taken = Vec::new();
+    let mut summary = None;
+    let mut names: Vec<String> = Vec::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let decoded = url::form_urlencoded::parse(pair.as_bytes()).next();
+        match decoded {
+            Some((name, value)) if name == "_elements" => {
+                names.extend(
+                    value
+                        .split(',')
+                        .map(|n| n.trim().to_string())
+                        .filter(|n| !n.is_empty()),
+                );
+                taken.push(pair.to_string());
+            }
+            Some((name, value))
+                if name == "_summary" && matches!(value.as_ref(), "true" | "text" | "data") =>
+            {
+                summary = Some(match value.as_ref() {
+                    "true" => Subset::Summary,
+                    "text" => Subset::Text,
+                    _ => Subset::Data,
+                });
+                taken.push(pair.to_string());
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let local = match summary {
+        Some(subset) => Some(LocalSubset {
+            subset,
+            matches_only: false,
+            pairs: taken,
+        }),
+        None if !names.is_empty() => Some(LocalSubset {
+            subset: Subset::Elements(names),
+            matches_only: true,
+            pairs: taken,
+        }),
+        None => None,
+    };
+    match local {
+        Some(local) => (Some(kept.join("&")), Some(local)),
+        None => (query, None),
     }
 }
 
@@ -922,6 +1225,56 @@ mod tests {
             other.as_deref(),
             Some("patient=Patient%2Fp2&patient=Patient/p1")
         );
+    }
+
+    fn principal(scopes: &str, patient: Option<&str>, fhir_user: Option<&str>) -> Principal {
+        Principal {
+            client_id: "app".to_string(),
+            token_id: "t".to_string(),
+            grant_id: None,
+            scopes: hearth_smart::scope::parse(scopes),
+            patient: patient.map(str::to_string),
+            fhir_user: fhir_user.map(str::to_string),
+            user_type: None,
+        }
+    }
+
+    #[test]
+    fn wildcard_access_needs_unrestricted_scope() {
+        let system = principal("system/*.cruds", None, None);
+        assert!(unrestricted_everywhere(&system, Interaction::Update));
+        let patient = principal("launch/patient patient/*.cruds", Some("p1"), None);
+        assert!(!unrestricted_everywhere(&patient, Interaction::Update));
+        assert!(!unrestricted_everywhere(&patient, Interaction::Read));
+        let doctor = principal("user/*.cruds", None, Some("Practitioner/d1"));
+        assert!(unrestricted_everywhere(&doctor, Interaction::Update));
+        let patient_user = principal("user/*.cruds", None, Some("Patient/p1"));
+        assert!(!unrestricted_everywhere(&patient_user, Interaction::Update));
+        let narrowed = principal("system/*.rs?category=laboratory", None, None);
+        assert!(!unrestricted_everywhere(&narrowed, Interaction::Read));
+        let one_type = principal("system/Observation.cruds", None, None);
+        assert!(!unrestricted_everywhere(&one_type, Interaction::Read));
+    }
+
+    #[test]
+    fn elements_are_taken_off_restricted_searches() {
+        let patient = principal("launch/patient patient/*.rs", Some("p1"), None);
+        let route = Route::classify(&Method::GET, "/Observation");
+        let (query, subset) = take_subset(
+            Some("_elements=id,code&_count=3&patient=Patient/p1".to_string()),
+            &route,
+            &patient,
+        );
+        assert_eq!(query.as_deref(), Some("_count=3&patient=Patient/p1"));
+        let subset = subset.expect("a local subset");
+        assert!(subset.matches_only);
+        assert_eq!(subset.pairs, vec!["_elements=id,code".to_string()]);
+
+        let system = principal("system/*.rs", None, None);
+        let original = Some("_elements=id,code".to_string());
+        let (query, subset) = take_subset(original.clone(), &route, &system);
+        assert_eq!(query, original);
+        assert!(subset.is_none());
     }
 
     #[test]
