@@ -179,6 +179,17 @@ impl EhrProxy {
         // parameters, so it goes upstream as that GET and gets the same confinement,
         // scope checks and cache.
         if route.kind == Kind::SearchPost {
+            let is_form = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+            if !is_form {
+                let error = FhirError::not_supported(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "a POST search takes an application/x-www-form-urlencoded body",
+                );
+                return Outcome::error(error, "BYPASS");
+            }
             let form = match std::str::from_utf8(&body) {
                 Ok(form) => form.trim().to_string(),
                 Err(_) => {
@@ -209,9 +220,7 @@ impl EhrProxy {
         let principal = parts.extensions.get::<Principal>().cloned();
         let query = confine_query(query.as_deref(), &route, principal.as_ref());
         let (query, subset) = match &principal {
-            Some(principal) if route.kind == Kind::Search => {
-                take_subset(query, &route, principal)
-            }
+            Some(principal) if route.kind == Kind::Search => take_subset(query, &route, principal),
             _ => (query, None),
         };
         if route.kind == Kind::Create
@@ -636,8 +645,9 @@ fn check_count(incoming: &Incoming, route: &Route) -> Result<(), FhirError> {
     if route.kind != Kind::Search || incoming.principal.is_none() {
         return Ok(());
     }
-    let counts = url::form_urlencoded::parse(incoming.query.as_deref().unwrap_or_default().as_bytes())
-        .any(|(name, value)| name == "_summary" && value == "count");
+    let counts =
+        url::form_urlencoded::parse(incoming.query.as_deref().unwrap_or_default().as_bytes())
+            .any(|(name, value)| name == "_summary" && value == "count");
     if !counts || total_is_exact(incoming, route) {
         return Ok(());
     }
@@ -853,9 +863,7 @@ fn respond_cached(
                 Kind::History => passes_scopes_whole(principal, route),
                 _ => true,
             };
-            if !exact
-                && let Some(bundle) = resource.as_object_mut()
-            {
+            if !exact && let Some(bundle) = resource.as_object_mut() {
                 bundle.remove("total");
             }
             if let Some(local) = &incoming.subset {
@@ -987,7 +995,8 @@ impl LocalSubset {
             for link in links {
                 if let Some(url) = link["url"].as_str() {
                     let separator = if url.contains('?') { '&' } else { '?' };
-                    link["url"] = Value::String(format!("{url}{separator}{}", self.pairs.join("&")));
+                    link["url"] =
+                        Value::String(format!("{url}{separator}{}", self.pairs.join("&")));
                 }
             }
         }
