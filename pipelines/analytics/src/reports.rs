@@ -432,7 +432,8 @@ pub struct LatencyFilters {
 
 /// Latency quantiles per bucket, site, surface and interaction. Hourly buckets read
 /// `latency_hourly`; other buckets read `latency_daily` for the whole days of the range
-/// and `latency_digest_hourly` for the hours around them.
+/// and `latency_digest_hourly` for the hours around them. The rollups keep no app, so
+/// the latency of one app is computed from its rows in `api_calls` over the exact range.
 pub async fn latency(
     client: &ClickHouse,
     range: &TimeRange,
@@ -440,13 +441,6 @@ pub async fn latency(
     latency_filters: &LatencyFilters,
     bucket: Bucket,
 ) -> Result<Report<LatencyRow>> {
-    if filters.app.as_deref().is_some_and(|app| !app.is_empty()) {
-        return Err(Error::InvalidRequest(
-            "the latency report has no app filter: latency_hourly is kept per site and \
-             interaction; query api_calls for one app's latency"
-                .to_string(),
-        ));
-    }
     let mut conditions = filters.conditions("client_id");
     if let Some(surface) = latency_filters.surface.as_deref().filter(|s| !s.is_empty()) {
         let surface = surface.to_ascii_uppercase();
@@ -460,36 +454,11 @@ pub async fn latency(
     if let Some(interaction) = latency_filters.interaction.as_deref() {
         conditions.push_str(&format!(" AND interaction = {}", quote(interaction)));
     }
-    let parts = Parts::of(range, bucket);
-    // Hourly buckets read the reservoir states of latency_hourly. Other buckets read
-    // t-digest states, which latency_daily and latency_digest_hourly both hold, so the
-    // days and the hours around them merge into one estimate. quantilesTDigest returns
-    // Float32 values; the row reads Float64.
-    let (hourly, quantiles) = if bucket == Bucket::Hour {
-        (
-            "latency_hourly",
-            "quantilesMerge(0.5, 0.95, 0.99)(latency_quantiles_us)",
-        )
+    let sql = if filters.one_app() {
+        app_latency_sql(range, bucket, &conditions)
     } else {
-        (
-            "latency_digest_hourly",
-            "arrayMap(x -> toFloat64(x), \
-             quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles_us))",
-        )
+        rollup_latency_sql(range, bucket, &conditions)
     };
-    let columns = "site_id, surface, interaction, calls, errors, latency_quantiles_us, \
-                   latency_sum_us, latency_max_us";
-    let sql = format!(
-        "SELECT {bucket} AS bucket, site_id, toString(surface) AS surface, interaction, \
-         sumMerge(calls) AS calls, sumMerge(errors) AS errors, {quantiles} AS quantiles, \
-         sumMerge(latency_sum_us) AS latency_sum, maxMerge(latency_max_us) AS latency_max \
-         FROM {source} \
-         GROUP BY bucket, site_id, surface, interaction \
-         ORDER BY bucket, site_id, surface, interaction LIMIT {limit}",
-        bucket = bucket.expression(range),
-        source = parts.source("latency_daily", hourly, columns, &conditions),
-        limit = MAX_ROWS + 1,
-    );
     let records: Vec<LatencyRecord> = client.fetch_all(&sql).await?;
     let rows = records
         .into_iter()
@@ -515,6 +484,61 @@ pub async fn latency(
         })
         .collect();
     Ok(Report::new(range, rows))
+}
+
+/// The latency query over the rollups, for all apps.
+fn rollup_latency_sql(range: &TimeRange, bucket: Bucket, conditions: &str) -> String {
+    let parts = Parts::of(range, bucket);
+    // Hourly buckets read the reservoir states of latency_hourly. Other buckets read
+    // t-digest states, which latency_daily and latency_digest_hourly both hold, so the
+    // days and the hours around them merge into one estimate. quantilesTDigest returns
+    // Float32 values; the row reads Float64.
+    let (hourly, quantiles) = if bucket == Bucket::Hour {
+        (
+            "latency_hourly",
+            "quantilesMerge(0.5, 0.95, 0.99)(latency_quantiles_us)",
+        )
+    } else {
+        (
+            "latency_digest_hourly",
+            "arrayMap(x -> toFloat64(x), \
+             quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles_us))",
+        )
+    };
+    let columns = "site_id, surface, interaction, calls, errors, latency_quantiles_us, \
+                   latency_sum_us, latency_max_us";
+    format!(
+        "SELECT {bucket} AS bucket, site_id, toString(surface) AS surface, interaction, \
+         sumMerge(calls) AS calls, sumMerge(errors) AS errors, {quantiles} AS quantiles, \
+         sumMerge(latency_sum_us) AS latency_sum, maxMerge(latency_max_us) AS latency_max \
+         FROM {source} \
+         GROUP BY bucket, site_id, surface, interaction \
+         ORDER BY bucket, site_id, surface, interaction LIMIT {limit}",
+        bucket = bucket.expression(range),
+        source = parts.source("latency_daily", hourly, columns, &conditions),
+        limit = MAX_ROWS + 1,
+    )
+}
+
+/// The latency query over the raw calls of one app. `FINAL` leaves out rows that a replay
+/// of the log stored twice before ClickHouse merged them.
+fn app_latency_sql(range: &TimeRange, bucket: Bucket, conditions: &str) -> String {
+    format!(
+        "SELECT {bucket} AS bucket, site_id, toString(surface) AS surface, interaction, \
+         count() AS calls, toUInt64(countIf(status >= 400)) AS errors, \
+         quantiles(0.5, 0.95, 0.99)(latency_us) AS quantiles, \
+         sum(latency_us) AS latency_sum, max(latency_us) AS latency_max \
+         FROM (SELECT toStartOfHour(occurred_at) AS time, site_id, surface, interaction, \
+         status, latency_us FROM api_calls FINAL \
+         WHERE occurred_at >= toDateTime({from}, 'UTC') \
+         AND occurred_at < toDateTime({to}, 'UTC'){conditions}) \
+         GROUP BY bucket, site_id, surface, interaction \
+         ORDER BY bucket, site_id, surface, interaction LIMIT {limit}",
+        bucket = bucket.expression(range),
+        from = range.from.max(0),
+        to = range.to.max(0),
+        limit = MAX_ROWS + 1,
+    )
 }
 
 /// Activity in one hour of the week, for "when do which users use which apps".

@@ -352,6 +352,50 @@ async fn check_reports(client: &ClickHouse, range: &TimeRange) {
     );
     assert!(north.p99_us >= 19_000.0, "{}", north.p99_us);
 
+    // One app's latency comes from its raw calls, which hold the repeated event once.
+    let app_b = Filters {
+        site: None,
+        app: Some("app-b".to_string()),
+    };
+    let app_latency = reports::latency(
+        client,
+        range,
+        &app_b,
+        &LatencyFilters::default(),
+        Bucket::Total,
+    )
+    .await
+    .unwrap();
+    assert_eq!(app_latency.rows.len(), 1, "{:?}", app_latency.rows);
+    let south = &app_latency.rows[0];
+    assert_eq!(south.site_id, "south");
+    assert_eq!(south.calls, 10);
+    assert_eq!(south.errors, 0);
+    assert_eq!(south.max_us, 30_000);
+    assert_eq!(south.mean_us, 25_500.0);
+    assert!(
+        (25_000.0..=26_000.0).contains(&south.p50_us),
+        "{}",
+        south.p50_us
+    );
+    let app_a = Filters {
+        site: None,
+        app: Some("app-a".to_string()),
+    };
+    let app_a_latency = reports::latency(
+        client,
+        range,
+        &app_a,
+        &LatencyFilters::default(),
+        Bucket::Hour,
+    )
+    .await
+    .unwrap();
+    let calls: u64 = app_a_latency.rows.iter().map(|r| r.calls).sum();
+    let errors: u64 = app_a_latency.rows.iter().map(|r| r.errors).sum();
+    assert_eq!(calls, 20, "{:?}", app_a_latency.rows);
+    assert_eq!(errors, 4, "{:?}", app_a_latency.rows);
+
     let errors = reports::errors(client, range, &Filters::default())
         .await
         .unwrap();

@@ -206,6 +206,7 @@ pub fn check_app(request: &AppRequest) -> OAuthResult<CheckedApp> {
             hearth_smart::client_assertion::Jwks::from_json(&text).map_err(|e| {
                 OAuthError::invalid_request(format!("jwks is not a valid JSON Web Key Set: {e}"))
             })?;
+            check_public_jwks(jwks).map_err(OAuthError::invalid_client_metadata)?;
             Some(text)
         }
         None => None,
@@ -311,6 +312,47 @@ fn check_uris(request: &AppRequest) -> OAuthResult<()> {
     ] {
         if let Some(uri) = uri {
             check_web_url(field, uri)?;
+        }
+    }
+    Ok(())
+}
+
+/// Members of a JWK that only a private key has (RFC 7518 sections 6.2.2, 6.3.2 and 6.4).
+const PRIVATE_KEY_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// Checks that a registered JWKS has at least one key, that every key is a public key, and
+/// that an EC key's `alg` fits its curve. A JWKS with private keys is rejected rather than
+/// stored, because Hearth shows an app's JWKS to its administrators and vendor.
+fn check_public_jwks(jwks: &Value) -> Result<(), String> {
+    let keys = jwks["keys"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if keys.is_empty() {
+        return Err("jwks has no keys: give the public keys the client signs with".into());
+    }
+    for (index, key) in keys.iter().enumerate() {
+        let kid = key["kid"].as_str().unwrap_or("(no kid)");
+        if let Some(member) = PRIVATE_KEY_MEMBERS.iter().find(|m| key.get(**m).is_some()) {
+            return Err(format!(
+                "jwks key {index} ({kid}) contains the private member '{member}': \
+                 register only the public key"
+            ));
+        }
+        let expected_curve = match key["alg"].as_str() {
+            Some("ES256") => Some("P-256"),
+            Some("ES384") => Some("P-384"),
+            Some("ES512") => Some("P-521"),
+            _ => None,
+        };
+        if let (Some(expected), Some(curve)) = (expected_curve, key["crv"].as_str())
+            && expected != curve
+        {
+            return Err(format!(
+                "jwks key {index} ({kid}) has alg {} but curve {curve}; {} needs {expected}",
+                key["alg"].as_str().unwrap_or_default(),
+                key["alg"].as_str().unwrap_or_default(),
+            ));
         }
     }
     Ok(())
@@ -1111,6 +1153,33 @@ mod tests {
             "scope": "launch patient/*.rs",
         }))
         .expect("a valid request body")
+    }
+
+    #[test]
+    fn jwks_must_hold_public_keys_only() {
+        let public = serde_json::json!({"kty": "EC", "crv": "P-384", "alg": "ES384",
+            "kid": "k1", "x": "AAAA", "y": "BBBB"});
+        assert_eq!(
+            check_public_jwks(&serde_json::json!({"keys": [public]})),
+            Ok(())
+        );
+
+        let mut private = public.clone();
+        private["d"] = serde_json::json!("CCCC");
+        let error = check_public_jwks(&serde_json::json!({"keys": [private]})).unwrap_err();
+        assert!(error.contains("private member 'd'"), "{error}");
+
+        let secret = serde_json::json!({"kty": "oct", "k": "c2VjcmV0"});
+        let error = check_public_jwks(&serde_json::json!({"keys": [secret]})).unwrap_err();
+        assert!(error.contains("private member 'k'"), "{error}");
+
+        let error = check_public_jwks(&serde_json::json!({"keys": []})).unwrap_err();
+        assert!(error.contains("no keys"), "{error}");
+
+        let mut mismatched = public.clone();
+        mismatched["crv"] = serde_json::json!("P-256");
+        let error = check_public_jwks(&serde_json::json!({"keys": [mismatched]})).unwrap_err();
+        assert!(error.contains("ES384 needs P-384"), "{error}");
     }
 
     #[test]

@@ -227,6 +227,25 @@ pub fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
 /// All routes: the FHIR API and the authorization server of every site, and the admin
 /// API. Site paths (`/sites/{site}/...`) reach the same routes through
 /// [`hearth_auth::route_site`].
+/// Marks FHIR responses as private to the caller and to be revalidated before each reuse,
+/// so a browser does not show a resource again from its cache once the token that read it
+/// was revoked. Responses that set their own `Cache-Control`, such as the public SMART
+/// configuration, keep it.
+async fn private_fhir_response(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("private, no-cache"),
+        );
+    }
+    headers.append(
+        header::VARY,
+        header::HeaderValue::from_static("Authorization"),
+    );
+    response
+}
+
 fn router(
     fhir: FhirState,
     auth: AuthState,
@@ -252,7 +271,8 @@ fn router(
         .layer(middleware::from_fn_with_state(
             auth.clone(),
             hearth_auth::resolve_site,
-        ));
+        ))
+        .layer(middleware::map_response(private_fhir_response));
     let auth_routes = hearth_auth::auth_router(auth.clone())
         .layer(axum::extract::DefaultBodyLimit::max(
             hearth_auth::MAX_BODY_BYTES,

@@ -143,6 +143,41 @@ fn read_and_vread_return_versions() {
 }
 
 #[test]
+fn responses_are_private_and_revalidated() {
+    let server = start_server();
+    let fhir = Fhir::admin(&server);
+    let created = fhir.create(&patient("cached"));
+    let id = created["id"].as_str().expect("an id");
+    for path in [
+        format!("Patient/{id}"),
+        "Patient?identifier=cached".to_string(),
+    ] {
+        let reply = fhir.get(&path);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        assert_eq!(
+            reply.header("cache-control"),
+            Some("private, no-cache"),
+            "{path}"
+        );
+        let vary: Vec<&str> = reply
+            .headers
+            .get_all("vary")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        assert!(
+            vary.iter()
+                .any(|v| v.to_ascii_lowercase().contains("authorization")),
+            "{path}: Vary {vary:?}"
+        );
+    }
+    let stranger = Fhir::new(&fhir.base, "not-a-token");
+    let denied = stranger.get(&format!("Patient/{id}"));
+    assert_eq!(denied.status, 401, "{}", denied.body);
+    assert_eq!(denied.header("cache-control"), Some("private, no-cache"));
+}
+
+#[test]
 fn update_creates_with_client_id() {
     let server = start_server();
     let fhir = Fhir::admin(&server);
@@ -426,6 +461,7 @@ through_proxy!(
     create_answers_per_prefer_header,
     create_ignores_client_id,
     read_and_vread_return_versions,
+    responses_are_private_and_revalidated,
     update_creates_with_client_id,
     update_rejects_mismatched_ids,
     conditional_update_by_match_count,
