@@ -71,9 +71,12 @@ pub fn user_json(user: &User) -> Value {
 
 /// Checks a new user, the site of a site admin included, before anything is written.
 fn check(state: &AuthState, request: &UserRequest) -> OAuthResult<()> {
-    if request.username.trim().is_empty() || request.password.len() < MIN_PASSWORD_BYTES {
+    if request.username.trim().is_empty() {
+        return Err(OAuthError::invalid_request("username is empty"));
+    }
+    if request.password.len() < MIN_PASSWORD_BYTES {
         return Err(OAuthError::invalid_request(format!(
-            "username must not be empty and password needs at least {MIN_PASSWORD_BYTES} characters"
+            "password is shorter than {MIN_PASSWORD_BYTES} characters"
         )));
     }
     check_name("username", &request.username)?;
