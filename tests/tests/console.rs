@@ -329,6 +329,15 @@ fn console_portal_and_demo_app_in_chromium() {
             usage["status"].as_str().unwrap().starts_with("Updated"),
             "{pretty}"
         );
+        let app_usage = &report["app_usage"];
+        assert!(
+            app_usage["status"].as_str().unwrap().starts_with("Updated"),
+            "the usage page of one app must load every chart: {pretty}"
+        );
+        assert!(
+            app_usage["charts"]["chart-latency"].as_u64().unwrap_or(0) >= 1,
+            "the latency chart of one app must have rows: {pretty}"
+        );
         let charts = usage["charts"].as_object().unwrap();
         assert_eq!(charts.len(), 9, "{pretty}");
         for chart in [

@@ -229,6 +229,10 @@ async function adminFlow(context, config, report) {
   if (report.usage.analytics === "on") {
     report.usage.tables = await showTables(consolePage);
     await check(consolePage, config, report, "usage-table", { screenshot: false });
+    // The same page narrowed to the registered app, as its vendor sees it.
+    await consolePage.goto(`${base}/console/usage?app=${encodeURIComponent(app.client_id)}`);
+    await consolePage.waitForFunction(() => document.body.dataset.analytics !== undefined);
+    report.app_usage = await usage(consolePage, config);
   }
 
   // A page that does not exist gets the console's error page.
