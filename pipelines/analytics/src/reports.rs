@@ -515,7 +515,7 @@ fn rollup_latency_sql(range: &TimeRange, bucket: Bucket, conditions: &str) -> St
          GROUP BY bucket, site_id, surface, interaction \
          ORDER BY bucket, site_id, surface, interaction LIMIT {limit}",
         bucket = bucket.expression(range),
-        source = parts.source("latency_daily", hourly, columns, &conditions),
+        source = parts.source("latency_daily", hourly, columns, conditions),
         limit = MAX_ROWS + 1,
     )
 }
