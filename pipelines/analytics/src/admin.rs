@@ -335,7 +335,6 @@ mod tests {
             "/analytics/usage?bucket=week",
             "/analytics/errors?limit=5",
             "/analytics/latency?surface=ftp",
-            "/analytics/latency?app=x",
             "/analytics/usage?patients=yes",
             "/analytics/usage?users=1",
         ] {
