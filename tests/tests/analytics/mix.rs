@@ -3,8 +3,8 @@
 //!
 //! Only requests with a token of [`PUBLIC_APP`] are counted. The fixture's own calls
 //! (loading data, registering apps and users) carry the admin client or none, so the
-//! reports are read with `app=app-pub`. The latency report, which has no app filter, is
-//! read at the `north` site, which only the mix calls.
+//! reports are read with `app=app-pub`. The latency report is read at the `north` site,
+//! which only the mix calls.
 
 use std::collections::{BTreeMap, BTreeSet};
 
