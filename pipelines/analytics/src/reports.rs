@@ -486,7 +486,7 @@ pub async fn latency(
     Ok(Report::new(range, rows))
 }
 
-/// The latency query over the rollups, for all apps.
+/// Builds the latency query over the rollups, for all apps.
 fn rollup_latency_sql(range: &TimeRange, bucket: Bucket, conditions: &str) -> String {
     let parts = Parts::of(range, bucket);
     // Hourly buckets read the reservoir states of latency_hourly. Other buckets read
@@ -520,7 +520,7 @@ fn rollup_latency_sql(range: &TimeRange, bucket: Bucket, conditions: &str) -> St
     )
 }
 
-/// The latency query over the raw calls of one app. `FINAL` leaves out rows that a replay
+/// Builds the latency query over the raw calls of one app. `FINAL` leaves out rows that a replay
 /// of the log stored twice before ClickHouse merged them.
 fn app_latency_sql(range: &TimeRange, bucket: Bucket, conditions: &str) -> String {
     format!(

@@ -39,7 +39,7 @@ fn condition(id: &str, patient: &str, code: &str) -> Value {
 }
 
 /// Stores each resource under its own id.
-fn put_all(fhir: &Fhir, resources: &[Value]) {
+pub(crate) fn put_all(fhir: &Fhir, resources: &[Value]) {
     for resource in resources {
         let path = format!(
             "{}/{}",

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::client::{Fhir, start_server};
-use crate::search::{ids_with_mode, sorted};
+use crate::search::{ids_with_mode, put_all, sorted};
 
 const US_CORE: &str = "http://hl7.org/fhir/us/core/StructureDefinition";
 const OMB: &str = "urn:oid:2.16.840.1.113883.6.238";
@@ -60,19 +60,7 @@ fn fixture() -> (crate::client::TestServer, Fhir) {
                "subject": {"reference": "Patient/p1"},
                "description": {"text": "Walk every day"}}),
     ];
-    for resource in &resources {
-        let path = format!(
-            "{}/{}",
-            resource["resourceType"].as_str().expect("a resourceType"),
-            resource["id"].as_str().expect("an id")
-        );
-        let reply = fhir.put(&path, resource);
-        assert!(
-            reply.status == 200 || reply.status == 201,
-            "storing {path}: {}",
-            reply.body
-        );
-    }
+    put_all(&fhir, &resources);
     (server, fhir)
 }
 
