@@ -27,6 +27,13 @@ mod support;
 #[path = "ehr_proxy/front.rs"]
 mod front;
 
+#[allow(dead_code)]
+#[path = "bulk/client.rs"]
+mod bulk_client;
+
+#[path = "ehr_proxy/bulk.rs"]
+mod bulk;
+
 #[path = "ehr_proxy/cases.rs"]
 mod cases;
 

@@ -67,7 +67,7 @@ impl Pseudonyms {
                     std::fs::create_dir_all(parent).map_err(io_error)?;
                 }
                 write_private(path, &encode_hex(&key)).map_err(io_error)?;
-                tracing::info!(path = %path.display(), "created the analytics pseudonym key");
+                tracing::info!(path = %path.display(), "created a key file");
                 Ok(Pseudonyms::from_key(&key))
             }
             Err(error) => Err(io_error(error)),
@@ -94,6 +94,13 @@ impl Pseudonyms {
     /// authorization without storing the parameter itself.
     pub fn launch(&self, launch_id: Option<&str>) -> u64 {
         launch_id.map_or(0, |id| self.hash("launch", &[id]))
+    }
+
+    /// Keyed hash of an export job's upstream URL with the site and the client that
+    /// started the job. An EHR-backed site seals the job URLs it hands out with it, so
+    /// only that client can use them.
+    pub fn bulk_job(&self, site_id: &str, client_id: &str, location: &str) -> u64 {
+        self.hash("bulk-job", &[site_id, client_id, location])
     }
 
     fn hash(&self, domain: &str, parts: &[&str]) -> u64 {

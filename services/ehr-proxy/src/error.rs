@@ -29,9 +29,10 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    /// Converts the error into the response an app gets: 504 for timeouts, 503 when the site's queue is full, 502
-    /// for every other upstream fault, 500 for Hearth's own failures. The message names
-    /// the fault but never the upstream URL or a credential.
+    /// Converts the error into the response an app gets: 504 for timeouts, 503 when the
+    /// site's queue is full or its settings are incomplete, 502 for every other upstream
+    /// fault, 500 for Hearth's own failures. The message names the fault but never the
+    /// upstream URL or a credential.
     pub fn to_fhir(&self) -> FhirError {
         match self {
             ProxyError::Timeout(_) => FhirError::new(
@@ -62,7 +63,17 @@ impl ProxyError {
                 "exception",
                 format!("the EHR behind this site failed: {}", self.public_reason()),
             ),
-            ProxyError::Config(..) | ProxyError::Cache(_) => FhirError::internal(self),
+            // A site set up without what its upstream needs is not the caller's fault, nor
+            // a failure of Hearth's code: the site is unavailable until an administrator
+            // completes its settings, and the message says which setting is missing.
+            ProxyError::Config(_, reason) => FhirError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "exception",
+                format!(
+                    "the EHR behind this site is not reachable until its settings are complete: {reason}"
+                ),
+            ),
+            ProxyError::Cache(_) => FhirError::internal(self),
         }
     }
 

@@ -8,6 +8,7 @@
 //! within each site's per-type freshness window. Writes through the proxy append
 //! `EhrCacheInvalidated` and wait until the cache has applied it.
 
+mod bulk;
 pub mod cache;
 mod chains;
 pub mod config;

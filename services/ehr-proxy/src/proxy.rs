@@ -19,6 +19,7 @@ use hearth_schemas::{Backing, EhrCacheInvalidated, EhrResponseCached};
 use hearth_smart::scope::{Access, Context, Interaction};
 use serde_json::{Value, json};
 
+use crate::bulk::{BulkPath, JobSeals, JobUrls};
 use crate::cache::{CacheOutcome, CachedResponse, EhrCache};
 use crate::chains;
 use crate::error::ProxyError;
@@ -45,14 +46,18 @@ pub struct EhrProxy {
 struct Inner {
     upstreams: Upstreams,
     cache: EhrCache,
+    seals: JobSeals,
     log: Arc<dyn Log>,
     projection: ProjectionHandle<CacheOutcome>,
 }
 
 impl EhrProxy {
+    /// `job_key` seals the Bulk Data job URLs handed out at EHR-backed sites (see
+    /// [`crate::bulk`]). Running exports stay reachable only while it stays the same.
     pub fn new(
         upstreams: Upstreams,
         cache: EhrCache,
+        job_key: hearth_analytics::pseudonym::Pseudonyms,
         log: Arc<dyn Log>,
         projection: ProjectionHandle<CacheOutcome>,
     ) -> Self {
@@ -60,6 +65,7 @@ impl EhrProxy {
             inner: Arc::new(Inner {
                 upstreams,
                 cache,
+                seals: JobSeals::new(job_key),
                 log,
                 projection,
             }),
@@ -159,6 +165,19 @@ impl EhrProxy {
             );
         };
         let (parts, body) = request.into_parts();
+        match BulkPath::classify(path) {
+            Some(BulkPath::Status(sealed)) => {
+                return self
+                    .job_request(site, &context, &parts, &sealed, true)
+                    .await;
+            }
+            Some(BulkPath::File(sealed)) => {
+                return self
+                    .job_request(site, &context, &parts, &sealed, false)
+                    .await;
+            }
+            _ => {}
+        }
         let mut body = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
             Ok(body) => body,
             Err(_) => {
@@ -244,7 +263,13 @@ impl EhrProxy {
         };
         let stu3 = is_stu3(site);
 
-        if let Err(error) = check_scopes(&incoming, &route) {
+        let export = BulkPath::classify(path) == Some(BulkPath::KickOff);
+        let allowed = if export {
+            check_export(&incoming)
+        } else {
+            check_scopes(&incoming, &route)
+        };
+        if let Err(error) = allowed {
             return Outcome::error(error, "BYPASS");
         }
         if let Err(error) = hearth_fhir::check_format(incoming.query.as_deref(), &incoming.headers)
@@ -409,11 +434,130 @@ impl EhrProxy {
         };
         let mut response = respond_cached(site, &incoming, &route, entry);
         copy_upstream_headers(site, &incoming, &upstream.headers, response.headers_mut());
+        if export
+            && upstream.status == StatusCode::ACCEPTED
+            && let Some(principal) = &incoming.principal
+        {
+            self.seal_status_url(
+                site,
+                &incoming,
+                principal,
+                &upstream,
+                response.headers_mut(),
+            );
+        }
         Outcome {
             response,
             cache: cache_status,
             upstream_status,
             upstream_latency_us,
+        }
+    }
+
+    /// Puts the sealed status URL of an accepted export in `Content-Location`.
+    fn seal_status_url(
+        &self,
+        site: &Site,
+        incoming: &Incoming,
+        principal: &Principal,
+        upstream: &UpstreamResponse,
+        headers: &mut HeaderMap,
+    ) {
+        let urls = self.job_urls(site, &incoming.context, principal);
+        let status = header_string(&upstream.headers, header::CONTENT_LOCATION)
+            .and_then(|location| urls.status(&location))
+            .and_then(|status| HeaderValue::from_str(&status).ok());
+        match status {
+            Some(status) => {
+                headers.insert(header::CONTENT_LOCATION, status);
+            }
+            None => {
+                tracing::warn!(site = %site.site_id, "the EHR accepted an export without a status URL under its base")
+            }
+        }
+    }
+
+    fn job_urls<'a>(
+        &'a self,
+        site: &'a Site,
+        context: &'a SiteContext,
+        principal: &'a Principal,
+    ) -> JobUrls<'a> {
+        JobUrls {
+            seals: &self.inner.seals,
+            site_id: &site.site_id,
+            client_id: &principal.client_id,
+            upstream_base: site.upstream_base_url.as_deref().unwrap_or_default(),
+            site_base: &context.fhir_base_url,
+        }
+    }
+
+    /// Forwards a request for an export's status (GET polls, DELETE cancels) or for one
+    /// of its files, when the sealed URL belongs to the caller.
+    async fn job_request(
+        &self,
+        site: &Site,
+        context: &SiteContext,
+        parts: &axum::http::request::Parts,
+        sealed: &str,
+        is_status: bool,
+    ) -> Outcome {
+        let Some(principal) = parts.extensions.get::<Principal>() else {
+            let error = FhirError::new(
+                StatusCode::UNAUTHORIZED,
+                "login",
+                "this request needs an access token",
+            );
+            return Outcome::error(error, "BYPASS");
+        };
+        let method_allowed =
+            parts.method == Method::GET || (is_status && parts.method == Method::DELETE);
+        if !method_allowed {
+            let error = FhirError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "not-supported",
+                format!("{} is not allowed on this export URL", parts.method),
+            );
+            return Outcome::error(error, "BYPASS");
+        }
+        let Some(location) = self
+            .inner
+            .seals
+            .open(&site.site_id, &principal.client_id, sealed)
+        else {
+            let error = FhirError::not_found("this export job is not known");
+            return Outcome::error(error, "BYPASS");
+        };
+        let base = site
+            .upstream_base_url
+            .as_deref()
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        let request = UpstreamRequest {
+            method: parts.method.clone(),
+            url: format!("{base}{location}"),
+            headers: forwarded_headers(&parts.headers),
+            body: None,
+        };
+        let upstream = match self.inner.upstreams.send(site, request).await {
+            Ok(upstream) => upstream,
+            Err(error) => {
+                tracing::warn!(site = %site.site_id, %error, "the upstream export request failed");
+                return Outcome::error(error.to_fhir(), "BYPASS");
+            }
+        };
+        let response = job_response(
+            &upstream,
+            &self.job_urls(site, context, principal),
+            is_status,
+        );
+        Outcome {
+            response,
+            cache: "BYPASS",
+            upstream_status: Some(i32::from(upstream.status.as_u16())),
+            upstream_latency_us: Some(
+                i64::try_from(upstream.latency.as_micros()).unwrap_or(i64::MAX),
+            ),
         }
     }
 
@@ -574,6 +718,112 @@ fn check_scopes(incoming: &Incoming, route: &Route) -> Result<(), FhirError> {
             }
         }
     }
+}
+
+/// Checks an export kick-off. Exported files cannot be filtered by scope, so the caller
+/// needs read access without patient or query restrictions to every type exported: to
+/// the types a GET kick-off names in `_type`, or to every type.
+fn check_export(incoming: &Incoming) -> Result<(), FhirError> {
+    let Some(principal) = &incoming.principal else {
+        return Err(FhirError::new(
+            StatusCode::UNAUTHORIZED,
+            "login",
+            "this request needs an access token",
+        ));
+    };
+    let query = incoming.query.as_deref().unwrap_or_default();
+    let associated = url::form_urlencoded::parse(query.as_bytes())
+        .any(|(name, _)| name == "includeAssociatedData");
+    let types = listed_types(Some(query));
+    let listed_unrestricted = incoming.method == Method::GET
+        && !associated
+        && !types.is_empty()
+        && types.iter().all(|resource_type| {
+            hearth_fhir::visibility(principal, resource_type, Interaction::Read)
+                .is_ok_and(|v| v.is_everything())
+        });
+    if listed_unrestricted || unrestricted_everywhere(principal, Interaction::Read) {
+        Ok(())
+    } else {
+        Err(FhirError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "an export at an EHR-backed site needs read scopes without patient or query restrictions for every type it exports: for the types named in _type, or for all types",
+        ))
+    }
+}
+
+/// Builds the app's response to an export status or file request: a manifest with the
+/// site's URLs, a file as it came, or the upstream's error, with the upstream headers
+/// that Bulk Data clients read.
+fn job_response(upstream: &UpstreamResponse, urls: &JobUrls<'_>, is_status: bool) -> Response {
+    let status = upstream.status;
+    if status.is_server_error() {
+        let error = if status == StatusCode::GATEWAY_TIMEOUT {
+            ProxyError::Timeout(Duration::ZERO)
+        } else {
+            ProxyError::BadStatus(status.as_u16())
+        };
+        return error.to_fhir().into_response();
+    }
+    let mut response = if is_status && status == StatusCode::OK {
+        match serde_json::from_slice::<Value>(&upstream.body) {
+            Ok(mut manifest) if manifest.is_object() => {
+                urls.manifest(&mut manifest);
+                let mut response = (status, manifest.to_string()).into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                response
+            }
+            _ => {
+                return ProxyError::InvalidBody(
+                    "the export manifest is not a JSON object".to_string(),
+                )
+                .to_fhir()
+                .into_response();
+            }
+        }
+    } else if status.is_success() {
+        let mut response = (status, upstream.body.clone()).into_response();
+        if let Some(value) = upstream.headers.get(header::CONTENT_TYPE)
+            && let Ok(value) = HeaderValue::from_bytes(value.as_bytes())
+        {
+            response.headers_mut().insert(header::CONTENT_TYPE, value);
+        }
+        response
+    } else {
+        let is_outcome = serde_json::from_slice::<Value>(&upstream.body)
+            .is_ok_and(|body| body["resourceType"] == "OperationOutcome");
+        if is_outcome {
+            fhir_response(
+                status,
+                String::from_utf8_lossy(&upstream.body).into_owned(),
+                None,
+            )
+        } else {
+            let error = FhirError::new(
+                status,
+                if status == StatusCode::NOT_FOUND {
+                    "not-found"
+                } else {
+                    "processing"
+                },
+                format!("the EHR behind this site returned HTTP {}", status.as_u16()),
+            );
+            return error.into_response();
+        }
+    };
+    for name in ["x-progress", "retry-after", "expires"] {
+        if let Some(value) = upstream.headers.get(name)
+            && let Ok(value) = HeaderValue::from_bytes(value.as_bytes())
+            && let Ok(name) = header::HeaderName::from_bytes(name.as_bytes())
+        {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 /// Returns whether a wildcard scope without a patient compartment or query restriction
@@ -819,8 +1069,8 @@ fn respond_cached(
     }
 
     if passes_unchanged(site, incoming, route, status) {
-        // Checks that the body is JSON without building a tree of it.
-        return match serde_json::from_str::<serde::de::IgnoredAny>(&entry.body) {
+        // Checks that the body is a resource without building a tree of it.
+        return match serde_json::from_str::<ResourceShape>(&entry.body) {
             Ok(_) => fhir_response(status, entry.body, entry.etag.as_deref()),
             Err(error) => ProxyError::InvalidBody(error.to_string())
                 .to_fhir()
@@ -828,9 +1078,15 @@ fn respond_cached(
         };
     }
 
-    let mut resource: Value = match serde_json::from_str(&entry.body) {
-        Ok(resource) => resource,
-        Err(_) if !status.is_success() => {
+    let parsed = serde_json::from_str::<Value>(&entry.body);
+    let is_resource = parsed
+        .as_ref()
+        .is_ok_and(|value| value.get("resourceType").is_some_and(Value::is_string));
+    let mut resource: Value = match parsed {
+        // An operation may return JSON that is not a resource, but every other
+        // interaction returns a resource.
+        Ok(value) if is_resource || (route.kind == Kind::Other && status.is_success()) => value,
+        _ if !status.is_success() => {
             let error = FhirError::new(
                 status,
                 if status == StatusCode::NOT_FOUND {
@@ -841,6 +1097,11 @@ fn respond_cached(
                 format!("the EHR behind this site returned HTTP {}", status.as_u16()),
             );
             return error.into_response();
+        }
+        Ok(_) => {
+            return ProxyError::InvalidBody("the JSON has no resourceType".to_string())
+                .to_fhir()
+                .into_response();
         }
         Err(error) => {
             return ProxyError::InvalidBody(error.to_string())
@@ -889,6 +1150,13 @@ fn respond_cached(
     }
 
     fhir_response(status, resource.to_string(), entry.etag.as_deref())
+}
+
+/// A JSON object with a string `resourceType`; other members are skipped unread.
+#[derive(serde::Deserialize)]
+struct ResourceShape {
+    #[serde(rename = "resourceType")]
+    _resource_type: String,
 }
 
 /// Returns whether a response can go to the app as the upstream sent it: a successful

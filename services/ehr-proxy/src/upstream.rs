@@ -229,6 +229,23 @@ impl Upstreams {
             .clone()
     }
 
+    /// Names a setting that the site's upstream needs and does not have, so `hearth serve`
+    /// can say so at start rather than at the first request.
+    pub fn missing_setting(&self, site: &Site) -> Option<String> {
+        if site.upstream_base_url.is_none() {
+            return Some("upstream_base_url".to_string());
+        }
+        match site.upstream_auth_method {
+            UpstreamAuthMethod::Bearer if self.config.bearer_token(&site.site_id).is_none() => {
+                Some(EhrConfig::bearer_token_settings(&site.site_id))
+            }
+            UpstreamAuthMethod::BackendServices if site.upstream_client_id.is_none() => {
+                Some("upstream_client_id".to_string())
+            }
+            _ => None,
+        }
+    }
+
     /// The bearer credential for the upstream, if its auth method needs one.
     async fn credential(&self, site: &Site) -> Result<Option<String>, ProxyError> {
         match site.upstream_auth_method {
@@ -240,7 +257,10 @@ impl Upstreams {
                 .ok_or_else(|| {
                     ProxyError::Config(
                         site.site_id.clone(),
-                        "its auth method is bearer, but no token is set in [ehr.sites] or HEARTH_EHR_BEARER_TOKEN_<SITE>".to_string(),
+                        format!(
+                            "its auth method is bearer, but no bearer token is set: set {}",
+                            EhrConfig::bearer_token_settings(&site.site_id)
+                        ),
                     )
                 }),
             UpstreamAuthMethod::BackendServices => self.backend_token(site).await.map(Some),

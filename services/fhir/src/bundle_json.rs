@@ -62,24 +62,40 @@ pub fn write_bundle(
     out
 }
 
+/// Writes one entry. An empty `full_url` leaves `fullUrl` out, since FHIR strings are
+/// never empty: a failed batch entry has no resource to name.
 fn push_entry(out: &mut String, entry: &BundleEntry<'_>) {
-    out.push_str("{\"fullUrl\":");
-    push_string(out, &entry.full_url);
+    out.push('{');
+    let mut first = true;
+    let mut key = |out: &mut String, name: &str| {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push('"');
+        out.push_str(name);
+        out.push_str("\":");
+    };
+    if !entry.full_url.is_empty() {
+        key(out, "fullUrl");
+        push_string(out, &entry.full_url);
+    }
     if let Some(resource) = entry.resource {
-        out.push_str(",\"resource\":");
+        key(out, "resource");
         out.push_str(resource);
     }
     if let Some(mode) = entry.search_mode {
-        out.push_str(",\"search\":{\"mode\":");
+        key(out, "search");
+        out.push_str("{\"mode\":");
         push_string(out, mode);
         out.push('}');
     }
     if let Some(request) = &entry.request {
-        out.push_str(",\"request\":");
+        key(out, "request");
         out.push_str(&request.to_string());
     }
     if let Some(response) = &entry.response {
-        out.push_str(",\"response\":");
+        key(out, "response");
         out.push_str(&response.to_string());
     }
     out.push('}');
@@ -124,5 +140,21 @@ mod tests {
             serde_json::from_str(&write_bundle("searchset", Some(0), &[], &[])).unwrap();
         assert!(value.get("entry").is_none());
         assert_eq!(value["total"], 0);
+    }
+
+    #[test]
+    fn entry_without_url_leaves_full_url_out() {
+        let entries = [BundleEntry {
+            full_url: String::new(),
+            resource: None,
+            search_mode: None,
+            request: None,
+            response: Some(serde_json::json!({"status": "404 Not Found"})),
+        }];
+        let value: Value =
+            serde_json::from_str(&write_bundle("batch-response", None, &[], &entries)).unwrap();
+        let entry = value["entry"][0].as_object().unwrap();
+        assert!(!entry.contains_key("fullUrl"), "{value}");
+        assert_eq!(entry["response"]["status"], "404 Not Found");
     }
 }

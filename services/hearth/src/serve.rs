@@ -111,9 +111,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let upstreams =
         hearth_ehr_proxy::Upstreams::new(Arc::new(settings.ehr.clone()), auth.keys.clone())
             .context("cannot create the EHR client")?;
+    warn_of_incomplete_ehr_sites(&auth.store, &upstreams);
+    let job_key_path = settings.data_dir.join("ehr-export-key");
+    let job_key = hearth_analytics::pseudonym::Pseudonyms::load_or_create(&job_key_path)
+        .with_context(|| format!("cannot load the key {}", job_key_path.display()))?;
     let ehr = hearth_ehr_proxy::EhrProxy::new(
         upstreams,
         hearth_ehr_proxy::EhrCache::open(&ehr_cache_path),
+        job_key,
         log.clone(),
         ehr_projection.clone(),
     );
@@ -198,6 +203,26 @@ async fn shutdown_deadline(mut stop_requested: tokio::sync::watch::Receiver<bool
         std::future::pending::<()>().await;
     }
     tokio::time::sleep(SHUTDOWN_GRACE).await;
+}
+
+/// Logs each EHR-backed site that lacks a setting its upstream needs. Such a site
+/// returns 503 until the setting is added, so the operator learns of it at start.
+fn warn_of_incomplete_ehr_sites(store: &AuthStore, upstreams: &hearth_ehr_proxy::Upstreams) {
+    let sites = match store.sites() {
+        Ok(sites) => sites,
+        Err(error) => {
+            tracing::warn!(%error, "cannot list the sites to check their EHR settings");
+            return;
+        }
+    };
+    for site in sites
+        .iter()
+        .filter(|site| site.backing == hearth_schemas::Backing::Ehr)
+    {
+        if let Some(missing) = upstreams.missing_setting(site) {
+            tracing::warn!(site = %site.site_id, %missing, "this EHR-backed site is missing a setting and returns 503 until it is set");
+        }
+    }
 }
 
 /// Locks the data directory for this process, so a second server or a `hearth replay`

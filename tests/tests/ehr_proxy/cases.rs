@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::front::{Front, SLOW_TOKEN, send};
+use crate::front::{Front, SLOW_TOKEN, send, site, start_answering_upstream};
 use crate::http::Reply;
 use crate::sample::subject_of;
 
@@ -310,4 +310,47 @@ fn upstream_faults_become_gateway_errors() {
     let cached = front.get_url(&read, &token, &[]);
     assert_eq!(cached.status, 200, "{}", cached.body);
     assert_eq!(cached.header("x-cache"), Some("HIT"));
+}
+
+#[test]
+fn incomplete_or_odd_upstreams_get_clear_errors() {
+    let front = Front::start();
+    let admin = front.admin_token();
+    let port = start_answering_upstream(r#"{"hello": "world"}"#);
+    let upstream = format!("http://127.0.0.1:{port}/fhir");
+
+    // A bearer site whose token is set neither in the config nor in the environment
+    // returns 503, naming the missing setting.
+    let unset = json!({
+        "site_id": "unset",
+        "name": "Bearer site without a token",
+        "backing": "ehr",
+        "upstream_base_url": upstream,
+        "upstream_auth_method": "bearer",
+    });
+    front.admin_post("/admin/sites", &unset, 201);
+    let reply = front.get(&site(&front.server, "unset"), &admin, "Patient/1", &[]);
+    assert_outcome(&reply, 503, "exception");
+    assert!(
+        reply.body.contains("HEARTH_EHR_BEARER_TOKEN_UNSET"),
+        "{}",
+        reply.body
+    );
+
+    // An upstream that returns JSON without a resourceType gets 502, for reads,
+    // searches and the CapabilityStatement alike.
+    let odd = json!({
+        "site_id": "odd",
+        "name": "Upstream that is not FHIR",
+        "backing": "ehr",
+        "upstream_base_url": upstream,
+        "upstream_auth_method": "none",
+    });
+    front.admin_post("/admin/sites", &odd, 201);
+    let odd = site(&front.server, "odd");
+    for path in ["Patient/1", "Patient?name=x", "metadata"] {
+        let reply = front.get(&odd, &admin, path, &[("Cache-Control", "no-cache")]);
+        assert_outcome(&reply, 502, "exception");
+        assert!(!reply.body.contains("hello"), "{}", reply.body);
+    }
 }

@@ -210,7 +210,7 @@ pub fn send(request: reqwest::blocking::RequestBuilder) -> Reply {
     }
 }
 
-fn site(server: &Server, id: &str) -> Site {
+pub fn site(server: &Server, id: &str) -> Site {
     Site {
         id: id.to_string(),
         auth: format!("{}/sites/{id}/auth", server.base_url),
@@ -241,4 +241,25 @@ fn start_silent_upstream() -> (u16, Arc<Mutex<Vec<String>>>) {
         }
     });
     (port, requests)
+}
+
+/// Starts an HTTP server on a free port that answers every request with 200 and `body`
+/// as JSON, as an upstream that is not a FHIR server. Returns the port.
+pub fn start_answering_upstream(body: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding the answering upstream");
+    let port = listener.local_addr().expect("its address").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buffer = [0u8; 8192];
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+            let _ = stream.read(&mut buffer);
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+            let _ = stream.flush();
+        }
+    });
+    port
 }
