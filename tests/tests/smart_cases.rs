@@ -4,7 +4,7 @@
 //! Synthea patients loaded, registers apps and users through the admin API, and drives
 //! the HTTP flows as a browser and an app would. The tests named in a module's
 //! `through_proxy!` block run again at an EHR-backed site of a second server, whose
-//! upstream holds the patients (see `smart_cases/target.rs`).
+//! upstream stores the patients (see `smart_cases/target.rs`).
 
 // Declared first: its `through_proxy!` macro is used by the modules below. Each suite
 // uses part of the module.

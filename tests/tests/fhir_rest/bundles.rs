@@ -463,7 +463,7 @@ fn bundle_endpoint_rejects_other_bodies() {
     assert_eq!(resource_events(&server), events, "no resource event");
 }
 
-// The same tests against an EHR-backed site whose upstream holds the data.
+// The same tests against an EHR-backed site whose upstream stores the data.
 through_proxy!(
     transaction_resolves_placeholders,
     transaction_with_unknown_placeholder_is_400,

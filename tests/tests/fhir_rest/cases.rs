@@ -350,7 +350,7 @@ fn transaction_at_entry_limit_is_accepted() {
     assert_eq!(fhir.count("Patient") as usize, MAX_BUNDLE_ENTRIES);
 }
 
-// The same tests against an EHR-backed site whose upstream holds the data.
+// The same tests against an EHR-backed site whose upstream stores the data.
 through_proxy!(
     concurrent_conditional_creates_store_one,
     conditional_create_with_two_matches_is_412,

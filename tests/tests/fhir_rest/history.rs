@@ -287,7 +287,7 @@ fn history_rejects_bad_parameters() {
     assert_outcome(&fhir.get("_history?_page_before=x"), 400);
 }
 
-// The same tests against an EHR-backed site whose upstream holds the data.
+// The same tests against an EHR-backed site whose upstream stores the data.
 through_proxy!(
     history_pages_cover_every_version_once,
     history_entries_describe_the_write,

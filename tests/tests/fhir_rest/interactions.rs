@@ -456,7 +456,7 @@ fn conditional_delete_by_match_count() {
     assert_outcome(&fhir.delete("Patient"), 405);
 }
 
-// The same tests against an EHR-backed site whose upstream holds the data.
+// The same tests against an EHR-backed site whose upstream stores the data.
 through_proxy!(
     create_answers_per_prefer_header,
     create_ignores_client_id,

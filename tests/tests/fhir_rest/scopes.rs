@@ -312,7 +312,7 @@ fn system_token_writes_anything() {
     assert_eq!(deleted.status, 204, "{}", deleted.body);
 }
 
-// The same tests against an EHR-backed site whose upstream holds the data.
+// The same tests against an EHR-backed site whose upstream stores the data.
 through_proxy!(
     patient_token_creates_in_own_compartment,
     patient_token_cannot_change_other_patients,

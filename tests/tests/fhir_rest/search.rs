@@ -567,7 +567,7 @@ fn capability_statement_lists_search() {
     assert!(interactions.contains("search-type"), "{interactions}");
 }
 
-// The same tests against an EHR-backed site whose upstream holds the data.
+// The same tests against an EHR-backed site whose upstream stores the data.
 through_proxy!(
     count_zero_gives_total_only,
     next_links_replay_the_search,

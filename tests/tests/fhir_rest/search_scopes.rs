@@ -260,7 +260,7 @@ fn system_search_passes_scopes() {
     assert_outcome(&narrowed.get("_search?_type=Condition"), 403);
 }
 
-// The same tests against an EHR-backed site whose upstream holds the data.
+// The same tests against an EHR-backed site whose upstream stores the data.
 through_proxy!(
     patient_token_includes_stay_in_compartment,
     v2_scope_query_narrows_includes,

@@ -144,7 +144,7 @@ fn capability_statement_lists_system_search() {
     assert!(!params.contains(&"_text"), "{params:?}");
 }
 
-// The same tests against an EHR-backed site whose upstream holds the data.
+// The same tests against an EHR-backed site whose upstream stores the data.
 through_proxy!(
     system_search_spans_types,
     system_post_search_pages_with_get,

@@ -132,5 +132,5 @@ fn metadata_lists_us_core_parameters() {
     }
 }
 
-// The same tests against an EHR-backed site whose upstream holds the data.
+// The same tests against an EHR-backed site whose upstream stores the data.
 through_proxy!(us_core_parameters_filter, metadata_lists_us_core_parameters);

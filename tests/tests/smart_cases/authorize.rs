@@ -269,7 +269,7 @@ fn denial_redirects_access_denied() {
     assert_eq!(hearth.grants(PUBLIC_APP), json!([]));
 }
 
-// The same tests against an EHR-backed site whose upstream holds the sample.
+// The same tests against an EHR-backed site whose upstream stores the sample.
 through_proxy!(
     authorize_without_code_challenge_redirects_error,
     plain_challenge_method_is_rejected,

@@ -397,7 +397,7 @@ fn check_v2(hearth: &Hearth) {
     assert_reads_patient(hearth, &tokens);
 }
 
-// The same tests against an EHR-backed site whose upstream holds the sample.
+// The same tests against an EHR-backed site whose upstream stores the sample.
 through_proxy!(
     smart_configuration_is_public_and_complete,
     smart_configuration_answers_cors_preflight,

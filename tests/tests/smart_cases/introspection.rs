@@ -100,7 +100,7 @@ fn refresh_token_introspection_has_patient() {
     assert_eq!(info["patient"], hearth.sample.patient.id.as_str());
 }
 
-// The same tests against an EHR-backed site whose upstream holds the sample.
+// The same tests against an EHR-backed site whose upstream stores the sample.
 through_proxy!(
     introspection_returns_launch_context,
     unknown_token_is_inactive,

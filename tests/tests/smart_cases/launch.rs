@@ -263,7 +263,7 @@ fn launch_creation_rejects_bad_requests() {
     assert_oauth_error(&form, 400, "invalid_request");
 }
 
-// The same tests against an EHR-backed site whose upstream holds the sample.
+// The same tests against an EHR-backed site whose upstream stores the sample.
 through_proxy!(
     ehr_launch_context_reaches_token_response,
     launch_for_another_user_is_refused,

@@ -242,7 +242,7 @@ fn deactivation_stops_token_at_once() {
     );
 }
 
-// The same tests against an EHR-backed site whose upstream holds the sample.
+// The same tests against an EHR-backed site whose upstream stores the sample.
 through_proxy!(
     code_works_once,
     refresh_keeps_standalone_patient,

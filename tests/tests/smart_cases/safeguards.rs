@@ -247,5 +247,5 @@ fn client_credentials_grants_allowed_subset() {
     assert_oauth_error(&nothing, 400, "invalid_scope");
 }
 
-// The same tests against an EHR-backed site whose upstream holds the sample.
+// The same tests against an EHR-backed site whose upstream stores the sample.
 through_proxy!(client_credentials_grants_allowed_subset,);

@@ -243,7 +243,7 @@ fn token_without_observation_scope_gets_403() {
     assert_eq!(search.status, 403, "{}", search.body);
 }
 
-// The same tests against an EHR-backed site whose upstream holds the sample.
+// The same tests against an EHR-backed site whose upstream stores the sample.
 through_proxy!(
     v1_scopes_granted_as_requested,
     v2_patient_scopes_are_granted,

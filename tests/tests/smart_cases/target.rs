@@ -1,7 +1,7 @@
 //! The kind of site a test runs against. The FHIR REST, SMART and analytics suites run
 //! their tests on a repository site, and the tests listed in a `through_proxy!` block run
 //! a second time on an EHR-backed site: a second Hearth process (the front) whose site
-//! `ehr` proxies the default site of the first process, which holds the test's data.
+//! `ehr` proxies the default site of the first process, which stores the test's data.
 //!
 //! The target is a thread-local setting because the test harness runs each test on its
 //! own thread: the fixtures read it when they start their servers.
