@@ -19,6 +19,8 @@ use crate::rewrite::Rewriter;
 pub(crate) enum BulkPath {
     /// `$export` at system, patient or group level.
     KickOff,
+    /// `$import`, Hearth's own asynchronous operation, with the same status pattern.
+    Import,
     /// `$bulk-status/{sealed}`.
     Status(String),
     /// `$bulk-file/{sealed}/{name}`.
@@ -32,6 +34,7 @@ impl BulkPath {
             ["$bulk-status", sealed] => Some(BulkPath::Status(sealed.to_string())),
             ["$bulk-file", sealed, _] => Some(BulkPath::File(sealed.to_string())),
             [.., "$export"] => Some(BulkPath::KickOff),
+            [.., "$import"] => Some(BulkPath::Import),
             _ => None,
         }
     }
@@ -156,6 +159,7 @@ mod tests {
             BulkPath::classify("/$bulk-file/abc.1/Patient.ndjson"),
             Some(BulkPath::File("abc.1".to_string()))
         );
+        assert_eq!(BulkPath::classify("/$import"), Some(BulkPath::Import));
         assert_eq!(BulkPath::classify("/Patient/1"), None);
     }
 

@@ -92,7 +92,9 @@ impl EhrConfig {
     /// Names the places a site's bearer token can be set, for messages about a missing one.
     pub fn bearer_token_settings(site_id: &str) -> String {
         let variable = site_id.to_ascii_uppercase().replace('-', "_");
-        format!("[ehr.sites.{site_id}] bearer_token in hearth.toml or HEARTH_EHR_BEARER_TOKEN_{variable}")
+        format!(
+            "[ehr.sites.{site_id}] bearer_token in hearth.toml or HEARTH_EHR_BEARER_TOKEN_{variable}"
+        )
     }
 
     /// Checks the limits; an error names the setting and the allowed range.

@@ -14,6 +14,8 @@ pub enum ProxyError {
     Upstream(String),
     #[error("the EHR answered {0} without a FHIR body")]
     BadStatus(u16),
+    #[error("the EHR answered with a redirect (HTTP {0})")]
+    Redirect(u16),
     #[error("the EHR's response is larger than {0} bytes")]
     TooLarge(usize),
     #[error("the EHR's response is not FHIR JSON: {0}")]
@@ -29,6 +31,20 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// Builds the app's response: the OperationOutcome of [`ProxyError::to_fhir`], with
+    /// `Retry-After` when the site's queue is full.
+    pub fn to_response(&self) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let mut response = self.to_fhir().into_response();
+        if matches!(self, ProxyError::Saturated) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
+    }
+
     /// Converts the error into the response an app gets: 504 for timeouts, 503 when the
     /// site's queue is full or its settings are incomplete, 502 for every other upstream
     /// fault, 500 for Hearth's own failures. The message names the fault but never the
@@ -55,6 +71,13 @@ impl ProxyError {
                 "exception",
                 format!("the EHR behind this site failed with HTTP {status}"),
             ),
+            ProxyError::Redirect(status) => FhirError::new(
+                StatusCode::BAD_GATEWAY,
+                "exception",
+                format!(
+                    "the EHR behind this site answered with a redirect (HTTP {status}), which Hearth does not follow"
+                ),
+            ),
             ProxyError::Upstream(_)
             | ProxyError::TooLarge(_)
             | ProxyError::InvalidBody(_)
@@ -65,7 +88,7 @@ impl ProxyError {
             ),
             // A site set up without what its upstream needs is not the caller's fault, nor
             // a failure of Hearth's code: the site is unavailable until an administrator
-            // completes its settings, and the message says which setting is missing.
+            // completes its settings, and the message names the missing setting.
             ProxyError::Config(_, reason) => FhirError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "exception",

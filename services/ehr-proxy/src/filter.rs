@@ -165,9 +165,18 @@ pub fn compartment_param(principal: &Principal, resource_type: &str) -> Option<(
 }
 
 /// Removes the entries of a Bundle the caller may not see: matches need search access,
-/// other entries (includes, outcomes, history) read access. Returns how many were
-/// removed; when any were, `total` is removed too, because it counted them.
-pub fn filter_bundle(principal: &Principal, bundle: &mut Value) -> usize {
+/// other entries (includes, outcomes, history) read access. An entry without a resource,
+/// such as a deletion in a history Bundle, can belong to anyone's record. It stays only
+/// when `bare_entries_visible` (the caller may read everything), or when the caller may
+/// read every resource of the type its URL names. Returns how many were removed;
+/// when any were, `total` is removed too, because it counted them.
+pub fn filter_bundle(
+    principal: &Principal,
+    bundle: &mut Value,
+    bare_entries_visible: bool,
+) -> usize {
+    // Every entry of a searchset carries a resource.
+    let searchset = bundle["type"] == "searchset";
     let Some(entries) = bundle.get_mut("entry").and_then(Value::as_array_mut) else {
         return 0;
     };
@@ -181,7 +190,8 @@ pub fn filter_bundle(principal: &Principal, bundle: &mut Value) -> usize {
         };
         match entry.get("resource") {
             Some(resource) => visible(principal, resource, interaction),
-            None => true,
+            None if searchset || !entry.is_object() => false,
+            None => bare_entries_visible || type_wholly_visible(principal, entry),
         }
     });
     let removed = before - entries.len();
@@ -191,6 +201,26 @@ pub fn filter_bundle(principal: &Principal, bundle: &mut Value) -> usize {
         object.remove("total");
     }
     removed
+}
+
+/// Returns whether the caller may read every resource of the type that an entry's
+/// `request.url` or `fullUrl` names, such as `Condition/1` or `[base]/Condition/1`.
+fn type_wholly_visible(principal: &Principal, entry: &Value) -> bool {
+    let url = entry
+        .pointer("/request/url")
+        .or_else(|| entry.get("fullUrl"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let mut segments = path.rsplit('/');
+    let resource_type = match (segments.next(), segments.next()) {
+        (Some(last), _) if hearth_fhir_core::resource_types::lookup(last).is_some() => last,
+        (_, Some(before_id)) => before_id,
+        _ => return false,
+    };
+    hearth_fhir_core::resource_types::lookup(resource_type).is_some()
+        && hearth_fhir::visibility(principal, resource_type, Interaction::Read)
+            .is_ok_and(|visibility| visibility.is_everything())
 }
 
 #[cfg(test)]
@@ -328,8 +358,37 @@ mod tests {
                 {"resource": {"resourceType": "Patient", "id": "p2"}, "search": {"mode": "include"}},
             ],
         });
-        assert_eq!(filter_bundle(&caller, &mut bundle), 2);
+        assert_eq!(filter_bundle(&caller, &mut bundle, false), 2);
         assert_eq!(bundle["entry"].as_array().unwrap().len(), 1);
         assert!(bundle.get("total").is_none());
+    }
+
+    #[test]
+    fn deletions_stay_only_for_whole_type_readers() {
+        let history = json!({
+            "resourceType": "Bundle", "type": "history",
+            "entry": [
+                {"fullUrl": "http://ehr/fhir/Condition/c1", "request": {"method": "DELETE", "url": "Condition/c1"}},
+                {"request": {"method": "DELETE", "url": "Practitioner/d1"}},
+                {"foo": 1},
+                "x",
+            ],
+        });
+        let patient = principal("patient/*.rs user/Practitioner.rs", Some("p1"));
+        let mut seen = history.clone();
+        assert_eq!(filter_bundle(&patient, &mut seen, false), 3);
+        assert_eq!(seen["entry"][0]["request"]["url"], "Practitioner/d1");
+
+        let system = principal("system/Condition.rs", None);
+        let mut seen = history.clone();
+        assert_eq!(filter_bundle(&system, &mut seen, false), 3);
+        assert_eq!(seen["entry"][0]["request"]["url"], "Condition/c1");
+
+        let mut seen = history;
+        assert_eq!(
+            filter_bundle(&system, &mut seen, true),
+            1,
+            "only the non-object entry goes"
+        );
     }
 }

@@ -164,6 +164,9 @@ impl EhrProxy {
                 "BYPASS",
             );
         };
+        if let Err(error) = check_path(path) {
+            return Outcome::error(error, "BYPASS");
+        }
         let (parts, body) = request.into_parts();
         match BulkPath::classify(path) {
             Some(BulkPath::Status(sealed)) => {
@@ -263,7 +266,9 @@ impl EhrProxy {
         };
         let stu3 = is_stu3(site);
 
-        let export = BulkPath::classify(path) == Some(BulkPath::KickOff);
+        let bulk = BulkPath::classify(path);
+        let export = bulk == Some(BulkPath::KickOff);
+        let kick_off = export || bulk == Some(BulkPath::Import);
         let allowed = if export {
             check_export(&incoming)
         } else {
@@ -376,7 +381,12 @@ impl EhrProxy {
             Ok(upstream) => upstream,
             Err(error) => {
                 tracing::warn!(site = %site.site_id, %error, "the upstream EHR request failed");
-                return Outcome::error(error.to_fhir(), cache_status);
+                return Outcome {
+                    response: error.to_response(),
+                    cache: cache_status,
+                    upstream_status: None,
+                    upstream_latency_us: None,
+                };
             }
         };
         let upstream_status = Some(i32::from(upstream.status.as_u16()));
@@ -434,17 +444,11 @@ impl EhrProxy {
         };
         let mut response = respond_cached(site, &incoming, &route, entry);
         copy_upstream_headers(site, &incoming, &upstream.headers, response.headers_mut());
-        if export
+        if kick_off
             && upstream.status == StatusCode::ACCEPTED
             && let Some(principal) = &incoming.principal
         {
-            self.seal_status_url(
-                site,
-                &incoming,
-                principal,
-                &upstream,
-                response.headers_mut(),
-            );
+            response = self.accepted(site, &incoming, principal, &upstream);
         }
         Outcome {
             response,
@@ -454,27 +458,38 @@ impl EhrProxy {
         }
     }
 
-    /// Puts the sealed status URL of an accepted export in `Content-Location`.
-    fn seal_status_url(
+    /// Builds the response to an accepted export or import: 202 with the sealed status
+    /// URL in `Content-Location` and in an OperationOutcome of Hearth's own, since the
+    /// EHR's text names its own URL.
+    fn accepted(
         &self,
         site: &Site,
         incoming: &Incoming,
         principal: &Principal,
         upstream: &UpstreamResponse,
-        headers: &mut HeaderMap,
-    ) {
+    ) -> Response {
         let urls = self.job_urls(site, &incoming.context, principal);
-        let status = header_string(&upstream.headers, header::CONTENT_LOCATION)
+        let Some(status) = header_string(&upstream.headers, header::CONTENT_LOCATION)
             .and_then(|location| urls.status(&location))
-            .and_then(|status| HeaderValue::from_str(&status).ok());
-        match status {
-            Some(status) => {
-                headers.insert(header::CONTENT_LOCATION, status);
-            }
-            None => {
-                tracing::warn!(site = %site.site_id, "the EHR accepted an export without a status URL under its base")
-            }
+        else {
+            tracing::warn!(site = %site.site_id, "the EHR accepted a job without a status URL under its base");
+            return ProxyError::InvalidBody("the accepted job has no status URL".to_string())
+                .to_fhir()
+                .into_response();
+        };
+        let outcome = hearth_fhir::operation_outcome(
+            "information",
+            "informational",
+            &format!("the job is accepted; poll {status} for its status"),
+            &[],
+        );
+        let mut response = fhir_response(StatusCode::ACCEPTED, outcome.to_string(), None);
+        if let Ok(value) = HeaderValue::from_str(&status) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LOCATION, value);
         }
+        response
     }
 
     fn job_urls<'a>(
@@ -543,7 +558,12 @@ impl EhrProxy {
             Ok(upstream) => upstream,
             Err(error) => {
                 tracing::warn!(site = %site.site_id, %error, "the upstream export request failed");
-                return Outcome::error(error.to_fhir(), "BYPASS");
+                return Outcome {
+                    response: error.to_response(),
+                    cache: "BYPASS",
+                    upstream_status: None,
+                    upstream_latency_us: None,
+                };
             }
         };
         let response = job_response(
@@ -713,11 +733,28 @@ fn check_scopes(incoming: &Incoming, route: &Route) -> Result<(), FhirError> {
                 Err(FhirError::new(
                     StatusCode::FORBIDDEN,
                     "forbidden",
-                    "batches, transactions and operations at an EHR-backed site need system or user scopes without patient or query restrictions",
+                    "at an EHR-backed site, batches, transactions, conditional writes, history without a type and operations need system or user scopes without patient or query restrictions",
                 ))
             }
         }
     }
+}
+
+/// Rejects a path with a segment that is not a FHIR type, id, version, operation or
+/// keyword: FHIR ids and names use letters, digits, `-`, `.`, `_` and `$` only. Above all,
+/// `.` and `..` (also percent-encoded) would change the upstream path when the URL is
+/// normalized, and send a request the scope check never saw.
+fn check_path(path: &str) -> Result<(), FhirError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '$');
+    for segment in path.split('/').filter(|segment| !segment.is_empty()) {
+        if segment == "." || segment == ".." || !segment.chars().all(allowed) {
+            let shown: String = segment.chars().take(64).collect();
+            return Err(FhirError::bad_request(format!(
+                "the path segment '{shown}' is not a valid FHIR type, id or operation name"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks an export kick-off. Exported files cannot be filtered by scope, so the caller
@@ -1024,6 +1061,7 @@ fn prepare_body(
     if !matches!(route.kind, Kind::Create | Kind::Update | Kind::Bundle) {
         return Ok(Some(body));
     }
+    hearth_fhir::require_json_body(&incoming.headers)?;
     let mut resource: Value = serde_json::from_slice(&body)
         .map_err(|e| FhirError::bad_request(format!("the request body is not valid JSON: {e}")))?;
     if !resource["resourceType"].is_string() {
@@ -1057,6 +1095,9 @@ fn respond_cached(
 ) -> Response {
     let status = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::BAD_GATEWAY);
     if entry.body.trim().is_empty() {
+        if !status.is_success() && status != StatusCode::NOT_MODIFIED {
+            return upstream_error(status);
+        }
         let mut response = status.into_response();
         if let Some(etag) = entry
             .etag
@@ -1071,7 +1112,10 @@ fn respond_cached(
     if passes_unchanged(site, incoming, route, status) {
         // Checks that the body is a resource without building a tree of it.
         return match serde_json::from_str::<ResourceShape>(&entry.body) {
-            Ok(_) => fhir_response(status, entry.body, entry.etag.as_deref()),
+            Ok(shape) => match check_type(route, &shape.resource_type) {
+                Ok(()) => fhir_response(status, entry.body, entry.etag.as_deref()),
+                Err(error) => error.to_fhir().into_response(),
+            },
             Err(error) => ProxyError::InvalidBody(error.to_string())
                 .to_fhir()
                 .into_response(),
@@ -1079,31 +1123,29 @@ fn respond_cached(
     }
 
     let parsed = serde_json::from_str::<Value>(&entry.body);
-    let is_resource = parsed
+    let resource_type = parsed
         .as_ref()
-        .is_ok_and(|value| value.get("resourceType").is_some_and(Value::is_string));
-    let mut resource: Value = match parsed {
+        .ok()
+        .and_then(|value| value.get("resourceType"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut resource: Value = match (parsed, resource_type) {
+        // An error passes on only as an OperationOutcome.
+        (Ok(value), Some(found)) if !status.is_success() && found == "OperationOutcome" => value,
+        _ if !status.is_success() => return upstream_error(status),
+        (Ok(value), Some(found)) => match check_type(route, &found) {
+            Ok(()) => value,
+            Err(error) => return error.to_fhir().into_response(),
+        },
         // An operation may return JSON that is not a resource, but every other
         // interaction returns a resource.
-        Ok(value) if is_resource || (route.kind == Kind::Other && status.is_success()) => value,
-        _ if !status.is_success() => {
-            let error = FhirError::new(
-                status,
-                if status == StatusCode::NOT_FOUND {
-                    "not-found"
-                } else {
-                    "processing"
-                },
-                format!("the EHR behind this site returned HTTP {}", status.as_u16()),
-            );
-            return error.into_response();
-        }
-        Ok(_) => {
+        (Ok(value), None) if route.kind == Kind::Other => value,
+        (Ok(_), None) => {
             return ProxyError::InvalidBody("the JSON has no resourceType".to_string())
                 .to_fhir()
                 .into_response();
         }
-        Err(error) => {
+        (Err(error), _) => {
             return ProxyError::InvalidBody(error.to_string())
                 .to_fhir()
                 .into_response();
@@ -1117,7 +1159,8 @@ fn respond_cached(
         && status.is_success()
     {
         if resource["resourceType"] == "Bundle" {
-            filter::filter_bundle(principal, &mut resource);
+            let bare_entries_visible = unrestricted_everywhere(principal, Interaction::Read);
+            filter::filter_bundle(principal, &mut resource, bare_entries_visible);
             let exact = match route.kind {
                 Kind::Search => total_is_exact(incoming, route),
                 // History goes upstream without confinement.
@@ -1145,6 +1188,7 @@ fn respond_cached(
         &incoming.context.fhir_base_url,
     );
     rewriter.resource(&mut resource);
+    drop_foreign_links(&mut resource, &incoming.context.fhir_base_url);
     if route.kind == Kind::Capabilities {
         point_security_at_hearth(&mut resource, &incoming.context);
     }
@@ -1152,11 +1196,65 @@ fn respond_cached(
     fhir_response(status, resource.to_string(), entry.etag.as_deref())
 }
 
+/// Builds the app's response to an upstream error that came without an OperationOutcome.
+fn upstream_error(status: StatusCode) -> Response {
+    let code = if status == StatusCode::NOT_FOUND {
+        "not-found"
+    } else {
+        "processing"
+    };
+    let message = format!("the EHR behind this site returned HTTP {}", status.as_u16());
+    FhirError::new(status, code, message).into_response()
+}
+
+/// Checks that a successful response is the resource type the interaction returns: the
+/// route's type for a read, a Bundle for searches, history and batches, and so on.
+fn check_type(route: &Route, found: &str) -> Result<(), ProxyError> {
+    let route_type = route.resource_type.as_deref().unwrap_or_default();
+    let fits = match route.kind {
+        Kind::Read | Kind::Vread => found == route_type,
+        Kind::Create | Kind::Update | Kind::Patch => {
+            found == route_type || found == "OperationOutcome"
+        }
+        Kind::Search | Kind::SearchPost | Kind::Everything | Kind::History | Kind::Bundle => {
+            found == "Bundle"
+        }
+        Kind::Capabilities => found == "CapabilityStatement",
+        Kind::Delete | Kind::Other => true,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(ProxyError::InvalidBody(format!(
+            "the EHR returned a {found} for a {:?} request",
+            route.kind
+        )))
+    }
+}
+
+/// Removes the links of a Bundle that do not lead to the site, such as an upstream link
+/// outside the EHR's base that the rewriting left as it was, so paging never leaves Hearth.
+fn drop_foreign_links(resource: &mut Value, site_base: &str) {
+    if resource["resourceType"] != "Bundle" {
+        return;
+    }
+    let site_base = site_base.trim_end_matches('/');
+    if let Some(links) = resource.get_mut("link").and_then(Value::as_array_mut) {
+        links.retain(|link| {
+            link["url"].as_str().is_some_and(|url| {
+                url == site_base
+                    || url.starts_with(&format!("{site_base}/"))
+                    || url.starts_with(&format!("{site_base}?"))
+            })
+        });
+    }
+}
+
 /// A JSON object with a string `resourceType`; other members are skipped unread.
 #[derive(serde::Deserialize)]
 struct ResourceShape {
     #[serde(rename = "resourceType")]
-    _resource_type: String,
+    resource_type: String,
 }
 
 /// Returns whether a response can go to the app as the upstream sent it: a successful

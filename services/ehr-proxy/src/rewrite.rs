@@ -31,15 +31,13 @@ impl Rewriter {
     }
 
     /// Rewrites the URLs of a resource in place: a Bundle's links, `fullUrl`s and entry
-    /// locations (nested Bundles too), and a CapabilityStatement's `implementation.url`.
+    /// locations (nested Bundles too), and every URL in a CapabilityStatement.
     pub fn resource(&self, resource: &mut Value) {
         match resource["resourceType"].as_str() {
             Some("Bundle") => self.bundle(resource),
-            Some("CapabilityStatement") => {
-                if let Some(url) = resource.pointer_mut("/implementation/url") {
-                    self.string(url);
-                }
-            }
+            // Operation definitions and the implementation URL can name the EHR's base
+            // anywhere in the statement.
+            Some("CapabilityStatement") => self.every_string(resource),
             _ => {}
         }
     }
@@ -65,6 +63,17 @@ impl Rewriter {
             if let Some(resource) = entry.get_mut("resource") {
                 self.resource(resource);
             }
+        }
+    }
+
+    fn every_string(&self, value: &mut Value) {
+        match value {
+            Value::String(_) => self.string(value),
+            Value::Array(items) => items.iter_mut().for_each(|item| self.every_string(item)),
+            Value::Object(members) => members
+                .values_mut()
+                .for_each(|member| self.every_string(member)),
+            _ => {}
         }
     }
 

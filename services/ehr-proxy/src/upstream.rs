@@ -179,6 +179,17 @@ impl Upstreams {
                 continue;
             }
             let (status, headers, body) = result?;
+            // A 401 here rejects Hearth's credential, not the app's token, so the app must
+            // not see it as its own. A redirect would send the app off the site, and
+            // Hearth does not follow one with its credential.
+            if status == StatusCode::UNAUTHORIZED {
+                return Err(ProxyError::Auth(
+                    "the EHR rejected Hearth's credential with 401".to_string(),
+                ));
+            }
+            if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+                return Err(ProxyError::Redirect(status.as_u16()));
+            }
             return Ok(UpstreamResponse {
                 status,
                 headers,
@@ -215,9 +226,10 @@ impl Upstreams {
         if error.is_timeout() {
             ProxyError::Timeout(self.config.timeout())
         } else if error.is_connect() {
-            ProxyError::Connect(error.to_string())
+            ProxyError::Connect(error.without_url().to_string())
         } else {
-            ProxyError::Upstream(error.to_string())
+            // The URL can contain a patient id, so it stays out of messages and logs.
+            ProxyError::Upstream(error.without_url().to_string())
         }
     }
 
@@ -230,7 +242,7 @@ impl Upstreams {
     }
 
     /// Names a setting that the site's upstream needs and does not have, so `hearth serve`
-    /// can say so at start rather than at the first request.
+    /// can log it at start rather than fail at the first request.
     pub fn missing_setting(&self, site: &Site) -> Option<String> {
         if site.upstream_base_url.is_none() {
             return Some("upstream_base_url".to_string());

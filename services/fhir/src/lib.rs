@@ -35,7 +35,7 @@ use hearth_projection::ProjectionHandle;
 
 pub use access::{Principal, SiteContext};
 pub use error::{FhirError, FhirResult, operation_outcome, outcome_for_framework_errors};
-pub use media::{FHIR_JSON, check_format};
+pub use media::{FHIR_JSON, check_format, require_json_body};
 pub use scopes::visibility;
 
 /// Settings of the FHIR API.

@@ -60,6 +60,12 @@ fn export_through_the_proxy_belongs_to_its_app() {
 
     let kick_off = owner.kick_off("$export?_type=Patient,Observation");
     let status = owner.status_url(&kick_off);
+    let ehr_base = front.ehr.default_site.fhir.clone();
+    assert!(
+        !kick_off.text().contains(&ehr_base),
+        "the kick-off names the EHR: {}",
+        kick_off.text()
+    );
     let status_prefix = format!("{}/$bulk-status/", front.site.fhir);
     assert!(status.starts_with(&status_prefix), "{status}");
 

@@ -61,6 +61,11 @@ fn patient_app_reads_through_proxy() {
 
     let metadata = front.send(front.client().get(format!("{}/metadata", front.site.fhir)));
     assert_eq!(metadata.status, 200, "{}", metadata.body);
+    assert!(
+        !metadata.body.contains(&front.ehr.default_site.fhir),
+        "the CapabilityStatement names the EHR: {}",
+        metadata.body
+    );
     let token_uri = &metadata.json()["rest"][0]["security"]["extension"][0]["extension"][1];
     assert_eq!(token_uri["valueUri"], format!("{}/token", front.site.auth));
 
@@ -270,10 +275,11 @@ fn upstream_faults_become_gateway_errors() {
         started.elapsed() < Duration::from_secs(2),
         "the slow site blocked another site"
     );
-    let mut statuses: Vec<u16> = waiting
-        .into_iter()
-        .map(|t| t.join().unwrap().status)
-        .collect();
+    let replies: Vec<Reply> = waiting.into_iter().map(|t| t.join().unwrap()).collect();
+    for reply in replies.iter().filter(|reply| reply.status == 503) {
+        assert_eq!(reply.header("retry-after"), Some("1"), "{}", reply.body);
+    }
+    let mut statuses: Vec<u16> = replies.iter().map(|reply| reply.status).collect();
     statuses.sort_unstable();
     assert_eq!(
         statuses,
@@ -312,11 +318,25 @@ fn upstream_faults_become_gateway_errors() {
     assert_eq!(cached.header("x-cache"), Some("HIT"));
 }
 
+/// Registers an EHR-backed site without upstream authentication at `upstream` and
+/// returns it.
+fn open_site(front: &Front, site_id: &str, upstream: &str) -> crate::http::Site {
+    let settings = json!({
+        "site_id": site_id,
+        "name": site_id,
+        "backing": "ehr",
+        "upstream_base_url": upstream,
+        "upstream_auth_method": "none",
+    });
+    front.admin_post("/admin/sites", &settings, 201);
+    site(&front.server, site_id)
+}
+
 #[test]
 fn incomplete_or_odd_upstreams_get_clear_errors() {
     let front = Front::start();
     let admin = front.admin_token();
-    let port = start_answering_upstream(r#"{"hello": "world"}"#);
+    let port = start_answering_upstream("200 OK", "", r#"{"hello": "world"}"#);
     let upstream = format!("http://127.0.0.1:{port}/fhir");
 
     // A bearer site whose token is set neither in the config nor in the environment
@@ -339,18 +359,61 @@ fn incomplete_or_odd_upstreams_get_clear_errors() {
 
     // An upstream that returns JSON without a resourceType gets 502, for reads,
     // searches and the CapabilityStatement alike.
-    let odd = json!({
-        "site_id": "odd",
-        "name": "Upstream that is not FHIR",
-        "backing": "ehr",
-        "upstream_base_url": upstream,
-        "upstream_auth_method": "none",
-    });
-    front.admin_post("/admin/sites", &odd, 201);
-    let odd = site(&front.server, "odd");
+    let odd = open_site(&front, "odd", &upstream);
     for path in ["Patient/1", "Patient?name=x", "metadata"] {
         let reply = front.get(&odd, &admin, path, &[("Cache-Control", "no-cache")]);
         assert_outcome(&reply, 502, "exception");
         assert!(!reply.body.contains("hello"), "{}", reply.body);
     }
+
+    // A resource of the wrong type for the interaction gets 502 too.
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": [
+            {"relation": "self", "url": "http://127.0.0.1:{port}/fhir/Patient?name=x"},
+            {"relation": "next", "url": "http://elsewhere.test/fhir/Patient?page=2"},
+        ],
+        "entry": [
+            {"foo": 1},
+            "x",
+            {"resource": {"resourceType": "Patient", "id": "p1"}, "search": {"mode": "match"}},
+        ],
+    })
+    .to_string();
+    let port = start_answering_upstream("200 OK", "", &bundle);
+    let bundles = open_site(&front, "bundles", &format!("http://127.0.0.1:{port}/fhir"));
+    let read = front.get(&bundles, &admin, "Patient/p1", &[]);
+    assert_outcome(&read, 502, "exception");
+
+    // A search keeps only well-formed entries and links that lead to the site.
+    let search = front.get(&bundles, &admin, "Patient?name=x", &[]);
+    assert_eq!(search.status, 200, "{}", search.body);
+    let body = search.json();
+    let entries = body["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{body}");
+    assert_eq!(entries[0]["resource"]["id"], "p1");
+    let links = body["link"].as_array().expect("links");
+    assert_eq!(links.len(), 1, "{body}");
+    assert!(
+        links[0]["url"].as_str().unwrap().starts_with(&bundles.fhir),
+        "{body}"
+    );
+
+    // A redirect and an upstream 401 are the EHR's business: the app gets 502, never a
+    // redirect off the site or a 401 that would make it drop a good token.
+    let port = start_answering_upstream("302 Found", "Location: http://127.0.0.1:9/x\r\n", "");
+    let moved = open_site(&front, "moved", &format!("http://127.0.0.1:{port}/fhir"));
+    let reply = front.get(&moved, &admin, "Patient/p1", &[]);
+    assert_outcome(&reply, 502, "exception");
+    assert!(reply.header("location").is_none());
+    let closed = open_site(&front, "closed", &front.ehr.default_site.fhir);
+    let reply = front.get(&closed, &admin, "Patient/p1", &[]);
+    assert_outcome(&reply, 502, "exception");
+
+    // An error without a body becomes an OperationOutcome with the upstream's status.
+    let port = start_answering_upstream("404 Not Found", "", "");
+    let empty = open_site(&front, "empty", &format!("http://127.0.0.1:{port}/fhir"));
+    let reply = front.get(&empty, &admin, "Patient/p1", &[]);
+    assert_outcome(&reply, 404, "not-found");
 }

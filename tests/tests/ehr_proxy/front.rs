@@ -243,20 +243,23 @@ fn start_silent_upstream() -> (u16, Arc<Mutex<Vec<String>>>) {
     (port, requests)
 }
 
-/// Starts an HTTP server on a free port that answers every request with 200 and `body`
-/// as JSON, as an upstream that is not a FHIR server. Returns the port.
-pub fn start_answering_upstream(body: &'static str) -> u16 {
+/// Starts an HTTP server on a free port that responds to every request with `status`
+/// (such as `200 OK`), the extra header lines `headers` (each ending in CRLF) and `body`,
+/// as an upstream that is not a FHIR server. `{port}` in the body becomes the server's
+/// port. Returns the port.
+pub fn start_answering_upstream(status: &str, headers: &str, body: &str) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding the answering upstream");
     let port = listener.local_addr().expect("its address").port();
+    let body = body.replace("{port}", &port.to_string());
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
+        body.len()
+    );
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
             let mut buffer = [0u8; 8192];
             let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
             let _ = stream.read(&mut buffer);
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
             let _ = stream.write_all(response.as_bytes());
             let _ = stream.flush();
         }

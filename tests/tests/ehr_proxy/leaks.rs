@@ -301,3 +301,108 @@ fn elements_apply_after_the_compartment_filter() {
         "{second}"
     );
 }
+
+/// Sends `method path` to the front as written, without the URL normalization an HTTP
+/// client applies, and returns the status and the body.
+fn send_raw(front: &Front, method: &str, path: &str, token: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = front
+        .server
+        .base_url
+        .trim_start_matches("http://")
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(&address).expect("connecting to the front");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/fhir+json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    stream.write_all(request.as_bytes()).expect("sending");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("reading");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn dot_segments_never_reach_the_ehr() {
+    let front = Front::start();
+    let token = front.patient_token(&front.site, PATIENT_WRITE_SCOPE);
+    let site = format!("/sites/{}/fhir", front.site.id);
+    for (method, path) in [
+        ("GET", "Observation/%2e%2e/_history"),
+        ("GET", "Observation/../_history"),
+        ("GET", "Patient/%2E%2E/Observation"),
+        ("POST", "Observation/%2e%2e/$import"),
+        ("DELETE", "Observation/%2e%2e"),
+        ("GET", "Observation/a%2Fb"),
+    ] {
+        let (status, body) = send_raw(&front, method, &format!("{site}/{path}"), &token);
+        assert_eq!(status, 400, "{method} {path}: {body}");
+        assert!(body.contains("OperationOutcome"), "{method} {path}: {body}");
+    }
+}
+
+#[test]
+fn history_hides_other_patients_deletions() {
+    let front = Front::start();
+    let token = front.patient_token(&front.site, PATIENT_WRITE_SCOPE);
+    let deleted = front.ehr.sample.other.observations[0].clone();
+    let reply = front.send(
+        front
+            .client()
+            .delete(format!(
+                "{}/Observation/{deleted}",
+                front.ehr.default_site.fhir
+            ))
+            .bearer_auth(front.ehr.server.admin_token()),
+    );
+    assert!(reply.status < 300, "deleting at the EHR: {}", reply.body);
+
+    let type_history = front.get(&front.site, &token, "Observation/_history?_count=50", &[]);
+    assert_eq!(type_history.status, 200, "{}", type_history.body);
+    assert!(
+        !type_history.body.contains(&deleted),
+        "another patient's deletion leaked: {}",
+        type_history.body
+    );
+    let instance = front.get(
+        &front.site,
+        &token,
+        &format!("Observation/{deleted}/_history"),
+        &[],
+    );
+    assert!(
+        !instance.body.contains("\"DELETE\""),
+        "another patient's deletion leaked: {}",
+        instance.body
+    );
+
+    // A token that may read every Observation still gets the deletion.
+    let admin = front.admin_token();
+    let full = front.get(&front.site, &admin, "Observation/_history?_count=50", &[]);
+    assert!(full.body.contains(&deleted), "{}", full.body);
+}
+
+#[test]
+fn xml_bodies_get_415() {
+    let front = Front::start();
+    let token = front.patient_token(&front.site, PATIENT_WRITE_SCOPE);
+    for content_type in ["application/fhir+xml", "application/xml"] {
+        let reply = post(
+            &front,
+            &format!("{}/Observation", front.site.fhir),
+            &token,
+            content_type,
+            "<Observation/>".to_string(),
+        );
+        assert_eq!(reply.status, 415, "{content_type}: {}", reply.body);
+        assert_eq!(reply.json()["resourceType"], "OperationOutcome");
+    }
+}
