@@ -27,3 +27,5 @@ mod kickoff;
 mod lines;
 #[path = "bulk/organize.rs"]
 mod organize;
+#[path = "bulk/provenance.rs"]
+mod provenance;

@@ -9,7 +9,7 @@ use crate::client::{BulkClient, assert_outcome, entries, keys, ndjson_lines};
 use crate::fixture::{Hearth, OTHER_SERVICE, SERVICE, group, observation, patient};
 
 /// A configuration whose exports run slowly enough to be caught while running.
-const SLOW: &str = "[bulk]\nmax_resources_per_second = 100\nfile_max_resources = 50\n";
+pub const SLOW: &str = "[bulk]\nmax_resources_per_second = 100\nfile_max_resources = 50\n";
 
 #[test]
 fn type_and_type_filter_are_honoured() {
@@ -65,7 +65,7 @@ fn type_and_type_filter_are_honoured() {
 }
 
 /// The files of a job in the local store, by the job id in its status URL.
-fn stored_files(hearth: &Hearth, status_url: &str) -> usize {
+pub fn stored_files(hearth: &Hearth, status_url: &str) -> usize {
     let job_id = status_url.rsplit('/').next().expect("a job id");
     let dir = hearth.server.data_dir.path().join("bulk").join(job_id);
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
@@ -234,7 +234,7 @@ fn export_resumes_after_sigterm() {
 }
 
 /// How a test stops the server in the middle of an export.
-enum Stop {
+pub enum Stop {
     Kill,
     Terminate,
 }
@@ -254,6 +254,27 @@ fn export_resumes_after(stop: Stop) {
     assert!(finished >= 3, "the job finished {finished} files in 15 s");
     assert_eq!(client.get(&status).status, 202, "the job is still running");
 
+    let hearth = restart(hearth, stop);
+    let client = hearth.client();
+
+    let resumed = client.wait(&status);
+    let lines = client.lines_of(&resumed, "output");
+    let resumed_keys = keys(&lines);
+    let mut unique = resumed_keys.clone();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        resumed_keys.len(),
+        "a resource was written twice"
+    );
+
+    let fresh = client.export("$export");
+    assert_eq!(resumed_keys, keys(&client.lines_of(&fresh, "output")));
+}
+
+/// Stops a server started with [`Hearth::start_configured`] and starts it again on the
+/// same port and data directory, so that status URLs stay valid.
+pub fn restart(hearth: Hearth, stop: Stop) -> Hearth {
     let config = hearth.server.data_dir.path().join("hearth.toml");
     let config = config.to_string_lossy().into_owned();
     let Hearth { server, secrets } = hearth;
@@ -277,20 +298,5 @@ fn export_resumes_after(stop: Stop) {
         &[],
     )
     .expect("hearth restarts");
-    let hearth = Hearth { server, secrets };
-    let client = hearth.client();
-
-    let resumed = client.wait(&status);
-    let lines = client.lines_of(&resumed, "output");
-    let resumed_keys = keys(&lines);
-    let mut unique = resumed_keys.clone();
-    unique.dedup();
-    assert_eq!(
-        unique.len(),
-        resumed_keys.len(),
-        "a resource was written twice"
-    );
-
-    let fresh = client.export("$export");
-    assert_eq!(resumed_keys, keys(&client.lines_of(&fresh, "output")));
+    Hearth { server, secrets }
 }

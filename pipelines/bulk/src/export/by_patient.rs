@@ -16,6 +16,7 @@ use hearth_cdr::search::Filter;
 use hearth_schemas::BulkFile;
 use serde_json::json;
 
+use super::provenance::ProvenanceTargets;
 use super::sink::{NdjsonPart, PartWriter};
 use super::{Checkpoint, Export, elements_of, limited_to_patients};
 use crate::Result;
@@ -29,6 +30,9 @@ struct TypePlan {
     /// `None` when the type has `_typeFilter` queries and none of them can run.
     alternatives: Option<Vec<Vec<Filter>>>,
     elements: Vec<String>,
+    /// The checks of associated Provenance, when the type is Provenance added by
+    /// `includeAssociatedData`.
+    targets: Option<ProvenanceTargets>,
 }
 
 impl Export<'_> {
@@ -37,18 +41,23 @@ impl Export<'_> {
         &mut self,
         report: &mut dyn FnMut(&Checkpoint, Vec<BulkFile>) -> Result<()>,
     ) -> Result<()> {
-        let plans: Vec<TypePlan> = self
-            .state
-            .types
-            .clone()
-            .into_iter()
-            .filter(|resource_type| (self.context.access)(resource_type).is_some())
-            .map(|resource_type| TypePlan {
-                alternatives: self.type_filters(&resource_type),
+        let mut plans = Vec::new();
+        for resource_type in self.state.types.clone() {
+            if (self.context.access)(&resource_type).is_none() {
+                continue;
+            }
+            let alternatives = self.type_filters(&resource_type);
+            let targets = match &alternatives {
+                Some(alternatives) => self.provenance_targets(&resource_type, alternatives),
+                None => None,
+            };
+            plans.push(TypePlan {
+                alternatives,
                 elements: elements_of(&self.request.elements, &resource_type),
+                targets,
                 resource_type,
-            })
-            .collect();
+            });
+        }
         let mut part: Option<PartWriter> = None;
         loop {
             self.check_running()?;
@@ -117,6 +126,9 @@ impl Export<'_> {
 
     /// Writes one patient's block, or nothing when no resource of the export is in the
     /// patient's compartment.
+    // NOTE: associated Provenance is read from the patient's compartment too, so a block
+    // contains only the Provenance that also targets the Patient. A Provenance that
+    // targets only the patient's other resources is left out.
     fn write_block(
         &mut self,
         plans: &[TypePlan],
@@ -133,9 +145,13 @@ impl Export<'_> {
                 let page = self.page(&plan.resource_type, alternatives, Some(patient), after)?;
                 self.throttle(page.rows.len());
                 for row in page.rows {
-                    let Some(text) =
-                        self.exported_text(&plan.resource_type, row, &plan.elements)?
-                    else {
+                    let exported = self.exported_text(
+                        &plan.resource_type,
+                        row,
+                        &plan.elements,
+                        plan.targets.as_ref(),
+                    )?;
+                    let Some(text) = exported else {
                         continue;
                     };
                     let writer = match part {

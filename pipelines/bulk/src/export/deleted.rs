@@ -7,6 +7,7 @@ use hearth_cdr::{HistoryScope, StoredResource};
 use hearth_schemas::{BulkFile, BulkFileKind};
 use serde_json::{Value, json};
 
+use super::provenance::{PROVENANCE, local_target, target_references};
 use super::{Export, file_url, patient_set};
 use crate::Result;
 
@@ -63,6 +64,7 @@ impl Export<'_> {
         let access = self.context.access;
         let everything = |t: &str| access(t).map(|_| hearth_cdr::Visibility::everything());
         let patients = patient_set(self.request);
+        let associated = self.state.associated_provenance && resource_type == PROVENANCE;
         let mut seen = HashSet::new();
         let mut ids = Vec::new();
         let mut before = None;
@@ -84,7 +86,11 @@ impl Export<'_> {
                 if !self.deleted_at_cutoff(version)? {
                     continue;
                 }
-                if super::limited_to_patients(self.request)
+                if associated {
+                    if !self.targeted_exported_type(version)? {
+                        continue;
+                    }
+                } else if super::limited_to_patients(self.request)
                     && !self.belonged_to(version, &patients)?
                 {
                     continue;
@@ -109,6 +115,38 @@ impl Export<'_> {
             deletion.version + 1,
         )?;
         Ok(later.is_none_or(|later| later.last_updated > self.cutoff))
+    }
+
+    /// Returns whether the version of a Provenance before its deletion targeted a resource
+    /// of one of the export's other types. In an export limited to patients, the target
+    /// must also be a live resource in the compartment of one of them.
+    // NOTE: the target is not checked against `_typeFilter` or the time window, so the
+    // deletion of a Provenance of a resource outside the export can be reported.
+    fn targeted_exported_type(&self, deletion: &StoredResource) -> Result<bool> {
+        let previous = self.context.repository.vread(
+            &deletion.resource_type,
+            &deletion.id,
+            deletion.version - 1,
+        )?;
+        let Some(json) = previous.and_then(|p| p.json) else {
+            return Ok(false);
+        };
+        let Ok(value) = serde_json::from_str::<Value>(&json) else {
+            return Ok(false);
+        };
+        let limited = super::limited_to_patients(self.request);
+        for reference in target_references(&value) {
+            let Some((resource_type, id)) = local_target(reference, &self.request.base_url) else {
+                continue;
+            };
+            if resource_type == PROVENANCE || !self.state.types.iter().any(|t| t == resource_type) {
+                continue;
+            }
+            if !limited || self.in_listed_compartment(resource_type, id)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Whether the version before the deletion referenced one of the export's patients.

@@ -10,6 +10,7 @@
 mod by_patient;
 mod deleted;
 mod lines;
+mod provenance;
 mod sink;
 
 use std::collections::HashSet;
@@ -30,6 +31,7 @@ use crate::views::View;
 use crate::{Error, Result};
 
 pub use lines::{one_line, subset_elements};
+use provenance::{PROVENANCE, ProvenanceTargets, exports_associated_provenance};
 use sink::{NdjsonPart, ParquetPart, PartWriter};
 
 /// Limits of the export engine.
@@ -87,6 +89,12 @@ pub struct Checkpoint {
     pub resources_written: i64,
     /// Messages for the error file: parameters left out, resources that failed.
     pub issues: Vec<String>,
+    /// Whether Provenance is in `types` only as `includeAssociatedData`, so that a
+    /// Provenance is written only when it targets a resource the export writes.
+    /// Checkpoints of jobs started before this field existed lack it, and those jobs
+    /// go on exporting Provenance as a plain type.
+    #[serde(default)]
+    pub associated_provenance: bool,
 }
 
 /// What the engine needs besides the job.
@@ -155,11 +163,13 @@ fn plan(context: &ExportContext<'_>, request: &BulkJobRequested) -> Result<Check
     } else {
         request.types.clone()
     };
-    // NOTE: associated Provenance is every Provenance the caller may read in the export's
-    // compartments, not only the ones whose target is an exported resource.
-    if !request.include_associated_data.is_empty() && !candidates.iter().any(|t| t == "Provenance")
-    {
-        candidates.push("Provenance".to_string());
+    // Provenance named in `_type`, or exported with every type, is a plain type.
+    // Otherwise `includeAssociatedData` adds it, and only Provenance whose target is
+    // exported is written (see the `provenance` module).
+    let associated_provenance =
+        exports_associated_provenance(&request.types, &request.include_associated_data);
+    if associated_provenance {
+        candidates.push(PROVENANCE.to_string());
     }
     let mut issues = request.warnings.clone();
     let mut types = Vec::new();
@@ -189,6 +199,7 @@ fn plan(context: &ExportContext<'_>, request: &BulkJobRequested) -> Result<Check
     Ok(Checkpoint {
         types,
         issues,
+        associated_provenance,
         ..Checkpoint::default()
     })
 }
@@ -287,8 +298,17 @@ impl Export<'_> {
         let elements = elements_of(&self.request.elements, &resource_type);
         let view = (self.format == OutputFormat::Parquet).then(|| View::for_type(&resource_type));
         let mut part: Option<PartWriter> = None;
+        let targets = match &alternatives {
+            Some(alternatives) => self.provenance_targets(&resource_type, alternatives),
+            None => None,
+        };
 
-        let limited = limited_to_patients(self.request);
+        // Associated Provenance is read once over every Provenance the caller may
+        // search, because its targets, not the Provenance, are in the patients'
+        // compartments.
+        // NOTE: so a Group export reads every Provenance of the repository, however
+        // small the Group is.
+        let limited = limited_to_patients(self.request) && targets.is_none();
         // A resource in the compartments of several listed patients (a Group, an
         // Encounter of two patients) is written for the first of them only.
         let mut seen = match &alternatives {
@@ -314,7 +334,9 @@ impl Export<'_> {
                 {
                     continue;
                 }
-                let Some(text) = self.exported_text(&resource_type, row, &elements)? else {
+                let exported =
+                    self.exported_text(&resource_type, row, &elements, targets.as_ref())?;
+                let Some(text) = exported else {
                     continue;
                 };
                 let writer = match &mut part {
@@ -538,7 +560,8 @@ impl Export<'_> {
         Ok(vec![file])
     }
 
-    /// The line to export for a resource, or `None` when it is outside the time window.
+    /// The line to export for a resource, or `None` when it is outside the time window
+    /// or, with `targets`, a Provenance that targets no resource the export writes.
     /// A resource changed after the cutoff is exported as it was at the cutoff. Without
     /// `_elements` the stored JSON is written as it is, because it is already compact.
     fn exported_text(
@@ -546,20 +569,17 @@ impl Export<'_> {
         resource_type: &str,
         row: ExportRow,
         elements: &[String],
+        targets: Option<&ProvenanceTargets>,
     ) -> Result<Option<String>> {
-        let (json, last_updated) = if row.last_updated > self.cutoff {
-            match self.version_at_cutoff(resource_type, &row.id, row.version)? {
-                Some(StoredResource {
-                    json: Some(json),
-                    last_updated,
-                    ..
-                }) => (json, last_updated),
-                _ => return Ok(None),
-            }
-        } else {
-            (row.json, row.last_updated)
+        let id = row.id;
+        let in_window =
+            self.version_in_window(resource_type, &id, row.version, row.last_updated, row.json)?;
+        let Some((json, last_updated)) = in_window else {
+            return Ok(None);
         };
-        if self.request.since.is_some_and(|since| last_updated < since) {
+        if let Some(targets) = targets
+            && !self.is_associated(targets, &id, last_updated, &json)?
+        {
             return Ok(None);
         }
         let line = one_line(json);
@@ -570,12 +590,41 @@ impl Export<'_> {
             Ok(subset) => Ok(Some(subset)),
             Err(error) => {
                 self.state.issues.push(format!(
-                    "{resource_type}/{}: _elements could not be applied: {error}",
-                    row.id
+                    "{resource_type}/{id}: _elements could not be applied: {error}"
                 ));
                 Ok(Some(line))
             }
         }
+    }
+
+    /// The JSON and `meta.lastUpdated` of a resource as the export writes it: the version
+    /// current at the cutoff, given as the current `version` and its `last_updated` and
+    /// `json`. Returns `None` when the resource did not exist at the cutoff or that
+    /// version is older than `_since`.
+    fn version_in_window(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+        last_updated: i64,
+        json: String,
+    ) -> Result<Option<(String, i64)>> {
+        let (json, last_updated) = if last_updated > self.cutoff {
+            match self.version_at_cutoff(resource_type, id, version)? {
+                Some(StoredResource {
+                    json: Some(json),
+                    last_updated,
+                    ..
+                }) => (json, last_updated),
+                _ => return Ok(None),
+            }
+        } else {
+            (json, last_updated)
+        };
+        if self.request.since.is_some_and(|since| last_updated < since) {
+            return Ok(None);
+        }
+        Ok(Some((json, last_updated)))
     }
 
     fn version_at_cutoff(

@@ -209,8 +209,8 @@ fn read_parameters(request: &KickOff, handling: Handling) -> Result<ExportParame
     ExportParameters::read(query, request.body(), handling).map_err(|e| FhirError::bad_request(e.0))
 }
 
-/// `includeAssociatedData` values Hearth honours; both add the Provenance resources of
-/// the export's compartments.
+/// `includeAssociatedData` values Hearth honours; both add the Provenance resources whose
+/// target is an exported resource (see `export::provenance`).
 const ASSOCIATED_DATA: &[&str] = &["LatestProvenanceResources", "RelevantProvenanceResources"];
 
 /// Checks what the parameters ask for against what Hearth supports and what the caller
@@ -404,7 +404,13 @@ fn check_type_filter(
             "_typeFilter '{filter}' names no R4 resource type"
         )));
     }
-    if !parameters.types.is_empty() && !parameters.types.iter().any(|t| t == resource_type) {
+    // Provenance that `includeAssociatedData` adds is filtered like a type of `_type`.
+    let associated =
+        resource_type == "Provenance" && !parameters.include_associated_data.is_empty();
+    if !parameters.types.is_empty()
+        && !associated
+        && !parameters.types.iter().any(|t| t == resource_type)
+    {
         return Ok(Err(format!(
             "_typeFilter '{filter}' is for {resource_type}, which _type does not include"
         )));
