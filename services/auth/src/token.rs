@@ -42,6 +42,25 @@ async fn handle(
     require_form(headers)?;
     let form = Form::parse(body)?;
     let grant_type = form.require("grant_type")?;
+    // A grant type name (RFC 6749, appendix A.10) or URI has no other characters.
+    let well_formed = grant_type
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':' | '/'));
+    if !well_formed {
+        return Err(OAuthError::invalid_request(
+            "grant_type is not a grant type name or URI",
+        ));
+    }
+    // An unknown grant type is rejected as such whoever sends it, before client
+    // authentication can fail for another reason.
+    if !matches!(
+        grant_type,
+        "authorization_code" | "refresh_token" | "client_credentials"
+    ) {
+        return Err(OAuthError::unsupported_grant_type(format!(
+            "grant_type {grant_type} is not supported"
+        )));
+    }
     let token_url = format!(
         "{}/token",
         auth_base_url(&state.settings.public_url, &site.site_id)
@@ -58,12 +77,7 @@ async fn handle(
             "the client is not active at this site",
         ));
     }
-    if !client.app.allows_grant_type(grant_type)
-        && matches!(
-            grant_type,
-            "authorization_code" | "refresh_token" | "client_credentials"
-        )
-    {
+    if !client.app.allows_grant_type(grant_type) {
         return Err(OAuthError::unauthorized_client(format!(
             "the client may not use the {grant_type} grant"
         )));
@@ -71,10 +85,7 @@ async fn handle(
     match grant_type {
         "authorization_code" => authorization_code(state, site, &form, &client).await,
         "refresh_token" => refresh_token(state, site, &form, &client).await,
-        "client_credentials" => client_credentials(state, site, &form, &client).await,
-        other => Err(OAuthError::unsupported_grant_type(format!(
-            "grant_type {other} is not supported"
-        ))),
+        _ => client_credentials(state, site, &form, &client).await,
     }
 }
 

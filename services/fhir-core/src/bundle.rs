@@ -295,7 +295,10 @@ fn check_resource(value: &Value, position: Position) -> Result<String, EntryErro
                 return Err(error(
                     position,
                     ErrorKind::Invalid,
-                    format!("invalid id {id}: an id has 1 to 64 characters from A-Z a-z 0-9 - ."),
+                    format!(
+                        "invalid id {}: an id has 1 to 64 characters from A-Z a-z 0-9 - .",
+                        crate::id::shown(&id.to_string())
+                    ),
                 ));
             }
         }
@@ -657,7 +660,7 @@ fn build_entry(
                         return Err(error(
                             position,
                             ErrorKind::Invalid,
-                            format!("invalid id '{id}'"),
+                            format!("invalid id '{}'", crate::id::shown(&id)),
                         ));
                     }
                     entry.id = Some(id);

@@ -147,7 +147,10 @@ pub async fn update(
 ) -> FhirResult<FhirJson> {
     check_type(&resource_type)?;
     if !hearth_fhir_core::id::is_valid_id(&id) {
-        return Err(FhirError::bad_request(format!("'{id}' is not a valid id")));
+        return Err(FhirError::bad_request(format!(
+            "'{}' is not a valid id",
+            hearth_fhir_core::id::shown(&id)
+        )));
     }
     let resource = parse_body(&headers, &body, &resource_type)?;
     match resource.get("id").and_then(Value::as_str) {

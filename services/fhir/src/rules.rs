@@ -16,7 +16,8 @@ pub fn check_resource_rules(resource_type: &str, resource: &Value) -> FhirResult
             Some(id) if hearth_fhir_core::id::is_valid_id(id) => {}
             _ => {
                 return Err(unprocessable(format!(
-                    "{resource_type}.id {id} is not a valid id"
+                    "{resource_type}.id {} is not a valid id",
+                    hearth_fhir_core::id::shown(&id.to_string())
                 )));
             }
         }

@@ -23,6 +23,13 @@ pub async fn submit(
     let (position, outcome) = submit_outcome(state, event, timeout).await?;
     match outcome {
         TransactionOutcome::Applied(entries) => Ok((position, entries)),
+        // A single write has no Bundle, so its rejection names no entry.
+        TransactionOutcome::Rejected(mut rejection)
+            if event.kind == hearth_schemas::TransactionKind::Single =>
+        {
+            rejection.entry = None;
+            Err(rejection_error(&rejection))
+        }
         TransactionOutcome::Rejected(rejection) => Err(rejection_error(&rejection)),
         TransactionOutcome::Undecodable(reason) => Err(FhirError::internal(reason)),
     }

@@ -425,6 +425,8 @@ fn token_rejects_malformed_requests() {
             &[("grant_type", grant_type), ("scope", "patient/*.rs")],
         );
         assert_oauth_error(&reply, 400, "unsupported_grant_type");
+        let anonymous = hearth.token(&ClientAuth::Anonymous, &[("grant_type", grant_type)]);
+        assert_oauth_error(&anonymous, 400, "unsupported_grant_type");
     }
     let credentials = hearth.token(
         &public,
