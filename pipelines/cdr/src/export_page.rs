@@ -118,6 +118,42 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// Returns the ids of the Patients whose compartment contains the resource at storage
+    /// position `rid`, by the same compartment parameters as the export's compartment
+    /// condition. A Patient is in its own compartment only, so `id` is its one patient.
+    pub fn compartment_patients(
+        &self,
+        resource_type: &str,
+        rid: i64,
+        id: &str,
+    ) -> Result<Vec<String>> {
+        if resource_type == "Patient" {
+            return Ok(vec![id.to_string()]);
+        }
+        let params: Vec<String> =
+            hearth_fhir_core::search_params::compartment_params(resource_type)
+                .iter()
+                .filter_map(|code| crate::params::id(resource_type, code))
+                .map(|param| param.to_string())
+                .collect();
+        if params.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT DISTINCT target_id FROM idx_reference \
+             WHERE rid = ?1 AND param IN ({}) AND target_type = 'Patient'",
+            params.join(", ")
+        );
+        let conn = self.pool.get()?;
+        let mut statement = conn.prepare_cached(&sql)?;
+        let patients = statement
+            .query_map([rid], |row| row.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(patients)
+    }
+}
+
 /// Appends ` AND ((a1 AND a2) OR (b1) ...)`, or nothing when there are no alternatives.
 fn push_alternatives(
     builder: &mut SqlBuilder<'_>,

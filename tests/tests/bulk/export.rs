@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::client::{Reply, assert_outcome, entries, keys};
 use crate::fixture::{
@@ -111,6 +111,10 @@ fn group_export_holds_members_only() {
     hearth.put(&patient("gx", "female"));
     hearth.put(&observation("gmo1", "gm1", "2345-7", 90.0));
     hearth.put(&observation("gxo", "gx", "2345-7", 91.0));
+    // In the compartments of both members, so it must be written once.
+    let mut shared = observation("gshared", "gm1", "2345-7", 92.0);
+    shared["performer"] = json!([{"reference": "Patient/gm2"}]);
+    hearth.put(&shared);
     hearth.put(&group("g-members", &["gm1", "gm2"]));
     let client = hearth.client();
 
@@ -124,7 +128,12 @@ fn group_export_holds_members_only() {
     );
     assert_eq!(
         keys(&client.lines_of(&manifest, "output")),
-        ["Observation/gmo1", "Patient/gm1", "Patient/gm2"]
+        [
+            "Observation/gmo1",
+            "Observation/gshared",
+            "Patient/gm1",
+            "Patient/gm2"
+        ]
     );
 
     let missing = client.kick_off("Group/no-such-group/$export");

@@ -13,7 +13,7 @@ mod lines;
 mod provenance;
 mod sink;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use hearth_cdr::search::{Filter, ParseOptions, SearchAccess, ValueContext};
@@ -310,13 +310,12 @@ impl Export<'_> {
         // small the Group is.
         let limited = limited_to_patients(self.request) && targets.is_none();
         // A resource in the compartments of several listed patients (a Group, an
-        // Encounter of two patients) is written for the first of them only.
-        let mut seen = match &alternatives {
-            Some(alternatives) if readable && limited && self.request.patients.len() > 1 => {
-                Some(self.ids_before_checkpoint(&resource_type, alternatives)?)
-            }
-            _ => None,
-        };
+        // Encounter of two patients) is written for the first of them only. Whether an
+        // earlier patient had it is asked of the repository, so memory stays within the
+        // size of the patient list whatever the data size, and a resumed job decides as
+        // the first run did.
+        let first_positions = (readable && limited && self.request.patients.len() > 1)
+            .then(|| first_positions(&self.request.patients));
         while readable && let Some(alternatives) = &alternatives {
             // A Group with no members exports nothing, because an empty patient list
             // never widens to every patient.
@@ -329,8 +328,8 @@ impl Export<'_> {
             let page = self.page(&resource_type, alternatives, patient, self.state.after)?;
             self.throttle(page.rows.len());
             for row in page.rows {
-                if let Some(seen) = &mut seen
-                    && !seen.insert(row.id.clone())
+                if let Some(first_positions) = &first_positions
+                    && self.written_for_earlier_patient(&resource_type, &row, first_positions)?
                 {
                     continue;
                 }
@@ -379,49 +378,24 @@ impl Export<'_> {
         report(&self.state, file)
     }
 
-    /// The ids of the current type that the job met before its checkpoint: in the
-    /// compartments of the patients before the checkpoint's patient, and of that patient
-    /// up to the checkpoint's position. A resumed job skips them as the first run did.
-    // NOTE: the set contains every id of the type met in the listed patients' compartments,
-    // so its memory grows with the export of one type.
-    fn ids_before_checkpoint(
+    /// Returns whether `row`, found in the compartment of the current patient, is also in
+    /// the compartment of a patient listed before it, so that patient's pass wrote it.
+    fn written_for_earlier_patient(
         &self,
         resource_type: &str,
-        alternatives: &[Vec<Filter>],
-    ) -> Result<HashSet<String>> {
-        let mut seen = HashSet::new();
-        let last = self.state.patient_index.min(self.request.patients.len());
-        for patient in &self.request.patients[..last] {
-            let mut after = None;
-            loop {
-                let page = self.page(resource_type, alternatives, Some(patient), after)?;
-                seen.extend(page.rows.into_iter().map(|row| row.id));
-                match page.next_after {
-                    Some(next) => after = Some(next),
-                    None => break,
-                }
-            }
-        }
-        if let (Some(patient), Some(until)) = (
-            self.request.patients.get(self.state.patient_index),
-            self.state.after,
-        ) {
-            let mut after = None;
-            'pages: loop {
-                let page = self.page(resource_type, alternatives, Some(patient), after)?;
-                for row in page.rows {
-                    if row.rid > until {
-                        break 'pages;
-                    }
-                    seen.insert(row.id);
-                }
-                match page.next_after {
-                    Some(next) => after = Some(next),
-                    None => break,
-                }
-            }
-        }
-        Ok(seen)
+        row: &ExportRow,
+        first_positions: &HashMap<&str, usize>,
+    ) -> Result<bool> {
+        let current = self.state.patient_index;
+        let patients =
+            self.context
+                .repository
+                .compartment_patients(resource_type, row.rid, &row.id)?;
+        Ok(patients.iter().any(|patient| {
+            first_positions
+                .get(patient.as_str())
+                .is_some_and(|position| *position < current)
+        }))
     }
 
     /// Reads one page of a type: what the caller may search, in `patient`'s compartment
@@ -725,6 +699,16 @@ pub fn limited_to_patients(request: &BulkJobRequested) -> bool {
 }
 
 /// Ids kept in a set, for deleted-resource checks of patient-limited exports.
+/// Maps each listed patient to its first position in the list, so a patient listed twice
+/// is exported at its first position only.
+fn first_positions(patients: &[String]) -> HashMap<&str, usize> {
+    let mut positions = HashMap::with_capacity(patients.len());
+    for (position, patient) in patients.iter().enumerate() {
+        positions.entry(patient.as_str()).or_insert(position);
+    }
+    positions
+}
+
 fn patient_set(request: &BulkJobRequested) -> HashSet<&str> {
     request.patients.iter().map(String::as_str).collect()
 }
