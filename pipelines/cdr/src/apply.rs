@@ -413,6 +413,15 @@ fn apply_patch(
         let message = "a JSON Patch may not change the resource's type or id";
         return Err(Rejection::new(422, "processing", message).into());
     }
+    // The patched resource must pass the same structural check as a created or updated
+    // one, or a patch could store what a PUT of the same content is refused.
+    hearth_fhir_core::validate::validate(&resource).map_err(|invalid| {
+        Rejection::new(
+            422,
+            "processing",
+            format!("the patched resource is not valid: {invalid}"),
+        )
+    })?;
     Ok(resource)
 }
 

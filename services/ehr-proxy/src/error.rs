@@ -20,6 +20,8 @@ pub enum ProxyError {
     TooLarge(usize),
     #[error("the EHR's response is not FHIR JSON: {0}")]
     InvalidBody(String),
+    #[error("the EHR's response is not the resource the request expects: {0}")]
+    WrongResource(String),
     #[error("authentication at the EHR failed: {0}")]
     Auth(String),
     #[error("too many requests are waiting for this site's EHR")]
@@ -81,6 +83,7 @@ impl ProxyError {
             ProxyError::Upstream(_)
             | ProxyError::TooLarge(_)
             | ProxyError::InvalidBody(_)
+            | ProxyError::WrongResource(_)
             | ProxyError::Auth(_) => FhirError::new(
                 StatusCode::BAD_GATEWAY,
                 "exception",
@@ -104,6 +107,7 @@ impl ProxyError {
         match self {
             ProxyError::TooLarge(_) => "its response is too large",
             ProxyError::InvalidBody(_) => "its response is not FHIR JSON",
+            ProxyError::WrongResource(_) => "its response is not the resource the request expects",
             ProxyError::Auth(_) => "Hearth could not authenticate there",
             _ => "the request did not complete",
         }

@@ -192,8 +192,26 @@ impl EhrProxy {
                 return Outcome::error(error, "BYPASS");
             }
         };
-        let mut route = Route::classify(&parts.method, path);
-        let mut method = parts.method.clone();
+        // HEAD is GET without the body, which hyper leaves off the response, so it gets
+        // the same checks and filtering. FHIR defines no other methods.
+        let mut method = match parts.method {
+            Method::HEAD => Method::GET,
+            Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE => {
+                parts.method.clone()
+            }
+            _ => {
+                let error = FhirError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "not-supported",
+                    format!(
+                        "the method {} is not part of the FHIR REST API",
+                        parts.method
+                    ),
+                );
+                return Outcome::error(error, "BYPASS");
+            }
+        };
+        let mut route = Route::classify(&method, path);
         let mut path = path.to_string();
         let mut query = parts.uri.query().map(str::to_string);
         let mut headers = parts.headers.clone();
@@ -364,6 +382,17 @@ impl EhrProxy {
 
         let upstream_url = upstream_url(site, &route, path, incoming.query.as_deref(), stu3);
         let mut headers = forwarded_headers(&incoming.headers);
+        // A 304 carries no body to filter, so it would tell a restricted caller that a
+        // resource it may not see exists, and at which version. Such callers always get
+        // the whole response, filtered.
+        let whole = incoming
+            .principal
+            .as_ref()
+            .is_some_and(|principal| passes_scopes_whole(principal, &route));
+        if !whole {
+            headers.remove(reqwest::header::IF_NONE_MATCH);
+            headers.remove(reqwest::header::IF_MODIFIED_SINCE);
+        }
         // The write applies only while the target is still the version that was checked.
         if let Some(version) = checked_version
             && !headers.contains_key(reqwest::header::IF_MATCH)
@@ -540,7 +569,7 @@ impl EhrProxy {
             .seals
             .open(&site.site_id, &principal.client_id, sealed)
         else {
-            let error = FhirError::not_found("this export job is not known");
+            let error = FhirError::not_found("this Bulk Data job is not known");
             return Outcome::error(error, "BYPASS");
         };
         let base = site
@@ -746,6 +775,13 @@ fn check_scopes(incoming: &Incoming, route: &Route) -> Result<(), FhirError> {
 /// normalized, and send a request the scope check never saw.
 fn check_path(path: &str) -> Result<(), FhirError> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '$');
+    // Some servers on the way merge an empty segment (`Observation//_history`) away, so
+    // it is rejected as well. A trailing slash is allowed.
+    if path.trim_end_matches('/').contains("//") {
+        return Err(FhirError::bad_request(
+            "the path has an empty segment ('//'), which is not a FHIR type, id or operation name",
+        ));
+    }
     for segment in path.split('/').filter(|segment| !segment.is_empty()) {
         if segment == "." || segment == ".." || !segment.chars().all(allowed) {
             let shown: String = segment.chars().take(64).collect();
@@ -1112,7 +1148,7 @@ fn respond_cached(
     if passes_unchanged(site, incoming, route, status) {
         // Checks that the body is a resource without building a tree of it.
         return match serde_json::from_str::<ResourceShape>(&entry.body) {
-            Ok(shape) => match check_type(route, &shape.resource_type) {
+            Ok(shape) => match check_type(route, &shape.resource_type, shape.id.as_deref()) {
                 Ok(()) => fhir_response(status, entry.body, entry.etag.as_deref()),
                 Err(error) => error.to_fhir().into_response(),
             },
@@ -1133,7 +1169,7 @@ fn respond_cached(
         // An error passes on only as an OperationOutcome.
         (Ok(value), Some(found)) if !status.is_success() && found == "OperationOutcome" => value,
         _ if !status.is_success() => return upstream_error(status),
-        (Ok(value), Some(found)) => match check_type(route, &found) {
+        (Ok(value), Some(found)) => match check_type(route, &found, value["id"].as_str()) {
             Ok(()) => value,
             Err(error) => return error.to_fhir().into_response(),
         },
@@ -1189,6 +1225,11 @@ fn respond_cached(
     );
     rewriter.resource(&mut resource);
     drop_foreign_links(&mut resource, &incoming.context.fhir_base_url);
+    if route.kind == Kind::Search
+        && let Some(searched) = &route.resource_type
+    {
+        drop_other_type_matches(&mut resource, searched);
+    }
     if route.kind == Kind::Capabilities {
         point_security_at_hearth(&mut resource, &incoming.context);
     }
@@ -1209,10 +1250,10 @@ fn upstream_error(status: StatusCode) -> Response {
 
 /// Checks that a successful response is the resource type the interaction returns: the
 /// route's type for a read, a Bundle for searches, history and batches, and so on.
-fn check_type(route: &Route, found: &str) -> Result<(), ProxyError> {
+fn check_type(route: &Route, found: &str, found_id: Option<&str>) -> Result<(), ProxyError> {
     let route_type = route.resource_type.as_deref().unwrap_or_default();
     let fits = match route.kind {
-        Kind::Read | Kind::Vread => found == route_type,
+        Kind::Read | Kind::Vread => found == route_type && found_id == route.id.as_deref(),
         Kind::Create | Kind::Update | Kind::Patch => {
             found == route_type || found == "OperationOutcome"
         }
@@ -1225,29 +1266,82 @@ fn check_type(route: &Route, found: &str) -> Result<(), ProxyError> {
     if fits {
         Ok(())
     } else {
-        Err(ProxyError::InvalidBody(format!(
+        Err(ProxyError::WrongResource(format!(
             "the EHR returned a {found} for a {:?} request",
             route.kind
         )))
     }
 }
 
-/// Removes the links of a Bundle that do not lead to the site, such as an upstream link
-/// outside the EHR's base that the rewriting left as it was, so paging never leaves Hearth.
+/// Removes the links and entry URLs of a Bundle that do not lead to the site, such as an
+/// upstream link outside the EHR's base that the rewriting left as it was. Paging then
+/// never leaves Hearth.
 fn drop_foreign_links(resource: &mut Value, site_base: &str) {
     if resource["resourceType"] != "Bundle" {
         return;
     }
-    let site_base = site_base.trim_end_matches('/');
     if let Some(links) = resource.get_mut("link").and_then(Value::as_array_mut) {
         links.retain(|link| {
-            link["url"].as_str().is_some_and(|url| {
-                url == site_base
-                    || url.starts_with(&format!("{site_base}/"))
-                    || url.starts_with(&format!("{site_base}?"))
-            })
+            link["url"]
+                .as_str()
+                .is_some_and(|url| url.contains(':') && !is_foreign(url, site_base))
         });
     }
+    // Entry URLs of batch and transaction responses and of history: a foreign `fullUrl`
+    // or `response.location` is removed rather than shown to the app.
+    if let Some(entries) = resource.get_mut("entry").and_then(Value::as_array_mut) {
+        for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
+            if entry
+                .get("fullUrl")
+                .and_then(Value::as_str)
+                .is_some_and(|url| is_foreign(url, site_base))
+            {
+                entry.remove("fullUrl");
+            }
+            if let Some(response) = entry.get_mut("response").and_then(Value::as_object_mut)
+                && response
+                    .get("location")
+                    .and_then(Value::as_str)
+                    .is_some_and(|url| is_foreign(url, site_base))
+            {
+                response.remove("location");
+            }
+        }
+    }
+}
+
+/// Removes the matches of a type search that are not of the searched type; includes and
+/// outcomes stay.
+fn drop_other_type_matches(bundle: &mut Value, searched: &str) {
+    if let Some(entries) = bundle.get_mut("entry").and_then(Value::as_array_mut) {
+        entries.retain(|entry| {
+            entry.pointer("/search/mode").and_then(Value::as_str) != Some("match")
+                || entry
+                    .pointer("/resource/resourceType")
+                    .and_then(Value::as_str)
+                    == Some(searched)
+        });
+    }
+}
+
+/// Returns whether `url` is absolute and leads elsewhere than the site: another host, an
+/// EHR URL that was not rewritten, or a scheme such as `javascript:`. Relative URLs and
+/// `urn:` identifiers are not foreign.
+fn is_foreign(url: &str, site_base: &str) -> bool {
+    let site_base = site_base.trim_end_matches('/');
+    let has_scheme = url.find(':').is_some_and(|end| {
+        end > 0
+            && url[..end]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    if !has_scheme || url.starts_with("urn:") {
+        return false;
+    }
+    let under_site = url == site_base
+        || url.starts_with(&format!("{site_base}/"))
+        || url.starts_with(&format!("{site_base}?"));
+    !under_site || url.contains("/../") || url.contains("/./")
 }
 
 /// A JSON object with a string `resourceType`; other members are skipped unread.
@@ -1255,6 +1349,7 @@ fn drop_foreign_links(resource: &mut Value, site_base: &str) {
 struct ResourceShape {
     #[serde(rename = "resourceType")]
     resource_type: String,
+    id: Option<String>,
 }
 
 /// Returns whether a response can go to the app as the upstream sent it: a successful
@@ -1299,9 +1394,15 @@ fn copy_upstream_headers(
         &incoming.context.fhir_base_url,
     );
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
-        if let Some(value) = from.get(&name).and_then(|v| v.to_str().ok())
-            && let Ok(value) = HeaderValue::from_str(&rewriter.url(value))
-        {
+        let Some(value) = from.get(&name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        // Only URLs that lead to the site pass; any other is left out.
+        let rewritten = rewriter.url(value);
+        if is_foreign(&rewritten, &incoming.context.fhir_base_url) {
+            continue;
+        }
+        if let Ok(value) = HeaderValue::from_str(&rewritten) {
             to.insert(name, value);
         }
     }

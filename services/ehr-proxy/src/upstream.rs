@@ -179,13 +179,14 @@ impl Upstreams {
                 continue;
             }
             let (status, headers, body) = result?;
-            // A 401 here rejects Hearth's credential, not the app's token, so the app must
-            // not see it as its own. A redirect would send the app off the site, and
+            // A 401 or 403 here rejects Hearth's credential, not the app's token (its
+            // scopes were checked before), so the app must not see it as its own. A redirect would send the app off the site, and
             // Hearth does not follow one with its credential.
-            if status == StatusCode::UNAUTHORIZED {
-                return Err(ProxyError::Auth(
-                    "the EHR rejected Hearth's credential with 401".to_string(),
-                ));
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                return Err(ProxyError::Auth(format!(
+                    "the EHR rejected Hearth's credential with {}",
+                    status.as_u16()
+                )));
             }
             if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
                 return Err(ProxyError::Redirect(status.as_u16()));

@@ -4,8 +4,9 @@
 //! of a primitive element. It must be an array exactly when the element repeats, and have
 //! the JSON type of its FHIR type. The check goes down through data types, backbone
 //! elements and contained resources. This rejects content of another FHIR version, such as STU3's
-//! `Observation.context`, before it reaches the log. Cardinality minimums, value sets and
-//! profiles are not checked.
+//! `Observation.context`, before it reaches the log. Primitive values must follow their
+//! type's lexical rules ([`formats`]), and a choice element appears once at most.
+//! Cardinality minimums, value sets and profiles are not checked.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,6 +15,8 @@ use std::sync::LazyLock;
 use serde_json::{Map, Value};
 
 use crate::resource_types::is_resource_type;
+
+mod formats;
 
 /// A structural error: where it is (a FHIRPath-like path) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +113,7 @@ fn check_object(
         // more to check.
         return Ok(());
     };
+    let mut choices_seen: Vec<&str> = Vec::new();
     for (key, value) in object {
         if is_resource && key == "resourceType" {
             continue;
@@ -125,6 +129,15 @@ fn check_object(
                 format!("unknown element '{key}' in {type_name}"),
             ));
         };
+        if let Some(base) = choice_base(definition, key) {
+            if choices_seen.contains(&base) {
+                return Err(invalid(
+                    &child,
+                    format!("{base}[x] appears more than once; a choice element takes one type"),
+                ));
+            }
+            choices_seen.push(base);
+        }
         check_cardinality(element, value, &child, |item, item_path| {
             check_value(item, element_type, item_path)
         })?;
@@ -145,6 +158,22 @@ fn find<'a>(definition: &'a TypeElements, key: &str) -> Option<(&'a Element, &'a
             .iter()
             .find(|t| capitalized(t) == suffix)
             .map(|t| (element, t.as_str()))
+    })
+}
+
+/// Returns the choice element (such as `value`) that a property like `valueString`
+/// belongs to, or `None` for an element that is not a choice.
+fn choice_base<'a>(definition: &'a TypeElements, key: &str) -> Option<&'a str> {
+    if definition.exact.contains_key(key) {
+        return None;
+    }
+    definition.choices.iter().find_map(|(base, element)| {
+        let suffix = key.strip_prefix(base.as_str())?;
+        element
+            .types
+            .iter()
+            .any(|t| capitalized(t) == suffix)
+            .then_some(base.as_str())
     })
 }
 
@@ -208,7 +237,7 @@ fn check_primitive_companion(
 fn check_value(value: &Value, type_name: &str, path: &str) -> Result<(), Invalid> {
     if let Some(expected) = primitive_json(type_name) {
         return if expected.accepts(value) {
-            Ok(())
+            check_format(value, type_name, path)
         } else {
             Err(invalid(
                 path,
@@ -242,6 +271,28 @@ fn check_value(value: &Value, type_name: &str, path: &str) -> Result<(), Invalid
         return check_object(object, resource_type, path, true);
     }
     check_object(object, type_name, path, false)
+}
+
+/// Checks a primitive value of the right JSON type against its type's lexical rules.
+fn check_format(value: &Value, type_name: &str, path: &str) -> Result<(), Invalid> {
+    let reason = match value {
+        Value::String(text) => formats::string_error(type_name, text),
+        Value::Number(number) => number
+            .as_i64()
+            .filter(|_| matches!(type_name, "integer" | "positiveInt" | "unsignedInt"))
+            .and_then(|integer| formats::integer_error(type_name, integer)),
+        _ => None,
+    };
+    match reason {
+        Some(reason) => {
+            let shown = crate::id::shown(&value.to_string());
+            Err(invalid(
+                path,
+                format!("invalid {type_name} {shown}: {reason}"),
+            ))
+        }
+        None => Ok(()),
+    }
 }
 
 /// The JSON form of a primitive type.
@@ -406,5 +457,30 @@ mod tests {
     fn companion_of_complex_element_is_rejected() {
         let error = error_of(json!({"resourceType": "Patient", "_name": [{}]}));
         assert_eq!(error.path, "Patient._name");
+    }
+
+    #[test]
+    fn primitive_values_follow_their_types() {
+        let cases = [
+            json!({"resourceType": "Patient", "birthDate": "notadate"}),
+            json!({"resourceType": "Patient", "gender": ""}),
+            json!({"resourceType": "Patient", "gender": " female"}),
+            json!({"resourceType": "Patient", "multipleBirthInteger": 3_000_000_000_i64}),
+            json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                   "effectiveDateTime": "2020-02-03T10:11"}),
+        ];
+        for case in cases {
+            let error = error_of(case.clone());
+            assert!(error.message.starts_with("invalid "), "{case}: {error}");
+        }
+    }
+
+    #[test]
+    fn choice_element_takes_one_type() {
+        let error = error_of(json!({
+            "resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "valueString": "a", "valueBoolean": true,
+        }));
+        assert!(error.message.contains("value[x]"), "{error}");
     }
 }

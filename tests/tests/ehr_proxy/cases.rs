@@ -378,6 +378,7 @@ fn incomplete_or_odd_upstreams_get_clear_errors() {
             {"foo": 1},
             "x",
             {"resource": {"resourceType": "Patient", "id": "p1"}, "search": {"mode": "match"}},
+            {"resource": {"resourceType": "Observation", "id": "o1"}, "search": {"mode": "match"}},
         ],
     })
     .to_string();
@@ -410,6 +411,41 @@ fn incomplete_or_odd_upstreams_get_clear_errors() {
     let closed = open_site(&front, "closed", &front.ehr.default_site.fhir);
     let reply = front.get(&closed, &admin, "Patient/p1", &[]);
     assert_outcome(&reply, 502, "exception");
+
+    // A read that returns another resource's id, and an upstream 403 that rejects
+    // Hearth's credential, get 502 too.
+    let port = start_answering_upstream(
+        "200 OK",
+        "",
+        r#"{"resourceType": "Patient", "id": "other"}"#,
+    );
+    let other_id = open_site(&front, "other-id", &format!("http://127.0.0.1:{port}/fhir"));
+    let reply = front.get(&other_id, &admin, "Patient/p1", &[]);
+    assert_outcome(&reply, 502, "exception");
+    let refusal = r#"{"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "forbidden"}]}"#;
+    let port = start_answering_upstream("403 Forbidden", "", refusal);
+    let refused = open_site(&front, "refused", &format!("http://127.0.0.1:{port}/fhir"));
+    let reply = front.get(&refused, &admin, "Patient/p1", &[]);
+    assert_outcome(&reply, 502, "exception");
+
+    // A Location off the site is left out of a create's response.
+    let created = r#"{"resourceType": "Patient", "id": "p2"}"#;
+    let port = start_answering_upstream(
+        "201 Created",
+        "Location: http://elsewhere.test/fhir/Patient/p2\r\n",
+        created,
+    );
+    let creating = open_site(&front, "creating", &format!("http://127.0.0.1:{port}/fhir"));
+    let reply = front.send(
+        front
+            .client()
+            .post(format!("{}/Patient", creating.fhir))
+            .bearer_auth(&admin)
+            .header("Content-Type", "application/fhir+json")
+            .body(r#"{"resourceType": "Patient"}"#),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert!(reply.header("location").is_none(), "{:?}", reply.headers);
 
     // An error without a body becomes an OperationOutcome with the upstream's status.
     let port = start_answering_upstream("404 Not Found", "", "");

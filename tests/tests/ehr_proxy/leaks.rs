@@ -342,6 +342,8 @@ fn dot_segments_never_reach_the_ehr() {
         ("POST", "Observation/%2e%2e/$import"),
         ("DELETE", "Observation/%2e%2e"),
         ("GET", "Observation/a%2Fb"),
+        ("GET", "Observation//_history"),
+        ("GET", "Patient//Observation"),
     ] {
         let (status, body) = send_raw(&front, method, &format!("{site}/{path}"), &token);
         assert_eq!(status, 400, "{method} {path}: {body}");
@@ -405,4 +407,24 @@ fn xml_bodies_get_415() {
         assert_eq!(reply.status, 415, "{content_type}: {}", reply.body);
         assert_eq!(reply.json()["resourceType"], "OperationOutcome");
     }
+}
+
+#[test]
+fn methods_outside_fhir_get_405() {
+    let front = Front::start();
+    let token = front.patient_token(&front.site, PATIENT_WRITE_SCOPE);
+    let patient = front.ehr.sample.patient.id.clone();
+    let site = format!("/sites/{}/fhir", front.site.id);
+    for method in ["TRACE", "PROPFIND", "FOO"] {
+        let (status, body) = send_raw(&front, method, &format!("{site}/Patient/{patient}"), &token);
+        assert_eq!(status, 405, "{method}: {body}");
+    }
+    let head = front.send(
+        front
+            .client()
+            .head(format!("{}/Patient/{patient}", front.site.fhir))
+            .bearer_auth(&token),
+    );
+    assert_eq!(head.status, 200, "HEAD of the token's own patient");
+    assert!(head.body.is_empty());
 }

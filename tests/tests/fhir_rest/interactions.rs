@@ -381,6 +381,24 @@ fn patch_honours_if_match() {
 }
 
 #[test]
+fn patch_result_is_validated() {
+    let server = start_server();
+    let fhir = Fhir::admin(&server);
+    let created = fhir.create(&patient("patch-validated"));
+    let path = format!("Patient/{}", created["id"].as_str().expect("an id"));
+    for document in [
+        json!([{"op": "add", "path": "/foo", "value": 1}]),
+        json!([{"op": "add", "path": "/gender", "value": 5}]),
+        json!([{"op": "add", "path": "/name", "value": {"family": "not an array"}}]),
+    ] {
+        let reply = fhir.send(Method::PATCH, &path, JSON_PATCH, document.to_string(), &[]);
+        assert_outcome(&reply, 422);
+    }
+    let stored = fhir.read(&path);
+    assert_eq!(stored, created, "a rejected patch changed the resource");
+}
+
+#[test]
 fn delete_leaves_history() {
     let server = start_server();
     let fhir = Fhir::admin(&server);
