@@ -135,11 +135,44 @@ pub fn router(state: FhirState) -> Router {
         .fallback(unknown_endpoint)
         .route_layer(axum::middleware::from_fn(media::negotiate))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            settings.clone(),
+            reject_declared_oversize,
+        ))
         .layer(axum::middleware::map_response_with_state(
             settings,
             outcome_for_framework_errors,
         ))
         .with_state(state)
+}
+
+/// Answers 413 at once when `Content-Length` already exceeds the body limit of the path,
+/// instead of waiting for a body that the limit would reject anyway (or that never comes).
+async fn reject_declared_oversize(
+    axum::extract::State(settings): axum::extract::State<std::sync::Arc<FhirSettings>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    let limit = if request.uri().path().ends_with("/$load") {
+        settings.max_load_bytes
+    } else {
+        settings.max_body_bytes
+    };
+    match declared {
+        Some(length) if length > limit as u64 => FhirError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "too-costly",
+            format!("the request body of {length} bytes is larger than the limit of {limit} bytes"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 async fn unknown_endpoint() -> FhirError {

@@ -125,9 +125,27 @@ fn compartment_search(
         )));
     }
     check_type(resource_type)?;
-    // The Patient must exist and be readable, so a search never reveals resources of a
-    // patient the caller cannot see.
-    read_resource(state, principal, "Patient", id)?;
+    // The Patient must exist and, for a caller confined to one patient, be that patient,
+    // so the answer never tells another patient's id from an unknown one. Reading the
+    // Patient resource itself is not needed: the results pass the caller's scopes for
+    // the searched type like any search.
+    match read_resource(state, principal, "Patient", id) {
+        Ok(_) => {}
+        Err(error) if error.status == StatusCode::FORBIDDEN => {
+            let confined_elsewhere = principal
+                .patient
+                .as_deref()
+                .is_some_and(|patient| patient != id);
+            let exists = state
+                .repository
+                .read("Patient", id)?
+                .is_some_and(|stored| !stored.is_deleted());
+            if confined_elsewhere || !exists {
+                return Err(FhirError::not_found(format!("Patient/{id} is not known")));
+            }
+        }
+        Err(error) => return Err(error),
+    }
     let request = SearchRequest {
         resource_type,
         compartment: Some(id),

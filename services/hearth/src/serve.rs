@@ -345,8 +345,26 @@ fn router(
                     hearth_auth::oauth_for_framework_errors,
                 )),
         )
+        .fallback(unknown_path)
         .layer(cors)
         .layer(middleware::map_response(hearth_auth::protect_html_pages))
+}
+
+/// Answers a path no route serves: with an OperationOutcome under a FHIR base, such as
+/// `/fhir/` with its trailing slash, and with a plain 404 elsewhere.
+async fn unknown_path(uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = uri.path();
+    let under_fhir = path.starts_with("/fhir")
+        || (path.starts_with("/sites/") && path.split('/').nth(3) == Some("fhir"));
+    if under_fhir {
+        hearth_fhir::FhirError::not_found(
+            "no FHIR endpoint at this path; the FHIR base has no trailing slash",
+        )
+        .into_response()
+    } else {
+        (axum::http::StatusCode::NOT_FOUND, "not found\n").into_response()
+    }
 }
 
 /// The admin credential: from the settings, else from `admin-token` in the data

@@ -40,6 +40,11 @@ fn malformed_type_filter_value_is_rejected() {
     let reply =
         client.kick_off("$export?_type=Observation&_typeFilter=Observation%3Fdate%3Dnot-a-date");
     assert_outcome(&reply, 400);
+    // So are a value without `Type?`, an unknown type and a broken percent escape.
+    for filter in ["Patient", "NoSuchType%3Fname%3Dx", "Patient%3Fname%3D%25ZZ"] {
+        let reply = client.kick_off(&format!("$export?_typeFilter={filter}"));
+        assert_outcome(&reply, 400);
+    }
     // A parameter that only shapes results cannot filter an export.
     let reply = client.kick_off_with(
         "$export?_type=Observation&_typeFilter=Observation%3F_sort%3Ddate",

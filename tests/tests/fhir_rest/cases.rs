@@ -292,6 +292,30 @@ fn oversized_resource_is_413() {
     assert_eq!(resource_events(&server), events, "no resource event");
 }
 
+/// Declares a body over the limit and sends one byte: the answer must come at once, not
+/// after the body timeout.
+#[test]
+fn declared_oversize_is_413_at_once() {
+    use std::io::{Read, Write};
+    let server = start_server();
+    let address = server.base_url.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&address).expect("connecting");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("a read timeout");
+    let request = format!(
+        "POST /fhir/Patient HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{",
+        server.admin_token(),
+        MAX_BODY_BYTES + 1
+    );
+    stream.write_all(request.as_bytes()).expect("sending");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("OperationOutcome"), "{response}");
+}
+
 #[test]
 fn transaction_over_entry_limit_is_rejected() {
     let server = start_server();

@@ -261,6 +261,27 @@ fn system_search_passes_scopes() {
 }
 
 // The same tests against an EHR-backed site whose upstream stores the data.
+/// A compartment search needs search access to the searched type, not read access to
+/// the Patient, but stays within the token's own patient.
+#[test]
+fn compartment_search_without_patient_scope() {
+    let hearth = Hearth::start();
+    let (mine, theirs) = (&hearth.sample.patient, &hearth.sample.other);
+    let fhir = patient_client(&hearth, "launch/patient patient/Observation.rs");
+
+    let entries = all_entries(&fhir, &format!("Patient/{}/Observation", mine.id));
+    assert_eq!(
+        ids_of(&entries, "match", "Observation"),
+        set(&mine.observations)
+    );
+    assert_outcome(
+        &fhir.get(&format!("Patient/{}/Observation", theirs.id)),
+        404,
+    );
+    assert_outcome(&fhir.get("Patient/no-such-patient/Observation"), 404);
+    assert_outcome(&fhir.get(&format!("Patient/{}", mine.id)), 403);
+}
+
 through_proxy!(
     patient_token_includes_stay_in_compartment,
     v2_scope_query_narrows_includes,

@@ -395,13 +395,18 @@ fn check_type_filter(
     filter: &str,
 ) -> Result<Result<(), String>, FhirError> {
     let Some((resource_type, query)) = filter.split_once('?') else {
-        return Ok(Err(format!(
+        return Err(FhirError::bad_request(format!(
             "_typeFilter '{filter}' is not of the form Type?query"
         )));
     };
     if !hearth_fhir_core::resource_types::is_resource_type(resource_type) {
-        return Ok(Err(format!(
+        return Err(FhirError::bad_request(format!(
             "_typeFilter '{filter}' names no R4 resource type"
+        )));
+    }
+    if has_broken_escape(query) {
+        return Err(FhirError::bad_request(format!(
+            "_typeFilter '{filter}' has a '%' that is not followed by two hex digits"
         )));
     }
     // Provenance that `includeAssociatedData` adds is filtered like a type of `_type`.
@@ -447,6 +452,16 @@ fn check_type_filter(
         )));
     }
     Ok(Ok(()))
+}
+
+/// Returns whether `query` has a percent sign that does not start a `%XX` escape.
+fn has_broken_escape(query: &str) -> bool {
+    let bytes = query.as_bytes();
+    bytes.iter().enumerate().any(|(index, byte)| {
+        *byte == b'%'
+            && !(bytes.get(index + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(index + 2).is_some_and(u8::is_ascii_hexdigit))
+    })
 }
 
 /// The patients of a Group the caller may read, intersected with the `patient` parameter
