@@ -101,6 +101,20 @@ fn post_patient_parameter_limits_export() {
 
     let by_get = client.kick_off("Patient/$export?patient=Patient/pp1");
     assert_outcome(&by_get, 400);
+
+    // At system level the parameter is not defined: 400 under strict handling.
+    let body = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "valueReference": {"reference": "Patient/pp1"}},
+    ]});
+    let strict = Reply::send(
+        client
+            .request(reqwest::Method::POST, "$export")
+            .header("accept", "application/fhir+json")
+            .header("prefer", "respond-async, handling=strict")
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string()),
+    );
+    assert_outcome(&strict, 400);
 }
 
 #[test]

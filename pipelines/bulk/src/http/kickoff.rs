@@ -230,6 +230,16 @@ fn check_parameters(
     if parameters.since.is_some_and(|since| since > now_micros()) {
         return Err(FhirError::bad_request("_since is in the future"));
     }
+    // The IG defines `patient` for Patient and Group exports. A system export keeps it
+    // under lenient handling, because it narrows the export rather than widening it.
+    if level == ExportLevel::System && !parameters.patients.is_empty() {
+        parameters
+            .unsupported(
+                handling,
+                "the patient parameter is defined for Patient and Group exports; at system level it limits the export to the listed patients".to_string(),
+            )
+            .map_err(invalid)?;
+    }
     check_organize_output_by(request, level, handling, parameters)?;
     let mut associated = Vec::new();
     for value in std::mem::take(&mut parameters.include_associated_data) {
