@@ -146,7 +146,7 @@ pub fn router(state: FhirState) -> Router {
         .with_state(state)
 }
 
-/// Answers 413 at once when `Content-Length` already exceeds the body limit of the path,
+/// Returns 413 at once when `Content-Length` already exceeds the body limit of the path,
 /// instead of waiting for a body that the limit would reject anyway (or that never comes).
 async fn reject_declared_oversize(
     axum::extract::State(settings): axum::extract::State<std::sync::Arc<FhirSettings>>,

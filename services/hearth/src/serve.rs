@@ -350,7 +350,7 @@ fn router(
         .layer(middleware::map_response(hearth_auth::protect_html_pages))
 }
 
-/// Answers a path no route serves: with an OperationOutcome under a FHIR base, such as
+/// Responds to a path no route serves: with an OperationOutcome under a FHIR base, such as
 /// `/fhir/` with its trailing slash, and with a plain 404 elsewhere.
 async fn unknown_path(uri: axum::http::Uri) -> axum::response::Response {
     use axum::response::IntoResponse;

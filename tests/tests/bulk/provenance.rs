@@ -185,6 +185,12 @@ fn latest_keeps_newest_of_each_target() {
         &["Observation/latest-a", "Observation/latest-b"],
     ));
     hearth.put(&provenance("prov-third", &["Observation/latest-a"]));
+    // The newest of all names another server's Observation with the same id, so it is
+    // neither written nor compared.
+    hearth.put(&provenance(
+        "prov-elsewhere",
+        &["http://other.example/fhir/Observation/latest-a"],
+    ));
 
     let latest = provenance_ids(
         &hearth,

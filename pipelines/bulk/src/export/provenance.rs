@@ -315,7 +315,7 @@ impl Export<'_> {
                     .repository
                     .search_page(&query, &access, PROVENANCE_PAGE)?;
                 for other in page.matches {
-                    if other.id == id {
+                    if other.id == id || !self.targets_locally(&other, (target_type, target_id)) {
                         continue;
                     }
                     let Some(other_updated) = self.last_updated_at_cutoff(&other)? else {
@@ -332,6 +332,26 @@ impl Export<'_> {
             }
         }
         Ok(true)
+    }
+
+    /// Returns whether a Provenance found by the `target` index names the target as a
+    /// resource of this server. The index also matches absolute URLs of other servers
+    /// that end in the same type and id, which name another resource.
+    fn targets_locally(
+        &self,
+        provenance: &hearth_cdr::StoredResource,
+        (target_type, target_id): (&str, &str),
+    ) -> bool {
+        let Some(value) = provenance
+            .json
+            .as_deref()
+            .and_then(|json| serde_json::from_str::<Value>(json).ok())
+        else {
+            return false;
+        };
+        target_references(&value).any(|reference| {
+            local_target(reference, &self.request.base_url) == Some((target_type, target_id))
+        })
     }
 
     /// The `meta.lastUpdated` of a resource's version at the cutoff, or `None` when it
