@@ -63,8 +63,18 @@ impl JobSeals {
         let (encoded, tag) = sealed.split_once('.')?;
         let location = String::from_utf8(URL_SAFE_NO_PAD.decode(encoded).ok()?).ok()?;
         let expected = format!("{:016x}", self.hash.bulk_job(site_id, client_id, &location));
-        (tag == expected && location.starts_with('/')).then_some(location)
+        (tag == expected && location.starts_with('/') && !has_dot_segment(&location))
+            .then_some(location)
     }
+}
+
+/// Returns whether a path (with any query) has a `.` or `..` segment, also percent-encoded.
+fn has_dot_segment(location: &str) -> bool {
+    let path = location.split(['?', '#']).next().unwrap_or_default();
+    path.split('/').any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
 }
 
 /// Maps the URLs of one export's responses between the upstream and the site.
@@ -124,9 +134,12 @@ impl JobUrls<'_> {
         Some(format!("{}/$bulk-file/{sealed}/{name}", self.site_base))
     }
 
+    /// The part of `url` below the upstream base, when it stays there: dot segments could
+    /// lead out of the base to other endpoints of the EHR.
     fn below_base<'u>(&self, url: &'u str) -> Option<&'u str> {
         let base = self.upstream_base.trim_end_matches('/');
-        url.strip_prefix(base).filter(|rest| rest.starts_with('/'))
+        url.strip_prefix(base)
+            .filter(|rest| rest.starts_with('/') && !has_dot_segment(rest))
     }
 }
 
@@ -182,6 +195,8 @@ mod tests {
             "a tag of another job does not open this one"
         );
         assert_eq!(seals.open("north", "app-a", "not-sealed"), None);
+        let escaping = seals.seal("north", "app-a", "/../../admin/apps");
+        assert_eq!(seals.open("north", "app-a", &escaping), None);
     }
 
     #[test]

@@ -1,17 +1,17 @@
 //! Chained parameters and `_has` in searches at an EHR-backed site. The EHR evaluates them
-//! with Hearth's own access, so a chain through a type the caller may not search would
-//! select resources by data the caller cannot see. A repository site evaluates them with
-//! the caller's visibility, where such a chain matches nothing, so the proxy returns an
-//! empty searchset for those searches instead of asking the EHR.
+//! with Hearth's own access, so a chain through a type the caller may not search in full
+//! would select resources by data the caller cannot see, such as another patient's
+//! Encounters. The proxy cannot evaluate a chain with the caller's visibility as a
+//! repository site does, so it returns an empty searchset for those searches instead of
+//! asking the EHR. Such a search at a repository site can match the caller's own data.
 
 use hearth_fhir::Principal;
 use hearth_fhir_core::search_params;
 use hearth_smart::scope::Interaction;
 
 /// Returns the first resource type that a chain or `_has` parameter of `query` reaches and
-/// the caller may not search at all, or `None` when every type it reaches is searchable.
-// NOTE: a chain through a type the caller may search only in part (such as another
-// patient's resources) is still evaluated at the EHR over every resource of that type.
+/// the caller may not search in full, or `None` when the caller may search every resource
+/// of every type it reaches.
 pub fn hidden_type(principal: &Principal, resource_type: &str, query: &str) -> Option<String> {
     url::form_urlencoded::parse(query.as_bytes())
         .map(|(name, _)| name.into_owned())
@@ -50,7 +50,8 @@ fn hidden_type_of_param(principal: &Principal, resource_type: &str, name: &str) 
 }
 
 fn searchable(principal: &Principal, resource_type: &str) -> bool {
-    hearth_fhir::visibility(principal, resource_type, Interaction::Search).is_ok()
+    hearth_fhir::visibility(principal, resource_type, Interaction::Search)
+        .is_ok_and(|visibility| visibility.is_everything())
 }
 
 #[cfg(test)]
@@ -91,14 +92,32 @@ mod tests {
     }
 
     #[test]
-    fn chain_through_scoped_type_goes_upstream() {
-        let everything = principal("launch/patient patient/*.rs");
+    fn chain_through_partly_visible_type_is_hidden() {
+        let patient = principal("launch/patient patient/*.rs");
         assert_eq!(
-            hidden_type(&everything, "Observation", "subject:Patient.gender=male"),
+            hidden_type(&patient, "Observation", "subject:Patient.gender=male"),
+            Some("Patient".to_string())
+        );
+        assert_eq!(
+            hidden_type(
+                &patient,
+                "Practitioner",
+                "_has:Encounter:participant:patient=p2"
+            ),
+            Some("Encounter".to_string())
+        );
+    }
+
+    #[test]
+    fn chain_through_wholly_visible_type_goes_upstream() {
+        let mut system = principal("system/*.rs");
+        system.patient = None;
+        assert_eq!(
+            hidden_type(&system, "Observation", "subject:Patient.gender=male"),
             None
         );
         assert_eq!(
-            hidden_type(&everything, "Patient", "_has:Observation:patient:code=1"),
+            hidden_type(&system, "Patient", "_has:Observation:patient:code=1"),
             None
         );
     }

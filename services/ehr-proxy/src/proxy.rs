@@ -1134,6 +1134,27 @@ fn respond_cached(
         if !status.is_success() && status != StatusCode::NOT_MODIFIED {
             return upstream_error(status);
         }
+        // Reads and searches return a resource. A 304 is due only to a conditional read
+        // that the caller sent and may see the answer to (see `handle`).
+        let conditional = incoming.headers.contains_key(header::IF_NONE_MATCH)
+            || incoming.headers.contains_key(header::IF_MODIFIED_SINCE);
+        let resource_due = matches!(
+            route.kind,
+            Kind::Read
+                | Kind::Vread
+                | Kind::Search
+                | Kind::Everything
+                | Kind::History
+                | Kind::Capabilities
+        );
+        if resource_due && !(status == StatusCode::NOT_MODIFIED && conditional) {
+            return ProxyError::WrongResource(format!(
+                "an empty HTTP {} response",
+                status.as_u16()
+            ))
+            .to_fhir()
+            .into_response();
+        }
         let mut response = status.into_response();
         if let Some(etag) = entry
             .etag
@@ -1191,6 +1212,11 @@ fn respond_cached(
     if is_stu3(site) {
         stu3::convert(&mut resource, Direction::ToR4);
     }
+    if resource["resourceType"] == "Bundle"
+        && let Err(error) = tidy_bundle(&mut resource)
+    {
+        return error.to_fhir().into_response();
+    }
     if let Some(principal) = &incoming.principal
         && status.is_success()
     {
@@ -1235,6 +1261,45 @@ fn respond_cached(
     }
 
     fhir_response(status, resource.to_string(), entry.etag.as_deref())
+}
+
+/// The elements of an R4 Bundle other than `signature`, which no longer matches a Bundle
+/// that the proxy filtered.
+const BUNDLE_ELEMENTS: &[&str] = &[
+    "resourceType",
+    "id",
+    "meta",
+    "implicitRules",
+    "language",
+    "identifier",
+    "type",
+    "timestamp",
+    "total",
+    "link",
+    "entry",
+];
+
+/// Checks the shape of an upstream Bundle before it is filtered: `entry` and `link` must be
+/// arrays, or the filter could not see their content. Members that are not Bundle
+/// elements, and a `total` that is not a number, are removed.
+fn tidy_bundle(bundle: &mut Value) -> Result<(), ProxyError> {
+    let Some(object) = bundle.as_object_mut() else {
+        return Err(ProxyError::WrongResource(
+            "a Bundle that is not an object".to_string(),
+        ));
+    };
+    for list in ["entry", "link"] {
+        if object.get(list).is_some_and(|value| !value.is_array()) {
+            return Err(ProxyError::WrongResource(format!(
+                "a Bundle whose {list} is not an array"
+            )));
+        }
+    }
+    object.retain(|key, _| BUNDLE_ELEMENTS.contains(&key.as_str()));
+    if object.get("total").is_some_and(|total| !total.is_u64()) {
+        object.remove("total");
+    }
+    Ok(())
 }
 
 /// Builds the app's response to an upstream error that came without an OperationOutcome.

@@ -447,6 +447,25 @@ fn incomplete_or_odd_upstreams_get_clear_errors() {
     assert_eq!(reply.status, 201, "{}", reply.body);
     assert!(reply.header("location").is_none(), "{:?}", reply.headers);
 
+    // A Bundle whose entries are not an array cannot be filtered, and a read answered
+    // with an empty body has no resource: both get 502.
+    let port = start_answering_upstream(
+        "200 OK",
+        "",
+        r#"{"resourceType": "Bundle", "type": "searchset", "entry": {"resource": {"resourceType": "Patient", "id": "p9"}}}"#,
+    );
+    let shapeless = open_site(
+        &front,
+        "shapeless",
+        &format!("http://127.0.0.1:{port}/fhir"),
+    );
+    let reply = front.get(&shapeless, &admin, "Patient?name=x", &[]);
+    assert_outcome(&reply, 502, "exception");
+    let port = start_answering_upstream("200 OK", "", "");
+    let blank = open_site(&front, "blank", &format!("http://127.0.0.1:{port}/fhir"));
+    let reply = front.get(&blank, &admin, "Patient/p1", &[]);
+    assert_outcome(&reply, 502, "exception");
+
     // An error without a body becomes an OperationOutcome with the upstream's status.
     let port = start_answering_upstream("404 Not Found", "", "");
     let empty = open_site(&front, "empty", &format!("http://127.0.0.1:{port}/fhir"));

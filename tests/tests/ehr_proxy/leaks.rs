@@ -428,3 +428,19 @@ fn methods_outside_fhir_get_405() {
     assert_eq!(head.status, 200, "HEAD of the token's own patient");
     assert!(head.body.is_empty());
 }
+
+#[test]
+fn has_through_other_patients_is_empty() {
+    let front = Front::start();
+    let token = front.patient_token(&front.site, PATIENT_WRITE_SCOPE);
+    let other = front.ehr.sample.other.id.clone();
+    let reply = front.get(
+        &front.site,
+        &token,
+        &format!("Practitioner?_has:Encounter:participant:patient={other}"),
+        &[],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = reply.json();
+    assert!(body.get("entry").is_none(), "{body}");
+}
