@@ -87,8 +87,8 @@ pub(crate) struct JobUrls<'a> {
 }
 
 impl JobUrls<'_> {
-    /// The site's status URL for the upstream's status URL, or `None` when the upstream's
-    /// URL is not under its base.
+    /// Returns the site's status URL for the upstream's status URL, or `None` when the
+    /// upstream's URL is not under its base.
     pub(crate) fn status(&self, upstream_url: &str) -> Option<String> {
         let location = self.below_base(upstream_url)?;
         let sealed = self.seals.seal(self.site_id, self.client_id, location);
@@ -134,8 +134,8 @@ impl JobUrls<'_> {
         Some(format!("{}/$bulk-file/{sealed}/{name}", self.site_base))
     }
 
-    /// The part of `url` below the upstream base, when it stays there: dot segments could
-    /// lead out of the base to other endpoints of the EHR.
+    /// Returns the part of `url` below the upstream base, when it stays there. Dot segments
+    /// could lead out of the base to other endpoints of the EHR.
     fn below_base<'u>(&self, url: &'u str) -> Option<&'u str> {
         let base = self.upstream_base.trim_end_matches('/');
         url.strip_prefix(base)

@@ -47,20 +47,39 @@ pub fn visibility(
         .as_deref()
         .and_then(|user| user.strip_prefix("Patient/"))
         .map(str::to_string);
-    let alternatives = grants
+    let writes = matches!(
+        interaction,
+        Interaction::Create | Interaction::Update | Interaction::Delete
+    );
+    let alternatives: Vec<Alternative> = grants
         .iter()
-        .map(|grant| {
+        .filter_map(|grant| {
             let compartment = match grant.context {
                 Context::Patient => principal.patient.clone(),
                 Context::User => patient_user.clone(),
                 Context::System => None,
             };
-            Alternative {
+            // A scope confined to one patient reads reference data outside the Patient
+            // compartment, but writing it would change what every patient sees.
+            if compartment.is_some() && !has_compartment(resource_type) && writes {
+                return None;
+            }
+            Some(Alternative {
                 patient_compartment: compartment.filter(|_| has_compartment(resource_type)),
                 filters: grant.query.clone(),
-            }
+            })
         })
         .collect();
+    if alternatives.is_empty() {
+        return Err(FhirError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "{resource_type} is outside the Patient compartment, so scopes confined to one patient do not allow {} of it",
+                interaction_name(interaction)
+            ),
+        ));
+    }
     Ok(Visibility { alternatives })
 }
 

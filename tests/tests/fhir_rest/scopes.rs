@@ -312,8 +312,28 @@ fn system_token_writes_anything() {
     assert_eq!(deleted.status, 204, "{}", deleted.body);
 }
 
+#[test]
+fn patient_token_reads_but_never_writes_reference_data() {
+    let (hearth, fhir, admin) = start_with_patient_scope(PATIENT_CRUDS);
+    let practitioner = format!("Practitioner/{}", hearth.sample.practitioner);
+    let stored = fhir.read(&practitioner);
+
+    let organization = json!({"resourceType": "Organization", "name": "Written by a patient"});
+    assert_outcome(&fhir.post("Organization", &organization), 403);
+    let mut changed = stored.clone();
+    changed["active"] = json!(false);
+    assert_outcome(&fhir.put(&practitioner, &changed), 403);
+    assert_outcome(&fhir.delete(&practitioner), 403);
+    assert_eq!(
+        admin.read(&practitioner),
+        stored,
+        "the Practitioner changed"
+    );
+}
+
 // The same tests against an EHR-backed site whose upstream stores the data.
 through_proxy!(
+    patient_token_reads_but_never_writes_reference_data,
     patient_token_creates_in_own_compartment,
     patient_token_cannot_change_other_patients,
     patient_token_cannot_move_own_resource_out,
