@@ -51,7 +51,7 @@ async fn handle(
             "grant_type is not a grant type name or URI",
         ));
     }
-    // An unknown grant type is rejected as such whoever sends it, before client
+    // An unknown grant type is rejected as such for any client, before client
     // authentication can fail for another reason.
     if !matches!(
         grant_type,

@@ -1,11 +1,12 @@
 //! Bulk Data exports at an EHR-backed site.
 //!
-//! The EHR runs the export; Hearth forwards the kick-off with its own credential, so at
+//! The EHR runs the export. Hearth forwards the kick-off with its own credential, so at
 //! the EHR every job belongs to Hearth's client. To keep each job to the app that started
-//! it, the status and file URLs Hearth hands out are sealed: the upstream URL's path below
-//! the upstream base, base64url-encoded, followed by a keyed hash of it with the site and
-//! the app's client id. A status or file request is forwarded only when the seal matches
-//! the caller's client id; any other caller gets 404, as for a job that does not exist.
+//! it, Hearth seals the status and file URLs it hands out. A sealed URL carries the
+//! upstream URL's path below the upstream base, base64url-encoded, and a keyed hash of that
+//! path with the site and the app's client id. A status or file request is forwarded only
+//! when the seal matches the caller's client id. Any other caller gets 404, as for a job
+//! that does not exist.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -547,11 +547,7 @@ impl EhrProxy {
         is_status: bool,
     ) -> Outcome {
         let Some(principal) = parts.extensions.get::<Principal>() else {
-            let error = FhirError::new(
-                StatusCode::UNAUTHORIZED,
-                "login",
-                "this request needs an access token",
-            );
+            let error = missing_token();
             return Outcome::error(error, "BYPASS");
         };
         let method_allowed =
@@ -718,11 +714,7 @@ fn check_scopes(incoming: &Incoming, route: &Route) -> Result<(), FhirError> {
         return Ok(());
     }
     let Some(principal) = &incoming.principal else {
-        return Err(FhirError::new(
-            StatusCode::UNAUTHORIZED,
-            "login",
-            "this request needs an access token",
-        ));
+        return Err(missing_token());
     };
     match (&route.resource_type, route.interaction()) {
         (Some(resource_type), Some(interaction)) => {
@@ -798,11 +790,7 @@ fn check_path(path: &str) -> Result<(), FhirError> {
 /// the types a GET kick-off names in `_type`, or to every type.
 fn check_export(incoming: &Incoming) -> Result<(), FhirError> {
     let Some(principal) = &incoming.principal else {
-        return Err(FhirError::new(
-            StatusCode::UNAUTHORIZED,
-            "login",
-            "this request needs an access token",
-        ));
+        return Err(missing_token());
     };
     let query = incoming.query.as_deref().unwrap_or_default();
     let associated = url::form_urlencoded::parse(query.as_bytes())
@@ -876,16 +864,7 @@ fn job_response(upstream: &UpstreamResponse, urls: &JobUrls<'_>, is_status: bool
                 None,
             )
         } else {
-            let error = FhirError::new(
-                status,
-                if status == StatusCode::NOT_FOUND {
-                    "not-found"
-                } else {
-                    "processing"
-                },
-                format!("the EHR behind this site returned HTTP {}", status.as_u16()),
-            );
-            return error.into_response();
+            return upstream_error(status);
         }
     };
     for name in ["x-progress", "retry-after", "expires"] {
@@ -1135,7 +1114,7 @@ fn respond_cached(
             return upstream_error(status);
         }
         // Reads and searches return a resource. A 304 is due only to a conditional read
-        // that the caller sent and may see the answer to (see `handle`).
+        // that the caller sent and may see the result of (see `handle`).
         let conditional = incoming.headers.contains_key(header::IF_NONE_MATCH)
             || incoming.headers.contains_key(header::IF_MODIFIED_SINCE);
         let resource_due = matches!(
@@ -1300,6 +1279,15 @@ fn tidy_bundle(bundle: &mut Value) -> Result<(), ProxyError> {
         object.remove("total");
     }
     Ok(())
+}
+
+/// Builds the 401 of a request without an access token, as a repository site sends it.
+fn missing_token() -> FhirError {
+    FhirError::new(
+        StatusCode::UNAUTHORIZED,
+        "login",
+        "this request needs an access token",
+    )
 }
 
 /// Builds the app's response to an upstream error that came without an OperationOutcome.

@@ -60,7 +60,7 @@ pub fn visibility(
                 Context::System => None,
             };
             // A scope confined to one patient reads reference data outside the Patient
-            // compartment, but writing it would change what every patient sees.
+            // compartment, but writing it would change what every patient reads.
             if compartment.is_some() && !has_compartment(resource_type) && writes {
                 return None;
             }

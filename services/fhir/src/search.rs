@@ -126,7 +126,7 @@ fn compartment_search(
     }
     check_type(resource_type)?;
     // The Patient must exist and, for a caller confined to one patient, be that patient,
-    // so the response never tells another patient's id from an unknown one. Reading the
+    // so the response never distinguishes another patient's id from an unknown one. Reading the
     // Patient resource itself is not needed: the results pass the caller's scopes for
     // the searched type like any search.
     match read_resource(state, principal, "Patient", id) {

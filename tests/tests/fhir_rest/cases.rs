@@ -292,8 +292,8 @@ fn oversized_resource_is_413() {
     assert_eq!(resource_events(&server), events, "no resource event");
 }
 
-/// Declares a body over the limit and sends one byte: the answer must come at once, not
-/// after the body timeout.
+/// Declares a body over the limit and sends one byte. The response must come at once,
+/// not after the body timeout.
 #[test]
 fn declared_oversize_is_413_at_once() {
     use std::io::{Read, Write};

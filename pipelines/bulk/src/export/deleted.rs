@@ -123,15 +123,7 @@ impl Export<'_> {
     // NOTE: the target is not checked against `_typeFilter` or the time window, so the
     // deletion of a Provenance of a resource outside the export can be reported.
     fn targeted_exported_type(&self, deletion: &StoredResource) -> Result<bool> {
-        let previous = self.context.repository.vread(
-            &deletion.resource_type,
-            &deletion.id,
-            deletion.version - 1,
-        )?;
-        let Some(json) = previous.and_then(|p| p.json) else {
-            return Ok(false);
-        };
-        let Ok(value) = serde_json::from_str::<Value>(&json) else {
+        let Some(value) = self.version_before(deletion)? else {
             return Ok(false);
         };
         let limited = super::limited_to_patients(self.request);
@@ -157,18 +149,22 @@ impl Export<'_> {
         if deletion.resource_type == "Patient" {
             return Ok(patients.contains(deletion.id.as_str()));
         }
+        let Some(value) = self.version_before(deletion)? else {
+            return Ok(false);
+        };
+        Ok(references_patient(&value, patients))
+    }
+
+    /// Reads the version a deletion ended, or `None` when it has no readable JSON.
+    fn version_before(&self, deletion: &StoredResource) -> Result<Option<Value>> {
         let previous = self.context.repository.vread(
             &deletion.resource_type,
             &deletion.id,
             deletion.version - 1,
         )?;
-        let Some(json) = previous.and_then(|p| p.json) else {
-            return Ok(false);
-        };
-        let Ok(value) = serde_json::from_str::<Value>(&json) else {
-            return Ok(false);
-        };
-        Ok(references_patient(&value, patients))
+        Ok(previous
+            .and_then(|version| version.json)
+            .and_then(|json| serde_json::from_str::<Value>(&json).ok()))
     }
 }
 
