@@ -5,7 +5,7 @@ Usage: extract-r4-definitions.py PACKAGE_DIR OUT_DIR
 
 PACKAGE_DIR is the unpacked npm package hl7.fhir.r4.examples@4.0.1
 (`npm pack hl7.fhir.r4.examples@4.0.1 && tar xzf hl7.fhir.r4.examples-4.0.1.tgz`).
-Writes three compact JSON files to OUT_DIR:
+Writes compact JSON files to OUT_DIR:
 
 - r4-resource-types.json: the names of every concrete R4 resource type.
 - r4-search-parameters.json: every SearchParameter of the core specification
@@ -17,6 +17,9 @@ Writes three compact JSON files to OUT_DIR:
   `_elements` keep) and its choice elements.
 - r4-elements.json: the elements of every resource, complex data type and backbone
   element, each with its types and whether it repeats, for structural validation.
+- r4-rules.json: per type and backbone element, the elements with a minimum cardinality
+  of 1 and the `code` elements with a required binding, with the codes of those value
+  sets where the package lists them in full.
 """
 
 import glob
@@ -152,6 +155,92 @@ def elements(package):
     return result
 
 
+def load_all(package, prefix):
+    """Maps the canonical URL of every resource in files `prefix-*.json` to the resource."""
+    result = {}
+    for path in glob.glob(os.path.join(package, prefix + "-*.json")):
+        with open(path, encoding="utf-8") as f:
+            resource = json.load(f)
+        if "url" in resource:
+            result[resource["url"]] = resource
+    return result
+
+
+def concept_codes(concepts):
+    """The codes of a CodeSystem's concepts, nested concepts included."""
+    codes = []
+    for concept in concepts:
+        codes.append(concept["code"])
+        codes.extend(concept_codes(concept.get("concept", [])))
+    return codes
+
+
+def expand(url, value_sets, code_systems, seen=()):
+    """Returns the sorted codes of value set `url`, or None when they cannot be listed
+    from the package alone (filters, external code systems, partial code systems)."""
+    value_set = value_sets.get(url)
+    if value_set is None or url in seen:
+        return None
+    compose = value_set.get("compose", {})
+    codes = set()
+    for include in compose.get("include", []):
+        if "filter" in include or "valueSet" in include:
+            return None
+        if "concept" in include:
+            codes.update(c["code"] for c in include["concept"])
+            continue
+        system = code_systems.get(include.get("system"))
+        if system is None or system.get("content") != "complete":
+            return None
+        codes.update(concept_codes(system.get("concept", [])))
+    for exclude in compose.get("exclude", []):
+        if "concept" not in exclude or "filter" in exclude:
+            return None
+        codes.difference_update(c["code"] for c in exclude["concept"])
+    return sorted(codes) if codes else None
+
+
+def rules(package):
+    """The rules that structure alone does not show, per type, resource and backbone path:
+    elements with a minimum cardinality of 1 or more, and `code` elements bound to a
+    value set with strength `required` whose codes the package lists in full.
+    {"required": {path: [name]}, "bindings": {path: {name: url}}, "valueSets": {url: [code]}}
+    """
+    value_sets = load_all(package, "ValueSet")
+    code_systems = load_all(package, "CodeSystem")
+    required, bindings, expanded = {}, {}, {}
+    for path in glob.glob(os.path.join(package, "StructureDefinition-*.json")):
+        with open(path, encoding="utf-8") as f:
+            definition = json.load(f)
+        if definition.get("derivation") == "constraint":
+            continue
+        if definition.get("kind") not in ("resource", "complex-type"):
+            continue
+        for element in definition["snapshot"]["element"]:
+            element_path = element["path"]
+            if "." not in element_path:
+                continue
+            parent, name = element_path.rsplit(".", 1)
+            if element.get("min", 0) >= 1:
+                required.setdefault(parent, []).append(name)
+            binding = element.get("binding", {})
+            codes = [kind["code"] for kind in element.get("type", [])]
+            if binding.get("strength") != "required" or codes != ["code"]:
+                continue
+            url = binding.get("valueSet", "").split("|")[0]
+            if url not in expanded:
+                expanded[url] = expand(url, value_sets, code_systems)
+            if expanded[url] is not None:
+                bindings.setdefault(parent, {})[name] = url
+    for names in required.values():
+        names.sort()
+    return {
+        "required": required,
+        "bindings": bindings,
+        "valueSets": {url: codes for url, codes in expanded.items() if codes is not None},
+    }
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -162,6 +251,7 @@ def main():
         "r4-patient-compartment.json": patient_compartment(package),
         "r4-summary-elements.json": summary_elements(package),
         "r4-elements.json": elements(package),
+        "r4-rules.json": rules(package),
     }
     for name, value in outputs.items():
         with open(os.path.join(out, name), "w", encoding="utf-8") as f:

@@ -54,7 +54,7 @@ impl EhrProxy {
         }
         if route.kind == Kind::Patch
             && let Some(patched) = patched(&stored, body)
-            && !filter::visible(principal, &patched, interaction)
+            && !filter::writable(principal, &patched, interaction)
         {
             return Err(forbidden(format!(
                 "the patch moves {resource_type}/{id} out of what the access token may change"

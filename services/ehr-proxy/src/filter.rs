@@ -29,6 +29,40 @@ pub fn visible(principal: &Principal, resource: &Value, interaction: Interaction
     }
 }
 
+/// Returns whether `principal` may write `resource` through `interaction`. The resource
+/// must be visible to the caller. For a caller confined to patients, no compartment
+/// parameter may name another patient, because the write would then show in that
+/// patient's compartment (an Observation `performer`, a Patient `link`).
+pub fn writable(principal: &Principal, resource: &Value, interaction: Interaction) -> bool {
+    if !visible(principal, resource, interaction) {
+        return false;
+    }
+    let Some(resource_type) = resource["resourceType"].as_str() else {
+        return false;
+    };
+    let Ok(visibility) = hearth_fhir::visibility(principal, resource_type, interaction) else {
+        return false;
+    };
+    let patients: Vec<&str> = visibility
+        .alternatives
+        .iter()
+        .filter_map(|alternative| alternative.patient_compartment.as_deref())
+        .collect();
+    if visibility.is_everything() || patients.is_empty() {
+        return true;
+    }
+    let params = search_params::compartment_params(resource_type);
+    let rows = index::extract(resource_type, resource);
+    !rows.references.iter().any(|row| {
+        params.iter().any(|p| p == row.param)
+            && row.target_type.as_deref() == Some("Patient")
+            && row
+                .target_id
+                .as_deref()
+                .is_some_and(|id| !patients.contains(&id))
+    })
+}
+
 /// Returns whether `resource` of `resource_type` matches any alternative of `visibility`.
 pub fn matches(visibility: &Visibility, resource_type: &str, resource: &Value) -> bool {
     if visibility.is_everything() {

@@ -1085,7 +1085,7 @@ fn prepare_body(
         ));
     }
     if let (Some(principal), Some(interaction)) = (&incoming.principal, route.interaction())
-        && !filter::visible(principal, &resource, interaction)
+        && !filter::writable(principal, &resource, interaction)
     {
         return Err(FhirError::new(
             StatusCode::FORBIDDEN,

@@ -95,6 +95,9 @@ pub enum ErrorKind {
     Syntax,
     /// Valid JSON that breaks a FHIR rule.
     Invalid,
+    /// A well-formed resource that breaks a rule of its definition: a mandatory element
+    /// is absent or a code is outside its required value set.
+    Rule,
     /// A resource type R4 does not define.
     UnknownType,
     /// A `urn:uuid:` reference that no entry defines.
@@ -147,7 +150,7 @@ pub fn parse_document(body: &[u8], semantics: Semantics) -> Result<Vec<Entry>, E
 
 /// Like [`parse_document`], for a body already parsed as JSON.
 pub fn parse_value(value: Value, semantics: Semantics) -> Result<Vec<Entry>, EntryError> {
-    let resource_type = check_stored_resource(&value, Position::Document)?;
+    let resource_type = check_stored_resource(&value, Position::Document, semantics)?;
     let entries = if resource_type == "Bundle" {
         parse_bundle(value, semantics)?
     } else {
@@ -203,7 +206,7 @@ pub fn parse_batch(mut bundle: Value) -> Result<Vec<Result<Entry, EntryError>>, 
 }
 
 /// Parses an NDJSON body: one resource per line, blank lines ignored.
-pub fn parse_ndjson(body: &[u8], _semantics: Semantics) -> Result<Vec<Entry>, EntryError> {
+pub fn parse_ndjson(body: &[u8], semantics: Semantics) -> Result<Vec<Entry>, EntryError> {
     let mut entries = Vec::new();
     for (index, line) in body.split(|b| *b == b'\n').enumerate() {
         let position = Position::Line(index + 1);
@@ -219,7 +222,7 @@ pub fn parse_ndjson(body: &[u8], _semantics: Semantics) -> Result<Vec<Entry>, En
             );
             error(position, ErrorKind::Syntax, message)
         })?;
-        let resource_type = check_stored_resource(&value, position)?;
+        let resource_type = check_stored_resource(&value, position, semantics)?;
         if resource_type == "Bundle" {
             return Err(error(
                 position,
@@ -245,11 +248,25 @@ pub fn json_error_text(error: &serde_json::Error) -> String {
 /// Checks a resource to store: [`check_resource`], then its structure against the R4
 /// element definitions. A Bundle stored as a whole is checked entry by entry instead, as
 /// its entries are parsed. Returns the type.
-fn check_stored_resource(value: &Value, position: Position) -> Result<String, EntryError> {
+fn check_stored_resource(
+    value: &Value,
+    position: Position,
+    semantics: Semantics,
+) -> Result<String, EntryError> {
     let resource_type = check_resource(value, position)?;
     if resource_type != "Bundle" {
-        crate::validate::validate(value)
-            .map_err(|e| error(position, ErrorKind::Invalid, e.to_string()))?;
+        let checked = match semantics {
+            Semantics::Rest => crate::validate::validate(value),
+            Semantics::Load => crate::validate::validate_structure(value),
+        };
+        checked.map_err(|e| {
+            let kind = if e.problem.is_rule() {
+                ErrorKind::Rule
+            } else {
+                ErrorKind::Invalid
+            };
+            error(position, kind, e.to_string())
+        })?;
     }
     Ok(resource_type)
 }
@@ -433,7 +450,9 @@ fn parse_bundle_entry(
     }
 
     let resource_type = match &resource {
-        Some(resource) => Some(check_stored_resource(resource, position).map_err(with_url)?),
+        Some(resource) => {
+            Some(check_stored_resource(resource, position, semantics).map_err(with_url)?)
+        }
         None => None,
     };
     let request = match (has_requests, request) {

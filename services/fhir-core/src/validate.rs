@@ -6,7 +6,13 @@
 //! elements and contained resources. This rejects content of another FHIR version, such as STU3's
 //! `Observation.context`, before it reaches the log. Primitive values must follow their
 //! type's lexical rules ([`formats`]), and a choice element appears once at most.
-//! Cardinality minimums, value sets and profiles are not checked.
+//!
+//! Beyond structure, two rules of the core definitions are checked: every element with a
+//! minimum cardinality of 1 is present (as a value or as a primitive's `_name` extension),
+//! and a `code` element bound to a value set with strength `required` contains one of
+//! its codes, where the R4 package lists that value set in full. Value sets drawn from
+//! external code systems (MIME types, languages, currencies) are not checked, nor are
+//! invariants or profiles.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,11 +24,42 @@ use crate::resource_types::is_resource_type;
 
 mod formats;
 
-/// A structural error: where it is (a FHIRPath-like path) and what is wrong.
+/// A validation error: where it is (a FHIRPath-like path), what is wrong, and which kind
+/// of rule it breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
     pub path: String,
     pub message: String,
+    pub problem: Problem,
+}
+
+/// The kind of rule a resource breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// The JSON does not have the shape of the type: unknown elements, wrong JSON types,
+    /// values that break a primitive's lexical rules.
+    Structure,
+    /// A mandatory element (minimum cardinality 1) is absent.
+    Required,
+    /// A code is not in the value set its element is bound to with strength `required`.
+    CodeInvalid,
+}
+
+impl Problem {
+    /// Returns the OperationOutcome issue type code for this problem.
+    pub fn issue_code(self) -> &'static str {
+        match self {
+            Problem::Structure => "structure",
+            Problem::Required => "required",
+            Problem::CodeInvalid => "code-invalid",
+        }
+    }
+
+    /// Whether the resource is well-formed JSON of its type and breaks a business rule of
+    /// the definitions, which FHIR rejects with 422 rather than 400.
+    pub fn is_rule(self) -> bool {
+        self != Problem::Structure
+    }
 }
 
 impl fmt::Display for Invalid {
@@ -46,6 +83,21 @@ struct TypeElements {
     /// Choice elements by their name without `[x]`, such as `value`.
     choices: Vec<(String, Element)>,
 }
+
+/// The minimum cardinalities and required bindings of the R4 definitions, by the same
+/// type, resource and backbone paths as the elements.
+#[derive(Default, serde::Deserialize)]
+struct Rules {
+    required: HashMap<String, Vec<String>>,
+    bindings: HashMap<String, HashMap<String, String>>,
+    #[serde(rename = "valueSets")]
+    value_sets: HashMap<String, Vec<String>>,
+}
+
+static RULES: LazyLock<Rules> = LazyLock::new(|| {
+    serde_json::from_str(include_str!("../definitions/r4-rules.json"))
+        .expect("the compiled-in R4 rules are valid JSON")
+});
 
 static DEFINITIONS: LazyLock<HashMap<String, TypeElements>> = LazyLock::new(|| {
     let raw: HashMap<String, HashMap<String, Vec<Value>>> =
@@ -76,8 +128,28 @@ fn type_elements(elements: HashMap<String, Vec<Value>>) -> TypeElements {
     result
 }
 
-/// Checks the structure of `resource`, a JSON object with a known `resourceType`.
+/// Checks the structure of `resource`, a JSON object with a known `resourceType`, and the
+/// rules of its definition (mandatory elements, required bindings).
 pub fn validate(resource: &Value) -> Result<(), Invalid> {
+    validate_with(resource, Checks::All)
+}
+
+/// Checks only the structure of `resource`: what a load of existing data must pass. The
+/// official R4 examples themselves leave out some mandatory elements
+/// (`SearchParameter.base`, `ImplementationGuide.name`), so a load keeps such resources
+/// as they are, while REST writes must follow the rules too.
+pub fn validate_structure(resource: &Value) -> Result<(), Invalid> {
+    validate_with(resource, Checks::Structure)
+}
+
+/// The set of checks a validation runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Checks {
+    Structure,
+    All,
+}
+
+fn validate_with(resource: &Value, checks: Checks) -> Result<(), Invalid> {
     let Some(object) = resource.as_object() else {
         return Err(invalid("Resource", "a resource must be a JSON object"));
     };
@@ -91,13 +163,14 @@ pub fn validate(resource: &Value) -> Result<(), Invalid> {
             format!("unknown resourceType '{resource_type}'"),
         ));
     }
-    check_object(object, resource_type, resource_type, true)
+    check_object(object, resource_type, resource_type, true, checks)
 }
 
 fn invalid(path: &str, message: impl Into<String>) -> Invalid {
     Invalid {
         path: path.to_owned(),
         message: message.into(),
+        problem: Problem::Structure,
     }
 }
 
@@ -107,6 +180,7 @@ fn check_object(
     type_name: &str,
     path: &str,
     is_resource: bool,
+    checks: Checks,
 ) -> Result<(), Invalid> {
     let Some(definition) = DEFINITIONS.get(type_name) else {
         // A type without elements of its own, such as a primitive's value, has nothing
@@ -120,7 +194,7 @@ fn check_object(
         }
         let child = format!("{path}.{key}");
         if let Some(name) = key.strip_prefix('_') {
-            check_primitive_companion(definition, name, value, &child)?;
+            check_primitive_companion(definition, name, value, &child, checks)?;
             continue;
         }
         let Some((element, element_type)) = find(definition, key) else {
@@ -139,8 +213,71 @@ fn check_object(
             choices_seen.push(base);
         }
         check_cardinality(element, value, &child, |item, item_path| {
-            check_value(item, element_type, item_path)
+            check_value(item, element_type, item_path, checks)
         })?;
+        if checks == Checks::All {
+            check_binding(type_name, key, value, &child)?;
+        }
+    }
+    match checks {
+        Checks::All => check_required(object, type_name, path),
+        Checks::Structure => Ok(()),
+    }
+}
+
+/// Checks that every element of `type_name` with a minimum cardinality of 1 is present:
+/// as a value, or for a primitive as its `_name` extension alone (such as a
+/// data-absent-reason). A choice element is present in any of its types.
+fn check_required(object: &Map<String, Value>, type_name: &str, path: &str) -> Result<(), Invalid> {
+    let Some(names) = RULES.required.get(type_name) else {
+        return Ok(());
+    };
+    for name in names {
+        let present = match name.strip_suffix("[x]") {
+            Some(base) => object.keys().any(|key| {
+                let key = key.strip_prefix('_').unwrap_or(key);
+                key.strip_prefix(base)
+                    .and_then(|rest| rest.chars().next())
+                    .is_some_and(|c| c.is_ascii_uppercase())
+            }),
+            None => object.contains_key(name.as_str()) || object.contains_key(&format!("_{name}")),
+        };
+        if !present {
+            return Err(Invalid {
+                path: format!("{path}.{name}"),
+                message: format!("{type_name}.{name} is required (minimum cardinality 1)"),
+                problem: Problem::Required,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks the codes of element `key` of `type_name` against the value set it is bound to
+/// with strength `required`, when the definitions list that value set's codes.
+fn check_binding(type_name: &str, key: &str, value: &Value, path: &str) -> Result<(), Invalid> {
+    let Some(url) = RULES.bindings.get(type_name).and_then(|b| b.get(key)) else {
+        return Ok(());
+    };
+    let Some(codes) = RULES.value_sets.get(url) else {
+        return Ok(());
+    };
+    let items = match value {
+        Value::Array(items) => items.as_slice(),
+        single => std::slice::from_ref(single),
+    };
+    for item in items {
+        let Some(code) = item.as_str() else {
+            continue;
+        };
+        if codes.binary_search_by(|c| c.as_str().cmp(code)).is_err() {
+            let shown = crate::id::shown(code);
+            return Err(Invalid {
+                path: path.to_owned(),
+                message: format!("'{shown}' is not a code of the required value set {url}"),
+                problem: Problem::CodeInvalid,
+            });
+        }
     }
     Ok(())
 }
@@ -216,6 +353,7 @@ fn check_primitive_companion(
     name: &str,
     value: &Value,
     path: &str,
+    checks: Checks,
 ) -> Result<(), Invalid> {
     let Some((element, element_type)) = find(definition, name) else {
         return Err(invalid(path, format!("no element '{name}' for '_{name}'")));
@@ -228,13 +366,13 @@ fn check_primitive_companion(
     }
     check_cardinality(element, value, path, |item, item_path| match item {
         Value::Null if element.repeats => Ok(()),
-        Value::Object(object) => check_object(object, "Element", item_path, false),
+        Value::Object(object) => check_object(object, "Element", item_path, false, checks),
         _ => Err(invalid(item_path, "expected a JSON object")),
     })
 }
 
 /// Checks one value (not an array) of type `type_name`.
-fn check_value(value: &Value, type_name: &str, path: &str) -> Result<(), Invalid> {
+fn check_value(value: &Value, type_name: &str, path: &str, checks: Checks) -> Result<(), Invalid> {
     if let Some(expected) = primitive_json(type_name) {
         return if expected.accepts(value) {
             check_format(value, type_name, path)
@@ -268,9 +406,9 @@ fn check_value(value: &Value, type_name: &str, path: &str) -> Result<(), Invalid
                 format!("unknown resourceType '{resource_type}'"),
             ));
         }
-        return check_object(object, resource_type, path, true);
+        return check_object(object, resource_type, path, true, checks);
     }
-    check_object(object, type_name, path, false)
+    check_object(object, type_name, path, false, checks)
 }
 
 /// Checks a primitive value of the right JSON type against its type's lexical rules.
@@ -473,6 +611,67 @@ mod tests {
             let error = error_of(case.clone());
             assert!(error.message.starts_with("invalid "), "{case}: {error}");
         }
+    }
+
+    #[test]
+    fn mandatory_elements_must_be_present() {
+        let error = error_of(json!({"resourceType": "Observation", "code": {"text": "x"}}));
+        assert_eq!(error.path, "Observation.status");
+        assert_eq!(error.problem, Problem::Required);
+        let error = error_of(json!({
+            "resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            "subject": {"reference": "Patient/p"}
+        }));
+        assert_eq!(error.path, "MedicationRequest.medication[x]");
+        let error = error_of(json!({
+            "resourceType": "Patient",
+            "contained": [{"resourceType": "Observation", "status": "final"}]
+        }));
+        assert_eq!(error.path, "Patient.contained[0].code");
+        let error =
+            error_of(json!({"resourceType": "Patient", "extension": [{"valueString": "x"}]}));
+        assert_eq!(error.path, "Patient.extension[0].url");
+    }
+
+    #[test]
+    fn mandatory_primitive_may_be_only_an_extension() {
+        let observation = json!({
+            "resourceType": "Observation",
+            "_status": {"extension": [{
+                "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                "valueCode": "unknown"
+            }]},
+            "code": {"text": "x"}
+        });
+        assert_eq!(validate(&observation), Ok(()));
+    }
+
+    #[test]
+    fn required_bindings_take_their_codes() {
+        let error = error_of(json!({"resourceType": "Patient", "gender": "robot"}));
+        assert_eq!(error.path, "Patient.gender");
+        assert_eq!(error.problem, Problem::CodeInvalid);
+        assert!(error.message.contains("administrative-gender"), "{error}");
+        let error = error_of(json!({
+            "resourceType": "Patient", "name": [{"use": "alias", "family": "x"}]
+        }));
+        assert_eq!(error.path, "Patient.name[0].use");
+        let error = error_of(json!({
+            "resourceType": "Observation", "status": "done", "code": {"text": "x"}
+        }));
+        assert_eq!(error.path, "Observation.status");
+        // Codes are case-sensitive.
+        let error = error_of(json!({"resourceType": "Patient", "gender": "Female"}));
+        assert_eq!(error.problem, Problem::CodeInvalid);
+    }
+
+    #[test]
+    fn structure_only_skips_the_rules() {
+        let observation = json!({"resourceType": "Observation", "status": "done"});
+        assert_eq!(validate_structure(&observation), Ok(()));
+        let error = validate_structure(&json!({"resourceType": "Observation", "statuss": 1}))
+            .expect_err("structure is still checked");
+        assert_eq!(error.problem, Problem::Structure);
     }
 
     #[test]

@@ -77,7 +77,7 @@ fn capability_statement(site: &SiteContext) -> Value {
             "searchParam": system_search_params(),
             "operation": [
                 {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
-                {"name": "import", "definition": format!("{base_url}/OperationDefinition/import")},
+                {"name": "import", "definition": format!("{base_url}/OperationDefinition/{}", crate::operations::IDS[0])},
             ],
         }],
     })

@@ -15,6 +15,7 @@ mod history;
 mod interactions;
 mod load;
 mod media;
+mod operations;
 mod read;
 pub mod rules;
 mod scopes;

@@ -127,6 +127,7 @@ pub fn entry_error(error: &EntryError) -> FhirError {
     let (status, code) = match error.kind {
         ErrorKind::Syntax => (StatusCode::BAD_REQUEST, "structure"),
         ErrorKind::Invalid => (StatusCode::BAD_REQUEST, "invalid"),
+        ErrorKind::Rule => (StatusCode::UNPROCESSABLE_ENTITY, "processing"),
         ErrorKind::UnknownType => (StatusCode::BAD_REQUEST, "not-supported"),
         ErrorKind::UnresolvedReference => (StatusCode::BAD_REQUEST, "not-found"),
         ErrorKind::NotSupported => (StatusCode::BAD_REQUEST, "not-supported"),

@@ -68,22 +68,25 @@ pub async fn negotiate(request: axum::extract::Request, next: axum::middleware::
     }
 }
 
-/// Checks that the `_format` parameter of `query` and the `Accept` header allow JSON, and
-/// returns 406 otherwise.
+/// Checks that the `_format` parameter of `query`, or without it the `Accept` header,
+/// allows JSON, and returns 406 otherwise. `_format` overrides `Accept`, as FHIR's REST
+/// page says, for clients that cannot set headers.
 pub fn check_format(query: Option<&str>, headers: &HeaderMap) -> Result<(), FhirError> {
-    if let Some(format) = format_param(query)
-        && !json_format(&format)
-    {
-        return Err(not_acceptable(&format!(
-            "_format={format} is not supported; this server writes JSON only"
-        )));
+    if let Some(format) = format_param(query) {
+        return if json_format(&format) && fhir_version_ok(&format) {
+            Ok(())
+        } else {
+            Err(not_acceptable(&format!(
+                "_format={format} is not supported; this server writes FHIR R4 JSON only"
+            )))
+        };
     }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     if let Some(accept) = accept
         && !accepts_json(accept)
     {
         return Err(not_acceptable(&format!(
-            "Accept: {accept} is not supported; this server writes application/fhir+json or application/json"
+            "Accept: {accept} is not supported; this server writes FHIR R4 (fhirVersion=4.0) as application/fhir+json or application/json"
         )));
     }
     Ok(())
@@ -118,7 +121,20 @@ fn json_format(format: &str) -> bool {
     )
 }
 
-/// Whether any media range of an `Accept` header (with a q-value above zero) covers JSON.
+/// Whether the `fhirVersion` parameter of a media type, if any, names R4 (`4.0`, or the
+/// full `4.0.1`).
+fn fhir_version_ok(media_type: &str) -> bool {
+    media_type.split(';').skip(1).all(|p| {
+        let Some((name, value)) = p.split_once('=') else {
+            return true;
+        };
+        !name.trim().eq_ignore_ascii_case("fhirVersion")
+            || matches!(value.trim().trim_matches('"'), "4.0" | "4.0.1")
+    })
+}
+
+/// Whether any media range of an `Accept` header (with a q-value above zero, and no
+/// `fhirVersion` other than R4) covers JSON.
 pub fn accepts_json(accept: &str) -> bool {
     accept.split(',').any(|range| {
         let mut parts = range.split(';');
@@ -130,6 +146,7 @@ pub fn accepts_json(accept: &str) -> bool {
                 .is_some_and(|q| q <= 0.0)
         });
         !refused
+            && fhir_version_ok(range)
             && matches!(
                 essence.as_str(),
                 "*/*"
@@ -157,7 +174,8 @@ pub fn require_json_body(headers: &HeaderMap) -> Result<(), crate::error::FhirEr
     if matches!(
         essence.as_str(),
         "application/fhir+json" | "application/json" | "application/json+fhir"
-    ) {
+    ) && fhir_version_ok(content_type)
+    {
         Ok(())
     } else {
         Err(crate::error::FhirError::not_supported(
@@ -180,6 +198,11 @@ mod tests {
         assert!(!accepts_json("application/foobar"));
         assert!(!accepts_json("application/fhir+xml"));
         assert!(!accepts_json("application/json;q=0"));
+        assert!(accepts_json("application/fhir+json; fhirVersion=4.0"));
+        assert!(!accepts_json("application/fhir+json; fhirVersion=3.0"));
+        assert!(accepts_json(
+            "application/fhir+json; fhirVersion=3.0, application/fhir+json; fhirVersion=4.0"
+        ));
     }
 
     #[test]
@@ -187,6 +210,8 @@ mod tests {
         assert!(json_format("json"));
         assert!(json_format("application/fhir json"));
         assert!(!json_format("xml"));
+        assert!(fhir_version_ok("application/fhir+json;fhirVersion=4.0.1"));
+        assert!(!fhir_version_ok("application/fhir+json;fhirVersion=5.0"));
         assert_eq!(
             format_param(Some("a=1&_format=application%2Ffhir%2Bjson")).as_deref(),
             Some("application/fhir+json")

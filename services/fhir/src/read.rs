@@ -16,12 +16,35 @@ use hearth_smart::scope::Interaction;
 
 pub async fn read(
     State(state): State<FhirState>,
+    Extension(site): Extension<crate::SiteContext>,
     Extension(principal): Extension<Principal>,
     Path((resource_type, id)): Path<(String, String)>,
     Query(common): Query<CommonParams>,
 ) -> FhirResult<FhirJson> {
+    if resource_type == "OperationDefinition"
+        && let Some(definition) = crate::operations::definition(&site.fhir_base_url, &id)
+    {
+        return Ok(FhirJson::ok(definition.to_string()).pretty(common.pretty()));
+    }
+    let subset = common.subset()?;
     let stored = read_resource(&state, &principal, &resource_type, &id)?;
-    Ok(resource_response(stored).pretty(common.pretty()))
+    Ok(resource_response(subset_stored(stored, subset.as_ref())).pretty(common.pretty()))
+}
+
+/// Cuts the stored JSON down to `subset` (`_summary` or `_elements` on a read).
+fn subset_stored(
+    mut stored: StoredResource,
+    subset: Option<&hearth_fhir_core::elements::Subset>,
+) -> StoredResource {
+    if let Some(subset) = subset
+        && let Some(value) = stored
+            .json
+            .as_deref()
+            .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+    {
+        stored.json = Some(hearth_fhir_core::elements::subset(&value, subset).to_string());
+    }
+    stored
 }
 
 /// Reads the current version of a resource the caller may see.
@@ -62,6 +85,7 @@ pub async fn vread(
     Query(common): Query<CommonParams>,
 ) -> FhirResult<FhirJson> {
     check_type(&resource_type)?;
+    let subset = common.subset()?;
     let visibility = visibility(&principal, &resource_type, Interaction::Read)?;
     check_visible(&state, &resource_type, &id, &visibility)?;
     let number: i64 = version.parse().map_err(|_| {
@@ -78,7 +102,7 @@ pub async fn vread(
             "version {number} of {resource_type}/{id} is its deletion"
         )));
     }
-    Ok(resource_response(stored).pretty(common.pretty()))
+    Ok(resource_response(subset_stored(stored, subset.as_ref())).pretty(common.pretty()))
 }
 
 /// Rejects names that are not R4 resource types with 404, as the type's endpoint does

@@ -50,8 +50,14 @@ pub fn check_resource_rules(resource_type: &str, resource: &Value) -> FhirResult
             }
         }
     }
-    hearth_fhir_core::validate::validate(resource)
-        .map_err(|e| FhirError::new(StatusCode::BAD_REQUEST, "structure", e.to_string()))
+    hearth_fhir_core::validate::validate(resource).map_err(|e| {
+        let status = if e.problem.is_rule() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        FhirError::new(status, e.problem.issue_code(), e.to_string())
+    })
 }
 
 /// The path of the first `reference` member that is not a string.

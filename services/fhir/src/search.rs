@@ -36,11 +36,40 @@ use hearth_smart::scope::Interaction;
 pub struct CommonParams {
     #[serde(rename = "_pretty")]
     pub pretty: Option<String>,
+    #[serde(rename = "_summary")]
+    pub summary: Option<String>,
+    #[serde(rename = "_elements")]
+    pub elements: Option<String>,
 }
 
 impl CommonParams {
     pub fn pretty(&self) -> bool {
         self.pretty.as_deref() == Some("true")
+    }
+
+    /// The subset that `_summary` or `_elements` asks of a read: `None` for the whole
+    /// resource, 400 for a `_summary` value that a read cannot honour.
+    pub fn subset(&self) -> FhirResult<Option<Subset>> {
+        match self.summary.as_deref() {
+            Some("true") => return Ok(Some(Subset::Summary)),
+            Some("text") => return Ok(Some(Subset::Text)),
+            Some("data") => return Ok(Some(Subset::Data)),
+            Some("false") | None => {}
+            Some(other) => {
+                return Err(FhirError::bad_request(format!(
+                    "_summary={} is not allowed on a read; use true, text, data or false",
+                    hearth_fhir_core::id::shown(other)
+                )));
+            }
+        }
+        let names: Vec<String> = self
+            .elements
+            .iter()
+            .flat_map(|list| list.split(','))
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect();
+        Ok((!names.is_empty()).then_some(Subset::Elements(names)))
     }
 }
 

@@ -1,9 +1,15 @@
 //! Batch and transaction Bundles POSTed to the base.
 //!
 //! The write entries of a Bundle become one `ResourceTransaction` event: all or nothing for
-//! a transaction, entry by entry for a batch. Read entries (GET) run after the writes, as
-//! FHIR orders them. Entries that fail a check before the append (a scope the token lacks,
-//! a broken resource) fail the whole transaction, or only themselves in a batch.
+//! a transaction, entry by entry for a batch. Read entries (GET and HEAD) run after the
+//! writes, as FHIR orders them, through the same routes as a request of their own, so any
+//! read, search, history, compartment or `$everything` URL works there with the caller's
+//! token. Entries that fail a check before the append (a scope the token lacks, a broken
+//! resource) fail the whole transaction, or only themselves in a batch. In a transaction,
+//! each read whose resource type no write of the Bundle touches also runs once before the
+//! writes, so that a read that fails (a 404, a bad search) fails the transaction before
+//! anything is stored. A read of a type the transaction writes can only run after
+//! the writes; if it fails then, its entry carries the error and the writes stay.
 
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
@@ -32,10 +38,7 @@ enum Result {
     /// Not run yet: a write waiting for the event, or a read waiting for the writes.
     Pending,
     Written(EntryOutcome),
-    Read {
-        status: StatusCode,
-        body: String,
-    },
+    Read(ReadReply),
     Failed(FhirError),
 }
 
@@ -109,6 +112,9 @@ pub async fn transaction(
     let writes: Vec<usize> = (0..entries.len())
         .filter(|&i| entries[i].action != Action::Read && matches!(results[i], Result::Pending))
         .collect();
+    if atomic {
+        check_reads_first(&state, &site, &principal, &entries, &writes, &headers).await?;
+    }
     if !writes.is_empty() {
         let to_write: Vec<Entry> = writes.iter().map(|&i| entries[i].clone()).collect();
         let event = build_event(&site, &principal, kind, to_write)?;
@@ -137,8 +143,8 @@ pub async fn transaction(
     for (index, entry) in entries.iter().enumerate() {
         if entry.action == Action::Read && matches!(results[index], Result::Pending) {
             let url = entry.request_url.as_deref().unwrap_or_default();
-            results[index] = match run_read(&state, &site, &principal, url, &headers) {
-                Ok((status, body)) => Result::Read { status, body },
+            results[index] = match run_read(&state, &site, &principal, url, &headers).await {
+                Ok(reply) => Result::Read(reply),
                 Err(error) => Result::Failed(error),
             };
         }
@@ -250,46 +256,155 @@ fn check_placeholders(entries: &[Entry]) -> FhirResult<()> {
     Ok(())
 }
 
-/// Runs a read entry: `Type/id`, `Type/id/_history/v`, or a search `Type?query`.
-fn run_read(
+/// The reply to a read entry: the status, headers and body its own request would get.
+struct ReadReply {
+    status: StatusCode,
+    body: String,
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+impl ReadReply {
+    /// The entry's `response` element: the status with the ETag and the modification time,
+    /// and for an error the OperationOutcome of the body as `outcome`.
+    fn response(&self) -> Value {
+        let mut response = json!({"status": status_text(self.status)});
+        if let Some(etag) = &self.etag {
+            response["etag"] = json!(etag);
+        }
+        if let Some(modified) = self.last_modified.as_deref().and_then(httpdate_to_instant) {
+            response["lastModified"] = json!(modified);
+        }
+        if !self.status.is_success()
+            && let Ok(outcome) = serde_json::from_str::<Value>(&self.body)
+        {
+            response["outcome"] = outcome;
+        }
+        response
+    }
+
+    /// The error a failed read makes of a whole transaction, with the diagnostics of its
+    /// OperationOutcome.
+    fn to_error(&self, index: usize) -> FhirError {
+        let outcome: Value = serde_json::from_str(&self.body).unwrap_or(Value::Null);
+        let diagnostics = outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or("the read failed");
+        let code = match self.status {
+            StatusCode::NOT_FOUND => "not-found",
+            StatusCode::GONE => "deleted",
+            StatusCode::FORBIDDEN => "forbidden",
+            _ => "processing",
+        };
+        let message = format!("the read entry failed with {}: {diagnostics}", self.status);
+        at_entry(FhirError::new(self.status, code, message), index)
+    }
+}
+
+/// Converts an HTTP date of a `Last-Modified` header back into a FHIR instant.
+fn httpdate_to_instant(value: &str) -> Option<String> {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let when = time::PrimitiveDateTime::parse(value, &format).ok()?;
+    when.assume_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// In a transaction, runs each read entry whose first path segment is not a type that one
+/// of `writes` stores, and fails the transaction on the first that does not succeed.
+async fn check_reads_first(
+    state: &FhirState,
+    site: &SiteContext,
+    principal: &Principal,
+    entries: &[Entry],
+    writes: &[usize],
+    headers: &HeaderMap,
+) -> FhirResult<()> {
+    let written: Vec<&str> = writes
+        .iter()
+        .map(|&i| entries[i].resource_type.as_str())
+        .collect();
+    for (index, entry) in entries.iter().enumerate() {
+        if entry.action != Action::Read {
+            continue;
+        }
+        let url = entry.request_url.as_deref().unwrap_or_default();
+        let first = url
+            .trim_start_matches('/')
+            .split(['/', '?'])
+            .next()
+            .unwrap_or_default();
+        if written.contains(&first) {
+            continue;
+        }
+        let reply = run_read(state, site, principal, url, headers)
+            .await
+            .map_err(|error| at_entry(error, index))?;
+        if !reply.status.is_success() {
+            return Err(reply.to_error(index));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a read entry through the FHIR routes, as the caller's own GET of `url` (relative
+/// to the base) would run, with the `Prefer` header of the Bundle's request.
+async fn run_read(
     state: &FhirState,
     site: &SiteContext,
     principal: &Principal,
     url: &str,
     headers: &HeaderMap,
-) -> FhirResult<(StatusCode, String)> {
-    let url = url.trim_start_matches('/');
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let segments: Vec<&str> = path.split('/').collect();
-    match segments.as_slice() {
-        [resource_type, id] => {
-            let stored = crate::read::read_resource(state, principal, resource_type, id)?;
-            Ok((StatusCode::OK, stored.json.unwrap_or_default()))
-        }
-        [resource_type, id, "_history", version] => {
-            crate::read::read_resource(state, principal, resource_type, id)?;
-            let number: i64 = version.parse().map_err(|_| {
-                FhirError::not_found(format!("{resource_type}/{id} has no version '{version}'"))
-            })?;
-            let stored = state
-                .repository
-                .vread(resource_type, id, number)?
-                .filter(|s| !s.is_deleted())
-                .ok_or_else(|| {
-                    FhirError::not_found(format!("{resource_type}/{id} has no version {number}"))
-                })?;
-            Ok((StatusCode::OK, stored.json.unwrap_or_default()))
-        }
-        [resource_type] if !resource_type.is_empty() => {
-            let pairs = crate::search::split_query(query);
-            let found =
-                crate::search::run_search(state, site, principal, resource_type, pairs, headers)?;
-            Ok((StatusCode::OK, found.body))
-        }
-        _ => Err(FhirError::bad_request(format!(
-            "the read entry's url '{url}' is not Type/id, Type/id/_history/v or Type?query"
-        ))),
+) -> FhirResult<ReadReply> {
+    use tower::ServiceExt;
+
+    let url = url.strip_prefix(site.fhir_base_url.as_str()).unwrap_or(url);
+    let path = format!("/{}", url.trim_start_matches('/'));
+    let uri: axum::http::Uri = path.parse().map_err(|_| {
+        FhirError::bad_request(format!(
+            "the read entry's url '{}' is not a valid relative URL",
+            hearth_fhir_core::id::shown(url)
+        ))
+    })?;
+    let mut request = axum::http::Request::get(uri)
+        .header(axum::http::header::ACCEPT, "application/fhir+json")
+        .body(axum::body::Body::empty())
+        .map_err(FhirError::internal)?;
+    if let Some(prefer) = headers.get("prefer") {
+        request.headers_mut().insert("prefer", prefer.clone());
     }
+    request.extensions_mut().insert(site.clone());
+    request.extensions_mut().insert(principal.clone());
+    let response = crate::router(state.clone())
+        .oneshot(request)
+        .await
+        .map_err(FhirError::internal)?;
+    let status = response.status();
+    // The body is not `Sync`, so nothing may borrow the response across the await below.
+    let (etag, last_modified) = {
+        let headers = response.headers();
+        let text = |name: axum::http::HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (
+            text(axum::http::header::ETAG),
+            text(axum::http::header::LAST_MODIFIED),
+        )
+    };
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .map_err(FhirError::internal)?;
+    Ok(ReadReply {
+        status,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        etag,
+        last_modified,
+    })
 }
 
 fn status_text(status: StatusCode) -> String {
@@ -313,8 +428,9 @@ fn respond(
     for result in results {
         let (response, body) = match result {
             Result::Written(outcome) => written(state, site, outcome, wanted)?,
-            Result::Read { status, body } => {
-                (json!({"status": status_text(*status)}), Some(body.clone()))
+            Result::Read(reply) => {
+                let body = reply.status.is_success().then(|| reply.body.clone());
+                (reply.response(), body)
             }
             Result::Failed(error) => (
                 json!({"status": status_text(error.status), "outcome": error.to_outcome()}),

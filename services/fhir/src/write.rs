@@ -215,24 +215,35 @@ pub(crate) fn confined_patient(visibility: &hearth_cdr::Visibility) -> Option<St
         .find_map(|a| a.patient_compartment.clone())
 }
 
-/// Whether a resource's content places it in `patient`'s compartment.
+/// Whether a resource's content places it in `patient`'s compartment and in no other
+/// patient's: a confined caller must not write a resource that another patient's
+/// compartment would then show, such as an Observation whose `performer` names another
+/// patient, or its own Patient `link`ed to another.
 pub(crate) fn in_compartment(
     resource_type: &str,
     resource: &serde_json::Value,
     patient: &str,
 ) -> bool {
-    if resource_type == "Patient" {
-        return resource.get("id").and_then(serde_json::Value::as_str) == Some(patient);
-    }
     let params = hearth_fhir_core::search_params::compartment_params(resource_type);
-    if params.is_empty() {
+    let is_patient = resource_type == "Patient";
+    if params.is_empty() && !is_patient {
         // Types outside the compartment definition are reference data, visible to all.
         return true;
     }
     let rows = hearth_fhir_core::index::extract(resource_type, resource);
-    rows.references.iter().any(|row| {
-        params.iter().any(|p| p == row.param)
-            && row.target_type.as_deref() == Some("Patient")
-            && row.target_id.as_deref() == Some(patient)
-    })
+    let targets: Vec<&str> = rows
+        .references
+        .iter()
+        .filter(|row| {
+            params.iter().any(|p| p == row.param) && row.target_type.as_deref() == Some("Patient")
+        })
+        .filter_map(|row| row.target_id.as_deref())
+        .collect();
+    let others = targets.iter().any(|id| *id != patient);
+    let ours = if is_patient {
+        resource.get("id").and_then(serde_json::Value::as_str) == Some(patient)
+    } else {
+        targets.contains(&patient)
+    };
+    ours && !others
 }

@@ -475,3 +475,126 @@ through_proxy!(
     batch_entries_succeed_or_fail_alone,
     bundle_endpoint_rejects_other_bodies,
 );
+
+#[test]
+fn batch_reads_take_any_get_url() {
+    let server = start_server();
+    let fhir = Fhir::admin(&server);
+    let patient = fhir.create(&patient(&unique("batch-reads")));
+    let id = patient["id"].as_str().expect("an id");
+    let observation = fhir.create(&json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "pulse"},
+        "subject": {"reference": format!("Patient/{id}")},
+    }));
+    let batch = bundle(
+        "batch",
+        vec![
+            get_entry(&format!("Patient/{id}/_history")),
+            get_entry(&format!("Patient/{id}/Observation")),
+            get_entry(&format!("Patient/{id}/$everything")),
+            get_entry("Patient/_history?_count=1"),
+            get_entry(&format!("?_type=Observation&subject=Patient/{id}")),
+            get_entry("OperationDefinition/import"),
+            get_entry("Patient/unknown-id-for-batch"),
+        ],
+    );
+
+    let reply = fhir.bundle(&batch);
+
+    let entries = response_entries(&reply, "batch-response", 7);
+    for entry in &entries[..6] {
+        assert_eq!(entry_status(entry), 200, "{entry}");
+    }
+    let history = &entries[0]["resource"];
+    assert_eq!(history["type"], "history", "{history}");
+    assert_eq!(entry_resources(history)[0]["id"], id);
+    for (index, expected) in [(1, "searchset"), (2, "searchset"), (4, "searchset")] {
+        let found = &entries[index]["resource"];
+        assert_eq!(found["type"], expected, "{found}");
+        let ids: Vec<&str> = found["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["resource"]["id"].as_str())
+            .collect();
+        assert!(
+            ids.contains(&observation["id"].as_str().unwrap()),
+            "{found}"
+        );
+    }
+    assert_eq!(entries[3]["resource"]["type"], "history");
+    assert_eq!(
+        entries[5]["resource"]["resourceType"],
+        "OperationDefinition"
+    );
+    assert_entry_failed(&entries[6], 404);
+}
+
+#[test]
+fn failing_read_fails_the_transaction_before_any_write() {
+    let server = start_server();
+    let fhir = Fhir::admin(&server);
+    let marker = unique("read-first");
+    let before = resource_events(&server);
+    let transaction = bundle(
+        "transaction",
+        vec![
+            post_entry(Some(PATIENT_URL), patient(&marker)),
+            get_entry("Observation/no-such-observation"),
+        ],
+    );
+
+    let reply = fhir.bundle(&transaction);
+
+    let diagnostics = assert_outcome(&reply, 404);
+    assert!(diagnostics.contains("entry 1"), "{diagnostics}");
+    assert_eq!(
+        fhir.count(&format!("Patient?identifier=urn:test|{marker}")),
+        0
+    );
+    assert_eq!(resource_events(&server), before, "nothing was written");
+
+    // A read of a type the transaction writes runs after the writes.
+    let id = unique("put-then-read");
+    let mut put = post_entry(None, json!({"resourceType": "Patient", "id": id}));
+    put["request"] = json!({"method": "PUT", "url": format!("Patient/{id}")});
+    let transaction = bundle(
+        "transaction",
+        vec![put, get_entry(&format!("Patient/{id}"))],
+    );
+    let entries = response_entries(&fhir.bundle(&transaction), "transaction-response", 2);
+    assert_eq!(entry_status(&entries[1]), 200, "{}", entries[1]);
+    assert_eq!(entries[1]["resource"]["id"], id.as_str());
+}
+
+#[test]
+fn entries_breaking_definition_rules_are_422() {
+    let server = start_server();
+    let fhir = Fhir::admin(&server);
+    let transaction = bundle(
+        "transaction",
+        vec![post_entry(
+            None,
+            json!({"resourceType": "Observation", "code": {"text": "no status"}}),
+        )],
+    );
+    let diagnostics = assert_outcome(&fhir.bundle(&transaction), 422);
+    assert!(diagnostics.contains("Observation.status"), "{diagnostics}");
+
+    let batch = bundle(
+        "batch",
+        vec![
+            post_entry(None, json!({"resourceType": "Patient", "gender": "robot"})),
+            post_entry(None, patient(&unique("fine"))),
+        ],
+    );
+    let entries = response_entries(&fhir.bundle(&batch), "batch-response", 2);
+    let diagnostics = assert_entry_failed(&entries[0], 422);
+    assert!(
+        diagnostics.contains("administrative-gender"),
+        "{diagnostics}"
+    );
+    assert_eq!(entry_status(&entries[1]), 201);
+}

@@ -222,6 +222,30 @@ fn malformed_bodies_store_nothing() {
         assert_outcome(&reply, status);
     }
 
+    // Well-formed resources that break a rule of their definition.
+    let rule_breakers = [
+        (
+            "Patient",
+            json!({"resourceType": "Patient", "gender": "robot"}),
+            "Patient.gender",
+        ),
+        (
+            "Observation",
+            json!({"resourceType": "Observation", "code": {"text": "x"}}),
+            "Observation.status",
+        ),
+        (
+            "Observation",
+            json!({"resourceType": "Observation", "status": "final"}),
+            "Observation.code",
+        ),
+    ];
+    for (resource_type, resource, path) in rule_breakers {
+        let reply = fhir.post(resource_type, &resource);
+        let diagnostics = assert_outcome(&reply, 422);
+        assert!(diagnostics.contains(path), "{resource}: {diagnostics}");
+    }
+
     assert_eq!(fhir.count("Patient"), 0);
     assert_eq!(fhir.count("Observation"), 0);
     assert_eq!(resource_events(&server), events, "no resource event");
@@ -247,6 +271,24 @@ fn media_types_are_negotiated() {
     let path = format!("Patient/{}", created["id"].as_str().expect("an id"));
     let foobar = fhir.get_with(&path, &[("Accept", "application/foobar")]);
     assert_outcome(&foobar, 406);
+    let stu3 = fhir.get_with(
+        &path,
+        &[("Accept", "application/fhir+json; fhirVersion=3.0")],
+    );
+    assert_outcome(&stu3, 406);
+    let r4 = fhir.get_with(
+        &path,
+        &[("Accept", "application/fhir+json; fhirVersion=4.0")],
+    );
+    assert_eq!(r4.status, 200, "{}", r4.body);
+    // `_format` overrides `Accept`.
+    let overridden = fhir.get_with(
+        &format!("{path}?_format=json"),
+        &[("Accept", "application/fhir+xml")],
+    );
+    assert_eq!(overridden.status, 200, "{}", overridden.body);
+    let xml = fhir.get_with(&format!("{path}?_format=xml"), &[("Accept", FHIR_JSON)]);
+    assert_outcome(&xml, 406);
 
     let fhir_json = fhir.get_with(&path, &[("Accept", FHIR_JSON)]);
     let plain_json = fhir.get_with(&path, &[("Accept", "application/json")]);

@@ -489,3 +489,31 @@ through_proxy!(
     delete_leaves_history,
     conditional_delete_by_match_count,
 );
+
+#[test]
+fn read_returns_the_requested_subset() {
+    let server = start_server();
+    let fhir = Fhir::admin(&server);
+    let mut resource = patient(&unique("subset"));
+    resource["gender"] = json!("female");
+    resource["birthDate"] = json!("1970-01-02");
+    resource["text"] = json!({"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"});
+    let created = fhir.create(&resource);
+    let path = format!("Patient/{}", created["id"].as_str().expect("an id"));
+
+    let elements = fhir.read(&format!("{path}?_elements=gender"));
+    assert_eq!(elements["gender"], "female");
+    assert!(elements.get("birthDate").is_none(), "{elements}");
+    assert!(elements.get("identifier").is_none(), "{elements}");
+    assert!(
+        elements["meta"]["tag"].to_string().contains("SUBSETTED"),
+        "{elements}"
+    );
+
+    let data = fhir.read(&format!("{path}/_history/1?_summary=data"));
+    assert!(data.get("text").is_none(), "{data}");
+    assert_eq!(data["birthDate"], "1970-01-02");
+
+    assert_outcome(&fhir.get(&format!("{path}?_summary=count")), 400);
+    assert_eq!(fhir.read(&path), created, "a plain read is unchanged");
+}

@@ -121,6 +121,41 @@ fn patient_token_creates_in_own_compartment() {
 }
 
 #[test]
+fn patient_token_cannot_write_into_another_compartment() {
+    let (hearth, fhir, admin) = start_with_patient_scope(PATIENT_CRUDS);
+    let own = &hearth.sample.patient.id;
+    let other = &hearth.sample.other.id;
+    let other_count = admin.count(&format!("Patient/{other}/Observation"));
+
+    // The subject is the patient in context, but the performer puts the Observation into
+    // the other patient's compartment too.
+    let mut shared = observation(own, "performed by another patient");
+    shared["performer"] = json!([{"reference": format!("Patient/{other}")}]);
+    assert_outcome(&fhir.post("Observation", &shared), 403);
+    let created = fhir.post("Observation", &observation(own, "own"));
+    assert_eq!(created.status, 201, "{}", created.body);
+    let (id, _) = location(&created, &fhir.base, "Observation");
+    let path = format!("Observation/{id}");
+    let mut moved = fhir.read(&path);
+    moved["performer"] = json!([{"reference": format!("Patient/{other}")}]);
+    assert_outcome(&fhir.put(&path, &moved), 403);
+    let patch = json!([{"op": "add", "path": "/performer", "value": [{"reference": format!("Patient/{other}")}]}]);
+    assert_outcome(&fhir.patch(&path, &patch), 403);
+
+    // The patient in context cannot link its own Patient to another patient either.
+    let own_path = format!("Patient/{own}");
+    let mut linked = fhir.read(&own_path);
+    linked["link"] =
+        json!([{"other": {"reference": format!("Patient/{other}")}, "type": "seealso"}]);
+    assert_outcome(&fhir.put(&own_path, &linked), 403);
+
+    assert_eq!(
+        admin.count(&format!("Patient/{other}/Observation")),
+        other_count
+    );
+}
+
+#[test]
 fn patient_token_cannot_change_other_patients() {
     let (hearth, fhir, admin) = start_with_patient_scope(PATIENT_CRUDS);
     let own = &hearth.sample.patient.id;
@@ -334,6 +369,7 @@ fn patient_token_reads_but_never_writes_reference_data() {
 // The same tests against an EHR-backed site whose upstream stores the data.
 through_proxy!(
     patient_token_reads_but_never_writes_reference_data,
+    patient_token_cannot_write_into_another_compartment,
     patient_token_creates_in_own_compartment,
     patient_token_cannot_change_other_patients,
     patient_token_cannot_move_own_resource_out,

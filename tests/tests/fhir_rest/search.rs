@@ -565,6 +565,31 @@ fn capability_statement_lists_search() {
     assert!(patient["operation"].to_string().contains("everything"));
     let interactions = observation["interaction"].to_string();
     assert!(interactions.contains("search-type"), "{interactions}");
+
+    // Every operation defined under this base resolves to its OperationDefinition.
+    let mut operations: Vec<&Value> = statement["rest"][0]["operation"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    for resource in resources {
+        operations.extend(resource["operation"].as_array().into_iter().flatten());
+    }
+    let local: Vec<&str> = operations
+        .iter()
+        .filter_map(|o| o["definition"].as_str())
+        .filter(|url| url.starts_with(&fhir.base))
+        .collect();
+    assert_eq!(local.len(), 2, "import and group-refresh: {local:?}");
+    for url in local {
+        let definition = fhir.read(url);
+        assert_eq!(
+            definition["resourceType"], "OperationDefinition",
+            "{definition}"
+        );
+        let id = url.rsplit('/').next().unwrap_or_default();
+        assert_eq!(definition["id"], id, "{definition}");
+    }
 }
 
 // The same tests against an EHR-backed site whose upstream stores the data.
