@@ -19,6 +19,8 @@ mod cohorts;
 mod export;
 #[path = "bulk/filters.rs"]
 mod filters;
+#[path = "bulk/foreign.rs"]
+mod foreign;
 #[path = "bulk/import.rs"]
 mod import;
 #[path = "bulk/kickoff.rs"]

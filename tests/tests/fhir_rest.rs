@@ -37,6 +37,8 @@ mod bundles;
 mod cases;
 #[path = "fhir_rest/examples.rs"]
 mod examples;
+#[path = "fhir_rest/foreign_references.rs"]
+mod foreign_references;
 #[path = "fhir_rest/history.rs"]
 mod history;
 #[path = "fhir_rest/interactions.rs"]

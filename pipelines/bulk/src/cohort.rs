@@ -21,6 +21,7 @@ use std::collections::BTreeSet;
 
 use hearth_cdr::search::{ParseOptions, SearchAccess, SearchQuery, ValueContext};
 use hearth_cdr::{Repository, Visibility};
+use hearth_fhir_core::reference::{LocalBases, ReferenceKind, classify};
 use hearth_fhir_core::{resource_types, search_params};
 use serde_json::{Value, json};
 
@@ -81,11 +82,13 @@ pub fn member_filters(group: &Value) -> Result<Vec<String>, CohortError> {
 }
 
 /// Returns the ids of a Group's patients, sorted. Filters are evaluated with what
-/// `visibility` lets the caller see of each type.
+/// `visibility` lets the caller see of each type. A listed member is a patient of this
+/// server when its reference is relative or lies under one of `bases`.
 pub fn members(
     repository: &Repository,
     group: &Value,
     visibility: &dyn Fn(&str) -> Option<Visibility>,
+    bases: &LocalBases,
 ) -> Result<Vec<String>, CohortError> {
     if group
         .get("type")
@@ -98,11 +101,11 @@ pub fn members(
     }
     let filters = member_filters(group)?;
     if filters.is_empty() {
-        return Ok(listed_members(group));
+        return Ok(listed_members(group, bases));
     }
     let mut result: Option<BTreeSet<String>> = None;
     for filter in &filters {
-        let matched = patients_matching(repository, filter, visibility)?;
+        let matched = patients_matching(repository, filter, visibility, bases)?;
         result = Some(match result {
             None => matched,
             Some(previous) => previous.intersection(&matched).cloned().collect(),
@@ -111,8 +114,8 @@ pub fn members(
     Ok(result.unwrap_or_default().into_iter().collect())
 }
 
-/// The active `member` entries that reference a Patient.
-fn listed_members(group: &Value) -> Vec<String> {
+/// Returns the ids of the active `member` entries that reference a Patient of this server.
+fn listed_members(group: &Value, bases: &LocalBases) -> Vec<String> {
     let mut ids = BTreeSet::new();
     for member in group
         .get("member")
@@ -127,17 +130,24 @@ fn listed_members(group: &Value) -> Vec<String> {
             .pointer("/entity/reference")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if let Some(id) = patient_reference(reference) {
+        if let Some(id) = local_patient(reference, bases) {
             ids.insert(id.to_string());
         }
     }
     ids.into_iter().collect()
 }
 
-fn patient_reference(reference: &str) -> Option<&str> {
-    let mut parts = reference.rsplit('/');
-    let id = parts.next()?;
-    (parts.next() == Some("Patient") && !id.is_empty()).then_some(id)
+/// Returns the id of the local Patient that `reference` names: `Patient/id`, optionally with
+/// `/_history/n`, alone or after one of `bases`.
+fn local_patient<'a>(reference: &'a str, bases: &LocalBases) -> Option<&'a str> {
+    let relative = bases.strip(reference).unwrap_or(reference);
+    match classify(relative) {
+        ReferenceKind::Relative {
+            resource_type: "Patient",
+            id,
+        } => Some(id),
+        _ => None,
+    }
 }
 
 /// Ids of the patients one filter matches.
@@ -145,6 +155,7 @@ fn patients_matching(
     repository: &Repository,
     filter: &str,
     visibility: &dyn Fn(&str) -> Option<Visibility>,
+    bases: &LocalBases,
 ) -> Result<BTreeSet<String>, CohortError> {
     let (resource_type, query) = filter.split_once('?').unwrap_or((filter, ""));
     if !resource_types::is_resource_type(resource_type) {
@@ -191,7 +202,7 @@ fn patients_matching(
             for param in &compartment {
                 for node in param.path.evaluate(&resource) {
                     let reference = node.value.get("reference").and_then(Value::as_str);
-                    if let Some(id) = reference.and_then(patient_reference) {
+                    if let Some(id) = reference.and_then(|r| local_patient(r, bases)) {
                         patients.insert(id.to_string());
                     }
                 }
@@ -269,7 +280,20 @@ mod tests {
             {"entity": {"reference": "Patient/c"}, "inactive": true},
             {"entity": {"reference": "Practitioner/x"}}
         ]});
-        assert_eq!(listed_members(&group), ["a", "b"]);
+        assert_eq!(listed_members(&group, &LocalBases::none()), ["a", "b"]);
+    }
+
+    #[test]
+    fn listed_members_of_other_servers_are_left_out() {
+        let group = json!({"resourceType": "Group", "type": "person", "actual": true, "member": [
+            {"entity": {"reference": "http://other.example/fhir/Patient/a"}},
+            {"entity": {"reference": "http://hearth.example/fhir/Patient/b"}},
+            {"entity": {"reference": "http://hearth.example/sites/north/fhir/Patient/c/_history/1"}},
+            {"entity": {"reference": "http://hearth.example/fhir/Practitioner/d"}},
+            {"entity": {"reference": "Patient/e"}}
+        ]});
+        let bases = LocalBases::new("http://hearth.example");
+        assert_eq!(listed_members(&group, &bases), ["b", "c", "e"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Kick-off parameters of `$export`, from a query string or a `Parameters` body, checked
 //! without touching the repository.
 
+use hearth_fhir_core::reference::{LocalBases, ReferenceKind, classify};
 use hearth_fhir_core::resource_types;
 use serde_json::Value;
 
@@ -79,10 +80,12 @@ pub struct ParameterError(pub String);
 impl ExportParameters {
     /// Reads the parameters of a kick-off: from the `Parameters` resource in `body` when
     /// there is one (POST), otherwise from the query string (GET, or POST without a body).
+    /// An absolute `patient` reference must lie under one of `bases`.
     pub fn read(
         query: &str,
         body: Option<&[u8]>,
         handling: Handling,
+        bases: &LocalBases,
     ) -> Result<Self, ParameterError> {
         match body {
             None => Self::from_query(query, handling),
@@ -90,7 +93,7 @@ impl ExportParameters {
                 let value: Value = serde_json::from_slice(body).map_err(|e| {
                     ParameterError(format!("the body is not a JSON Parameters resource: {e}"))
                 })?;
-                Self::from_parameters(&value, handling)
+                Self::from_parameters(&value, handling, bases)
             }
         }
     }
@@ -111,7 +114,11 @@ impl ExportParameters {
     }
 
     /// Reads a `Parameters` resource, as sent in a POST kick-off.
-    pub fn from_parameters(body: &Value, handling: Handling) -> Result<Self, ParameterError> {
+    pub fn from_parameters(
+        body: &Value,
+        handling: Handling,
+        bases: &LocalBases,
+    ) -> Result<Self, ParameterError> {
         if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
             return Err(ParameterError(
                 "the body of a POST kick-off must be a Parameters resource".to_string(),
@@ -146,7 +153,7 @@ impl ExportParameters {
                                 .to_string(),
                         )
                     })?;
-                parameters.patients.push(patient_id(reference)?);
+                parameters.patients.push(patient_id(reference, bases)?);
                 continue;
             }
             let value = primitive_value(entry)
@@ -317,12 +324,17 @@ pub fn split_type_filters(value: &str) -> Vec<String> {
     filters
 }
 
-/// The id of a `Patient/<id>` reference (relative or absolute).
-pub fn patient_id(reference: &str) -> Result<String, ParameterError> {
-    let mut parts = reference.rsplit('/');
-    let id = parts.next().unwrap_or_default();
-    match parts.next() {
-        Some("Patient") if !id.is_empty() => Ok(id.to_string()),
+/// The id of a `Patient/<id>` reference, relative or after one of `bases`.
+pub fn patient_id(reference: &str, bases: &LocalBases) -> Result<String, ParameterError> {
+    let relative = bases.strip(reference).unwrap_or(reference);
+    match classify(relative) {
+        ReferenceKind::Relative {
+            resource_type: "Patient",
+            id,
+        } => Ok(id.to_string()),
+        _ if reference.contains("://") => Err(ParameterError(format!(
+            "the patient reference '{reference}' names no Patient of this server; use Patient/123 or an absolute URL under this server's FHIR base"
+        ))),
         _ => Err(ParameterError(format!(
             "the patient reference '{reference}' does not name a Patient such as Patient/123"
         ))),
@@ -388,9 +400,22 @@ mod tests {
             {"name": "_type", "valueString": "Observation"},
             {"name": "_outputFormat", "valueString": "parquet"}
         ]});
-        let parameters = ExportParameters::from_parameters(&body, Handling::Strict).unwrap();
+        let parameters =
+            ExportParameters::from_parameters(&body, Handling::Strict, &LocalBases::none())
+                .unwrap();
         assert_eq!(parameters.patients, ["p1"]);
         assert_eq!(parameters.output_format, Some(OutputFormat::Parquet));
+    }
+
+    #[test]
+    fn patient_reference_of_other_server_is_rejected() {
+        let bases = LocalBases::new("http://hearth.example");
+        let local = patient_id("http://hearth.example/fhir/Patient/p1", &bases);
+        assert_eq!(local.unwrap(), "p1");
+        let site = patient_id("http://hearth.example/sites/north/fhir/Patient/p2", &bases);
+        assert_eq!(site.unwrap(), "p2");
+        assert!(patient_id("http://other.example/fhir/Patient/p1", &bases).is_err());
+        assert!(patient_id("Patient/p1/extra", &bases).is_err());
     }
 
     #[test]
@@ -402,7 +427,8 @@ mod tests {
             json!({"resourceType": "Parameters", "parameter": [{"name": "_type"}]}),
         ];
         for body in bodies {
-            let result = ExportParameters::from_parameters(&body, Handling::Lenient);
+            let result =
+                ExportParameters::from_parameters(&body, Handling::Lenient, &LocalBases::none());
             assert!(result.is_err(), "{body} was accepted");
         }
     }
@@ -411,7 +437,7 @@ mod tests {
     fn bad_values_are_rejected() {
         assert!(ExportParameters::from_query("_outputFormat=text/csv", Handling::Lenient).is_err());
         assert!(ExportParameters::from_query("_since=yesterday", Handling::Lenient).is_err());
-        assert!(patient_id("Observation/1").is_err());
+        assert!(patient_id("Observation/1", &LocalBases::none()).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use hearth_cdr::{Repository, TransactionOutcome, Visibility};
 use hearth_fhir::Principal;
+use hearth_fhir_core::reference::LocalBases;
 use hearth_log::{Log, Position, topics};
 use hearth_projection::ProjectionHandle;
 use hearth_schemas::{BulkJobRequested, Event};
@@ -35,6 +36,9 @@ pub struct BulkSettings {
     pub export: ExportSettings,
     /// Hosts `$import` may fetch from over HTTP(S).
     pub import_allowed_hosts: HostAllowList,
+    /// The server's FHIR bases, which decide whether a Group member's absolute reference
+    /// names a patient of this server.
+    pub local_bases: LocalBases,
 }
 
 impl Default for BulkSettings {
@@ -47,6 +51,7 @@ impl Default for BulkSettings {
             write_timeout: Duration::from_secs(60),
             export: ExportSettings::default(),
             import_allowed_hosts: HostAllowList::default(),
+            local_bases: LocalBases::none(),
         }
     }
 }
@@ -146,15 +151,18 @@ pub fn now_micros() -> i64 {
 }
 
 /// Starts the job store projection of `hearth.bulk` (`DATA_DIR/bulk.db`), waits until it
-/// has applied the whole topic, opens the file store and starts the worker.
+/// has applied the whole topic, opens the file store and starts the worker. `public_url`
+/// is the server's, from which the FHIR bases of its sites derive.
 pub async fn start(
     log: Arc<dyn Log>,
     data_dir: &std::path::Path,
     config: &crate::config::BulkConfig,
+    public_url: &str,
     repository: Repository,
     repository_projection: ProjectionHandle<TransactionOutcome>,
 ) -> Result<BulkService> {
-    let settings = config.settings();
+    let mut settings = config.settings();
+    settings.local_bases = LocalBases::new(public_url);
     let path = data_dir.join("bulk.db");
     let projection = hearth_projection::start(
         log.clone(),

@@ -94,7 +94,7 @@ fn main() {
     conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
         .unwrap();
     let checkpointer = Checkpointer::start(&store, "repository").unwrap();
-    let mut projection = RepositoryProjection;
+    let mut projection = RepositoryProjection::default();
     projection.migrate(&conn).unwrap();
     let started = Instant::now();
     let cpu_started = thread_cpu_seconds();

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use hearth_fhir_core::reference::{ReferenceKind, classify, rewrite_references};
+use hearth_fhir_core::reference::{LocalBases, ReferenceKind, classify, rewrite_references};
 use hearth_log::Record;
 use hearth_projection::{Error as ProjectionError, Projection, StoreState};
 use hearth_schemas::{ResourceAction, ResourceOperation, ResourceTransaction, TransactionKind};
@@ -32,7 +32,19 @@ pub(crate) const ACTION_DELETE: i64 = 2;
 
 /// The repository projection of `hearth.resources`.
 #[derive(Debug, Default)]
-pub struct RepositoryProjection;
+pub struct RepositoryProjection {
+    /// The server's FHIR bases: an absolute reference under one of them is indexed as a
+    /// reference to a resource of the repository, any other only by its URL.
+    bases: LocalBases,
+}
+
+impl RepositoryProjection {
+    /// Returns the projection of a server whose FHIR bases are `bases`. The default has
+    /// none, so every absolute reference is indexed only by its URL.
+    pub fn new(bases: LocalBases) -> Self {
+        RepositoryProjection { bases }
+    }
+}
 
 impl Projection for RepositoryProjection {
     type Outcome = TransactionOutcome;
@@ -43,7 +55,7 @@ impl Projection for RepositoryProjection {
     }
 
     fn migrate(&mut self, conn: &Connection) -> rusqlite::Result<StoreState> {
-        if schema::migrate(conn)? {
+        if schema::migrate(conn, &self.bases)? {
             Ok(StoreState::Cleared)
         } else {
             Ok(StoreState::Current)
@@ -67,7 +79,7 @@ impl Projection for RepositoryProjection {
                 return Ok(TransactionOutcome::Undecodable(error));
             }
         };
-        apply_event(tx, &decoded.event, &mut decoded.entries)
+        apply_event(tx, &decoded.event, &mut decoded.entries, &self.bases)
             .map_err(|e| ProjectionError::Store(e.to_string()))
     }
 }
@@ -116,12 +128,13 @@ pub(crate) fn apply_event(
     conn: &Connection,
     event: &ResourceTransaction,
     prepared: &mut [Option<PreparedEntry>],
+    bases: &LocalBases,
 ) -> rusqlite::Result<TransactionOutcome> {
     let last_updated = last_updated(event);
     let all_or_nothing = !matches!(event.kind, TransactionKind::Batch);
     if all_or_nothing {
         let indexed: Vec<(usize, &ResourceOperation)> = event.entries.iter().enumerate().collect();
-        match apply_entries(conn, event, &indexed, prepared, last_updated) {
+        match apply_entries(conn, event, &indexed, prepared, last_updated, bases) {
             Ok(outcomes) => Ok(TransactionOutcome::Applied(outcomes)),
             Err(Failure::Reject(rejection)) => Ok(TransactionOutcome::Rejected(rejection)),
             Err(Failure::Store(error)) => Err(error),
@@ -129,7 +142,14 @@ pub(crate) fn apply_event(
     } else {
         let mut outcomes = Vec::with_capacity(event.entries.len());
         for (index, entry) in event.entries.iter().enumerate() {
-            match apply_entries(conn, event, &[(index, entry)], prepared, last_updated) {
+            match apply_entries(
+                conn,
+                event,
+                &[(index, entry)],
+                prepared,
+                last_updated,
+                bases,
+            ) {
                 Ok(mut done) => outcomes.append(&mut done),
                 Err(Failure::Reject(rejection)) => {
                     outcomes.push(EntryOutcome {
@@ -211,6 +231,7 @@ fn apply_entries(
     entries: &[(usize, &ResourceOperation)],
     prepared: &mut [Option<PreparedEntry>],
     last_updated: i64,
+    bases: &LocalBases,
 ) -> Result<Vec<EntryOutcome>, Failure> {
     let mut planned = Vec::with_capacity(entries.len());
     let mut full_urls: HashMap<&str, String> = HashMap::new();
@@ -251,7 +272,7 @@ fn apply_entries(
     let mut staged = Vec::with_capacity(planned.len());
     for item in planned {
         let index = item.index;
-        staged.push(stage(item, last_updated).map_err(|f| at_entry(f, index))?);
+        staged.push(stage(item, last_updated, bases).map_err(|f| at_entry(f, index))?);
     }
 
     // Nothing was written so far, and from here on only a store error can stop the entries.
@@ -268,6 +289,7 @@ fn apply_entries(
             &mut index_rows,
             item,
             last_updated,
+            bases,
         )?);
     }
     index_rows.insert(conn)?;

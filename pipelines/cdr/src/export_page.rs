@@ -142,7 +142,7 @@ impl Repository {
         }
         let sql = format!(
             "SELECT DISTINCT target_id FROM idx_reference \
-             WHERE rid = ?1 AND param IN ({}) AND target_type = 'Patient'",
+             WHERE rid = ?1 AND param IN ({}) AND target_type = 'Patient' AND target_id <> ''",
             params.join(", ")
         );
         let conn = self.pool.get()?;

@@ -3,6 +3,7 @@
 use std::cmp::Ordering;
 
 use hearth_fhir_core::index::{self, IndexRows};
+use hearth_fhir_core::reference::LocalBases;
 use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde_json::Value;
 
@@ -64,12 +65,20 @@ enum IndexRow {
 }
 
 impl IndexEntries {
-    /// Extracts the index rows of `resource`, a resource of type `resource_type`.
-    pub fn extract(resource_type: &str, resource: &Value) -> Self {
-        Self::from_rows(resource_type, index::extract(resource_type, resource))
+    /// Extracts the index rows of `resource`, a resource of type `resource_type`. Absolute
+    /// references name a resource (fill `target_type` and `target_id`) only under `bases`.
+    pub fn extract(resource_type: &str, resource: &Value, bases: &LocalBases) -> Self {
+        Self::from_rows(
+            resource_type,
+            index::extract(resource_type, resource),
+            bases,
+        )
     }
 
-    fn from_rows(resource_type: &str, rows: IndexRows) -> Self {
+    /// Converts rows that [`index::extract`] made, dropping the targets of absolute
+    /// references outside `bases` first.
+    pub(crate) fn from_rows(resource_type: &str, mut rows: IndexRows, bases: &LocalBases) -> Self {
+        rows.drop_foreign_targets(bases);
         let param = |code: &str| params::id(resource_type, code);
         let text = Option::unwrap_or_default;
         let mut entries = Vec::with_capacity(rows.len());
@@ -332,9 +341,11 @@ impl IndexRow {
 }
 
 /// Removes the index rows of version `vid` of resource `rid`, computed again from that
-/// version's JSON. A deletion version has no JSON and so no rows.
+/// version's JSON with the `bases` that computed them. A deletion version has no JSON and
+/// so no rows.
 pub fn remove_version(
     conn: &Connection,
+    bases: &LocalBases,
     resource_type: &str,
     rid: i64,
     vid: i64,
@@ -351,7 +362,7 @@ pub fn remove_version(
     let Ok(resource) = serde_json::from_str::<Value>(&json) else {
         return Ok(());
     };
-    IndexEntries::extract(resource_type, &resource).delete(conn, rid)
+    IndexEntries::extract(resource_type, &resource, bases).delete(conn, rid)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -14,13 +14,13 @@
 
 use std::collections::HashMap;
 
+use hearth_fhir_core::index::{self, IndexRows};
 use hearth_fhir_core::reference::{ReferenceKind, classify, rewrite_references};
 use hearth_log::Record;
 use hearth_schemas::{ResourceAction, ResourceOperation, ResourceTransaction, TransactionKind};
 use serde_json::Value;
 
 use crate::body;
-use crate::index_store::IndexEntries;
 use crate::write::set_identity;
 
 /// A decoded resource event and the work done ahead on its entries.
@@ -40,8 +40,10 @@ pub(crate) struct PreparedEntry {
     /// The compressed resource JSON with references rewritten, `id` set, and
     /// `meta.versionId` 1 and `meta.lastUpdated` from the event.
     pub body: Vec<u8>,
-    /// The index rows of that JSON.
-    pub index: IndexEntries,
+    /// The index rows of that JSON as [`index::extract`] makes them. The writer drops the
+    /// targets of absolute references to other servers, because which bases are local
+    /// is a setting of the projection, which preparing cannot see.
+    pub index: Box<IndexRows>,
 }
 
 /// Events with fewer entries are prepared on one thread, because starting threads would
@@ -167,7 +169,7 @@ fn prepare_entry(
 
     set_identity(&mut resource, id, 1, last_updated);
     let json = serde_json::to_string(&resource).ok()?;
-    let index = IndexEntries::extract(&entry.resource_type, &resource);
+    let index = Box::new(index::extract(&entry.resource_type, &resource));
     Some(PreparedEntry {
         body: body::compress(&json),
         index,

@@ -15,16 +15,18 @@
 //! parameter, so `:identifier` matches them like a token. `idx_composite` is described at
 //! [`composite_table`].
 //!
-//! Index rows depend on the extraction code and on the parameter ids, so `meta` records
-//! the index version and the parameter fingerprint; a store built with other values is
+//! Index rows depend on the extraction code, on the parameter ids and on the server's public
+//! URL, which decides the absolute references that are local. So `meta` records the index
+//! version, the parameter fingerprint and that URL. A store built with other values is
 //! emptied by [`migrate`] and rebuilt from the log.
 
+use hearth_fhir_core::reference::LocalBases;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::{index_composite, params};
 
 /// Changes whenever the tables or index extraction change what the store holds.
-pub const INDEX_VERSION: i64 = 4;
+pub const INDEX_VERSION: i64 = 5;
 
 const TABLES: &[&str] = &[
     "resources",
@@ -39,9 +41,9 @@ const TABLES: &[&str] = &[
     "idx_composite",
 ];
 
-/// Creates the tables, first emptying a store built by an incompatible version. Returns
-/// whether it did so.
-pub fn migrate(conn: &Connection) -> rusqlite::Result<bool> {
+/// Creates the tables, first emptying a store built by an incompatible version or for
+/// other local `bases`. Returns whether it did so.
+pub fn migrate(conn: &Connection, bases: &LocalBases) -> rusqlite::Result<bool> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS meta (
             key TEXT PRIMARY KEY,
@@ -51,6 +53,7 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<bool> {
     let expected = [
         ("index_version", INDEX_VERSION.to_string()),
         ("search_params", params::fingerprint().to_string()),
+        ("local_base", bases.public_url().to_string()),
     ];
     let mut cleared = false;
     if meta_value(conn, "index_version")?.is_some() {

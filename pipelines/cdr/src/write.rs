@@ -1,5 +1,6 @@
 //! Step three of applying an event: storing versions and their index rows.
 
+use hearth_fhir_core::reference::LocalBases;
 use rusqlite::{Connection, params};
 use serde_json::Value;
 
@@ -60,7 +61,11 @@ enum Step {
 }
 
 /// Computes what an entry's plan writes. Rejects a resource that cannot be serialized.
-pub(crate) fn stage(item: Planned, last_updated: i64) -> Result<Staged, Failure> {
+pub(crate) fn stage(
+    item: Planned,
+    last_updated: i64,
+    bases: &LocalBases,
+) -> Result<Staged, Failure> {
     let Planned {
         resource_type,
         id,
@@ -71,7 +76,8 @@ pub(crate) fn stage(item: Planned, last_updated: i64) -> Result<Staged, Failure>
         Plan::Nothing { status, version } => Step::Nothing { status, version },
         Plan::Write { resource, current } => {
             let version = current.map_or(1, |c| c.version + 1);
-            let (body, index) = stored_form(resource, &resource_type, &id, version, last_updated)?;
+            let (body, index) =
+                stored_form(resource, &resource_type, &id, version, last_updated, bases)?;
             Step::Write {
                 current,
                 version,
@@ -96,6 +102,7 @@ pub(crate) fn write_staged(
     index_rows: &mut IndexBatch,
     item: Staged,
     last_updated: i64,
+    bases: &LocalBases,
 ) -> rusqlite::Result<EntryOutcome> {
     let Staged {
         resource_type,
@@ -116,7 +123,7 @@ pub(crate) fn write_staged(
                 ACTION_CREATE
             };
             if let Some(current) = current {
-                index_store::remove_version(conn, &resource_type, current.rid, current.vid)?;
+                index_store::remove_version(conn, bases, &resource_type, current.rid, current.vid)?;
             }
             let version_row = VersionRow {
                 version,
@@ -131,7 +138,7 @@ pub(crate) fn write_staged(
         }
         Step::Delete { current } => {
             let version = current.version + 1;
-            index_store::remove_version(conn, &resource_type, current.rid, current.vid)?;
+            index_store::remove_version(conn, bases, &resource_type, current.rid, current.vid)?;
             let version_row = VersionRow {
                 version,
                 last_updated,
@@ -161,13 +168,14 @@ fn stored_form(
     id: &str,
     version: i64,
     last_updated: i64,
+    bases: &LocalBases,
 ) -> Result<(Vec<u8>, IndexEntries), Failure> {
     let cannot_store = |e: serde_json::Error| {
         Rejection::new(400, "invalid", format!("cannot store the resource: {e}"))
     };
     let mut resource = match resource {
         Resource::Prepared(PreparedEntry { body, index }) if version == 1 => {
-            return Ok((body, index));
+            return Ok((body, IndexEntries::from_rows(resource_type, *index, bases)));
         }
         // The prepared JSON is the resource with its references resolved, so parsing it
         // gives the same value the writer would have built.
@@ -179,7 +187,7 @@ fn stored_form(
     };
     set_identity(&mut resource, id, version, last_updated);
     let json = serde_json::to_string(&resource).map_err(cannot_store)?;
-    let index = IndexEntries::extract(resource_type, &resource);
+    let index = IndexEntries::extract(resource_type, &resource, bases);
     Ok((body::compress(&json), index))
 }
 

@@ -120,7 +120,7 @@ fn open_log(dir: &Path) -> Arc<EmbeddedLog> {
 async fn build(log: Arc<dyn Log>, db: &Path, until: u64) -> Vec<u8> {
     let handle = start(
         log,
-        RepositoryProjection,
+        RepositoryProjection::default(),
         RunnerOptions::new(topics::RESOURCES, db.to_path_buf()),
     )
     .await
@@ -204,7 +204,7 @@ async fn waiting_handler_gets_its_outcome() {
     log.ensure_topic(topics::RESOURCES, 1).await.unwrap();
     let handle = start(
         log.clone(),
-        RepositoryProjection,
+        RepositoryProjection::default(),
         RunnerOptions::new(topics::RESOURCES, dir.path().join("repository.db")),
     )
     .await

@@ -104,6 +104,9 @@ pub fn in_compartment(
         return true;
     }
     let params = search_params::compartment_params(resource_type);
+    // NOTE: an absolute reference to `Patient/{patient}` of any server counts here, because
+    // the upstream's own absolute URLs must count and this check does not know its base.
+    // Repository sites count only their own bases.
     rows.references.iter().any(|row| {
         params.iter().any(|p| p == row.param)
             && row.target_type.as_deref() == Some("Patient")

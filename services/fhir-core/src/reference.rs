@@ -59,6 +59,63 @@ fn is_type_name(name: &str) -> bool {
     chars.next().is_some_and(|c| c.is_ascii_uppercase()) && chars.all(|c| c.is_ascii_alphabetic())
 }
 
+/// The FHIR base URLs of this server, under which an absolute reference names a local
+/// resource: `{public_url}/fhir` and `{public_url}/sites/{site}/fhir` for any site id.
+/// Absolute URLs under any other base name resources of other servers.
+///
+/// URLs are compared as written, so a reference that spells the public URL differently
+/// (another letter case in the host, an explicit default port) counts as another server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalBases {
+    /// The public URL without a trailing slash; empty when no absolute URL is local.
+    public_url: String,
+}
+
+impl LocalBases {
+    /// Returns the bases of a server reached at `public_url`, such as
+    /// `http://127.0.0.1:8080`.
+    pub fn new(public_url: &str) -> Self {
+        LocalBases {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// Returns bases that make no absolute URL local.
+    pub fn none() -> Self {
+        LocalBases::default()
+    }
+
+    /// Returns the public URL the bases were made from, without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// Returns the part of `url` after one of these bases and its `/`, such as `Patient/1`
+    /// for `{public_url}/fhir/Patient/1`, or `None` when `url` lies under no local base.
+    pub fn strip<'a>(&self, url: &'a str) -> Option<&'a str> {
+        if self.public_url.is_empty() {
+            return None;
+        }
+        let path = url.strip_prefix(self.public_url.as_str())?;
+        if let Some(rest) = path.strip_prefix("/fhir/") {
+            return Some(rest);
+        }
+        let (site, rest) = path.strip_prefix("/sites/")?.split_once('/')?;
+        if site.is_empty() {
+            return None;
+        }
+        rest.strip_prefix("fhir/")
+    }
+
+    /// Returns whether the absolute URL `url` of a reference names a resource of this
+    /// server: it is one of these bases followed by `Type/id`, optionally with
+    /// `/_history/version`.
+    pub fn is_local(&self, url: &str) -> bool {
+        self.strip(url)
+            .is_some_and(|rest| matches!(classify(rest), ReferenceKind::Relative { .. }))
+    }
+}
+
 /// Calls `visit` with every literal reference string in `resource`, contained resources
 /// included.
 pub fn for_each_reference<'a>(resource: &'a Value, visit: &mut impl FnMut(&'a str)) {
@@ -152,6 +209,31 @@ mod tests {
             ReferenceKind::Other
         );
         assert_eq!(classify("Patient/bad id"), ReferenceKind::Other);
+    }
+
+    #[test]
+    fn local_bases_accept_every_site_base() {
+        let bases = LocalBases::new("http://127.0.0.1:8080/");
+        assert!(bases.is_local("http://127.0.0.1:8080/fhir/Patient/1"));
+        assert!(bases.is_local("http://127.0.0.1:8080/fhir/Patient/1/_history/3"));
+        assert!(bases.is_local("http://127.0.0.1:8080/sites/north/fhir/Patient/1"));
+        assert_eq!(
+            bases.strip("http://127.0.0.1:8080/sites/north/fhir/Patient/1"),
+            Some("Patient/1")
+        );
+    }
+
+    #[test]
+    fn local_bases_reject_other_servers() {
+        let bases = LocalBases::new("http://127.0.0.1:8080");
+        assert!(!bases.is_local("http://other.example/fhir/Patient/1"));
+        assert!(!bases.is_local("http://127.0.0.1:80800/fhir/Patient/1"));
+        assert!(!bases.is_local("http://127.0.0.1:8080/other/fhir/Patient/1"));
+        assert!(!bases.is_local("http://127.0.0.1:8080/sites//fhir/Patient/1"));
+        assert!(!bases.is_local("http://127.0.0.1:8080/sites/north/auth/Patient/1"));
+        assert!(!bases.is_local("http://127.0.0.1:8080/fhir/x/Patient/1"));
+        assert!(!bases.is_local("http://127.0.0.1:8080/fhir/Patient"));
+        assert!(!LocalBases::none().is_local("http://127.0.0.1:8080/fhir/Patient/1"));
     }
 
     #[test]

@@ -183,7 +183,7 @@ pub fn check_write(
         )));
     };
     if let Some(resource) = resource
-        && !in_compartment(resource_type, resource, &patient)
+        && !in_compartment(&state.settings, resource_type, resource, &patient)
     {
         return Err(forbidden(format!(
             "the {resource_type} does not belong to the compartment of the patient in context"
@@ -218,8 +218,10 @@ pub(crate) fn confined_patient(visibility: &hearth_cdr::Visibility) -> Option<St
 /// Whether a resource's content places it in `patient`'s compartment and in no other
 /// patient's: a confined caller must not write a resource that another patient's
 /// compartment would then show, such as an Observation whose `performer` names another
-/// patient, or its own Patient `link`ed to another.
+/// patient, or its own Patient `link`ed to another. A reference to `Patient/{patient}` of
+/// another server names neither.
 pub(crate) fn in_compartment(
+    settings: &crate::FhirSettings,
     resource_type: &str,
     resource: &serde_json::Value,
     patient: &str,
@@ -230,7 +232,8 @@ pub(crate) fn in_compartment(
         // Types outside the compartment definition are reference data, visible to all.
         return true;
     }
-    let rows = hearth_fhir_core::index::extract(resource_type, resource);
+    let bases = hearth_fhir_core::reference::LocalBases::new(&settings.public_url);
+    let rows = hearth_fhir_core::index::extract_local(resource_type, resource, &bases);
     let targets: Vec<&str> = rows
         .references
         .iter()

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use hearth_auth_store::AuthProjection;
 use hearth_cdr::RepositoryProjection;
+use hearth_fhir_core::reference::LocalBases;
 use hearth_log::{Log, topics};
 use hearth_projection::{Projection, RunnerOptions};
 
@@ -20,7 +21,8 @@ pub struct ReplayArgs {
     /// The projection to rebuild
     pub projection: ProjectionName,
     /// The settings of `hearth serve`, read the same way so that replay finds the same
-    /// data directory and log; of them, replay uses the data directory and the log.
+    /// data directory and log; of them, replay uses the data directory, the log and the
+    /// public URL (which absolute references the repository indexes as local).
     #[command(flatten, next_help_heading = "Settings shared with hearth serve")]
     pub serve: ServeArgs,
 }
@@ -42,7 +44,8 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     match args.projection {
         ProjectionName::Repository => {
             let path = settings.data_dir.join("repository.db");
-            rebuild(log, RepositoryProjection, topics::RESOURCES, path).await
+            let projection = RepositoryProjection::new(LocalBases::new(&settings.public_url));
+            rebuild(log, projection, topics::RESOURCES, path).await
         }
         ProjectionName::Auth => {
             let path = settings.data_dir.join("auth.db");

@@ -14,6 +14,7 @@ use hearth_auth::{AuthSettings, AuthState};
 use hearth_auth_store::{AuthProjection, AuthStore};
 use hearth_cdr::{Repository, RepositoryProjection};
 use hearth_fhir::{FhirSettings, FhirState};
+use hearth_fhir_core::reference::LocalBases;
 use hearth_log::{Log, topics};
 use hearth_projection::{ProjectionHandle, RunnerOptions};
 use hearth_smart::keys::KeyStore;
@@ -51,7 +52,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let repository_path = settings.data_dir.join("repository.db");
     let repository_projection = hearth_projection::start(
         log.clone(),
-        RepositoryProjection,
+        RepositoryProjection::new(LocalBases::new(&settings.public_url)),
         RunnerOptions::new(topics::RESOURCES, repository_path.clone()),
     )
     .await
@@ -138,6 +139,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         log.clone(),
         &settings.data_dir,
         &settings.bulk,
+        &settings.public_url,
         fhir.repository.clone(),
         repository_projection.clone(),
     )

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use hearth_cdr::search::{ParseOptions, SearchError, ValueContext};
 use hearth_fhir::{FhirError, Principal, SiteContext};
+use hearth_fhir_core::reference::LocalBases;
 use hearth_schemas::{BulkJobKind, BulkJobRequested, ExportLevel};
 use hearth_smart::scope::Interaction;
 use serde_json::Value;
@@ -152,8 +153,9 @@ async fn accept(
     let group = group_id.clone();
     let repository = service.repository.clone();
     let requested_patients = parameters.patients.clone();
+    let bases = service.settings.local_bases.clone();
     let patients = tokio::task::spawn_blocking(move || match group {
-        Some(id) => group_members(&repository, &principal, &id, &requested_patients),
+        Some(id) => group_members(&repository, &principal, &id, &requested_patients, &bases),
         None => Ok(requested_patients),
     })
     .await
@@ -206,7 +208,9 @@ pub(super) fn accepted(base_url: &str, job_id: &str) -> Response {
 
 fn read_parameters(request: &KickOff, handling: Handling) -> Result<ExportParameters, FhirError> {
     let query = request.uri.query().unwrap_or("");
-    ExportParameters::read(query, request.body(), handling).map_err(|e| FhirError::bad_request(e.0))
+    let bases = &request.service.settings.local_bases;
+    ExportParameters::read(query, request.body(), handling, bases)
+        .map_err(|e| FhirError::bad_request(e.0))
 }
 
 /// `includeAssociatedData` values Hearth honours; both add the Provenance resources whose
@@ -481,10 +485,11 @@ fn group_members(
     principal: &Principal,
     id: &str,
     requested: &[String],
+    bases: &LocalBases,
 ) -> Result<Vec<String>, FhirError> {
     let group = read_group(repository, principal, id)?;
     let visibility = |resource_type: &str| visibility_for(principal, resource_type);
-    let members = cohort::members(repository, &group, &visibility).map_err(cohort_error)?;
+    let members = cohort::members(repository, &group, &visibility, bases).map_err(cohort_error)?;
     if requested.is_empty() {
         return Ok(members);
     }

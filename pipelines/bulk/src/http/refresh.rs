@@ -53,10 +53,12 @@ async fn run(
     let repository = service.repository.clone();
     let caller = principal.clone();
     let group_id = id.to_string();
+    let bases = service.settings.local_bases.clone();
     let (group, members) = tokio::task::spawn_blocking(move || {
         let group = read_group(&repository, &caller, &group_id)?;
         let visibility = |resource_type: &str| visibility_for(&caller, resource_type);
-        let members = cohort::members(&repository, &group, &visibility).map_err(cohort_error)?;
+        let members =
+            cohort::members(&repository, &group, &visibility, &bases).map_err(cohort_error)?;
         Ok::<_, FhirError>((group, members))
     })
     .await

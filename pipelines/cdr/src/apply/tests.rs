@@ -4,7 +4,7 @@ use serde_json::json;
 
 fn store() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
-    schema::migrate(&conn).unwrap();
+    schema::migrate(&conn, &LocalBases::none()).unwrap();
     conn
 }
 
@@ -14,7 +14,7 @@ fn apply_event(
     event: &ResourceTransaction,
 ) -> rusqlite::Result<TransactionOutcome> {
     let mut prepared = prepare::prepare_entries(event);
-    super::apply_event(conn, event, &mut prepared)
+    super::apply_event(conn, event, &mut prepared, &LocalBases::none())
 }
 
 fn operation(
@@ -571,8 +571,10 @@ fn prepared_and_unprepared_paths_agree() {
     for event in mixed_events() {
         let mut prepared = prepare::prepare_entries(&event);
         let mut none: Vec<Option<PreparedEntry>> = event.entries.iter().map(|_| None).collect();
-        let with_prepared = super::apply_event(&prepared_store, &event, &mut prepared).unwrap();
-        let without = super::apply_event(&unprepared_store, &event, &mut none).unwrap();
+        let bases = LocalBases::none();
+        let with_prepared =
+            super::apply_event(&prepared_store, &event, &mut prepared, &bases).unwrap();
+        let without = super::apply_event(&unprepared_store, &event, &mut none, &bases).unwrap();
         assert_eq!(
             with_prepared, without,
             "outcomes of event {}",

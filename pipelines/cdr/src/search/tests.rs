@@ -1,6 +1,7 @@
 //! Tests of search: parsing (with property tests), and every parameter type, modifier,
 //! chain, include, sort and paging form run against a small repository.
 
+use hearth_fhir_core::reference::LocalBases;
 use hearth_schemas::{ResourceAction, ResourceOperation, ResourceTransaction, TransactionKind};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -56,6 +57,13 @@ fn quantity(value: f64, unit: &str) -> Value {
     json!({"value": value, "unit": unit, "system": UCUM, "code": unit})
 }
 
+/// A Procedure whose subject is `subject`, for the references that name Patient `p4`
+/// relative to this server's base `http://h/fhir`, or to another server's.
+fn procedure(id: &str, subject: &str) -> Value {
+    json!({"resourceType": "Procedure", "id": id, "status": "completed",
+           "subject": {"reference": subject}})
+}
+
 /// The resources every repository test searches.
 fn resources() -> Vec<Value> {
     let mut o1 = observation(
@@ -107,6 +115,9 @@ fn resources() -> Vec<Value> {
         json!({"resourceType": "RiskAssessment", "id": "r1", "status": "final",
                "subject": {"reference": "Patient/p1"},
                "prediction": [{"probabilityDecimal": 0.8}]}),
+        procedure("pr-foreign", "http://other.example/fhir/Patient/p4"),
+        procedure("pr-local", "http://h/fhir/Patient/p4"),
+        procedure("pr-site", "http://h/sites/north/fhir/Patient/p4/_history/1"),
     ]
 }
 
@@ -120,7 +131,8 @@ fn store() -> Store {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cdr.sqlite");
     let conn = hearth_projection::open_connection(&path).unwrap();
-    schema::migrate(&conn).unwrap();
+    let bases = LocalBases::new("http://h");
+    schema::migrate(&conn, &bases).unwrap();
     let entries = resources()
         .into_iter()
         .map(|resource| ResourceOperation {
@@ -145,7 +157,7 @@ fn store() -> Store {
         request_id: None,
     };
     let mut prepared = crate::prepare::prepare_entries(&event);
-    let outcome = crate::apply::apply_event(&conn, &event, &mut prepared).unwrap();
+    let outcome = crate::apply::apply_event(&conn, &event, &mut prepared, &bases).unwrap();
     assert!(
         matches!(outcome, crate::TransactionOutcome::Applied(_)),
         "the fixture does not apply: {outcome:?}"
@@ -511,6 +523,58 @@ fn compartment_and_visibility() {
     };
     let page = store.repository.search_page(&parsed, &hidden, 100).unwrap();
     assert!(page.included.is_empty());
+}
+
+#[test]
+fn foreign_references_are_not_local() {
+    let store = store();
+    let local = ["pr-local", "pr-site"];
+    assert_eq!(store.ids("Procedure", "subject=Patient/p4"), local);
+    assert_eq!(store.ids("Procedure", "patient=p4"), local);
+    assert_eq!(
+        store.ids("Procedure", "subject=http://other.example/fhir/Patient/p4"),
+        ["pr-foreign"]
+    );
+    assert_eq!(
+        store.ids("Procedure", "subject:Patient.family=o%27brien"),
+        local
+    );
+    assert!(
+        store
+            .ids("Patient", "_has:Procedure:subject:_id=pr-foreign")
+            .is_empty()
+    );
+    assert_eq!(
+        store.ids("Patient", "_has:Procedure:subject:_id=pr-site"),
+        ["p4"]
+    );
+
+    let in_p4 = SearchAccess {
+        compartment: Some("p4"),
+        ..ALL
+    };
+    assert_eq!(store.ids_with("Procedure", "", &in_p4), local);
+
+    let (_, included) =
+        store.with_included("Procedure", "_id=pr-foreign&_include=Procedure:subject");
+    assert!(included.is_empty(), "included {included:?}");
+    let (_, included) = store.with_included("Procedure", "_id=pr-local&_include=Procedure:subject");
+    assert_eq!(included, ["p4"]);
+    let (_, included) = store.with_included("Patient", "_id=p4&_revinclude=Procedure:subject");
+    assert_eq!(included, local);
+
+    let request = EverythingRequest {
+        patient: "p4",
+        since: None,
+        types: None,
+    };
+    let page = store
+        .repository
+        .everything_page(&request, &everything, 100, None)
+        .unwrap();
+    let mut found = ids(&page.resources);
+    found.sort();
+    assert_eq!(found, ["p4", "pr-local", "pr-site"]);
 }
 
 #[test]

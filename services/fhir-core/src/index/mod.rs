@@ -23,6 +23,7 @@ use std::hash::Hash;
 use serde_json::Value;
 
 use crate::fhirpath::Node;
+use crate::reference::LocalBases;
 use crate::resource_types;
 use crate::search_params::{self, ParamType, SearchParam};
 
@@ -32,11 +33,23 @@ pub use rows::{
 };
 pub use strings::normalize;
 
+/// Extracts the index rows of `resource`, a resource of type `resource_type`, with the
+/// target type and id of absolute references filled in only for this server's `bases`.
+pub fn extract_local(resource_type: &str, resource: &Value, bases: &LocalBases) -> IndexRows {
+    let mut rows = extract(resource_type, resource);
+    rows.drop_foreign_targets(bases);
+    rows
+}
+
 /// Extracts the index rows of `resource`, a resource of type `resource_type`.
 ///
 /// Parameters are those of [`search_params::for_type`]; a type that is not an R4 resource
 /// type yields no rows. `resource_type` decides which parameters apply, whatever the
 /// resource's own `resourceType` contains.
+///
+/// The reference rows of absolute URLs ending in `Type/id` carry that type and id whatever
+/// server the URL names. Use [`extract_local`], or [`IndexRows::drop_foreign_targets`]
+/// on the result, before treating them as resources of this server.
 pub fn extract(resource_type: &str, resource: &Value) -> IndexRows {
     let mut rows = IndexRows::default();
     let Some(type_name) = resource_types::lookup(resource_type) else {

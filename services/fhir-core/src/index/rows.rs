@@ -8,6 +8,7 @@ use std::hash::{Hash, Hasher};
 
 use serde::Serialize;
 
+use crate::reference::LocalBases;
 use crate::search_params::ParamType;
 
 /// Every index row of one resource.
@@ -42,6 +43,24 @@ impl IndexRows {
     /// Returns whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Clears the target id of every reference row whose absolute URL lies outside
+    /// `bases`, so that only relative references and URLs of this server name a local
+    /// resource. The URL and the target type stay, so such a reference still matches a
+    /// search by its URL.
+    pub fn drop_foreign_targets(&mut self, bases: &LocalBases) {
+        for row in &mut self.references {
+            row.drop_foreign_target(bases);
+        }
+        for composite in &mut self.composites {
+            for part in &mut composite.components {
+                if let CompositePart::Reference(rows) = part {
+                    rows.iter_mut()
+                        .for_each(|row| row.drop_foreign_target(bases));
+                }
+            }
+        }
     }
 }
 
@@ -91,6 +110,17 @@ pub struct ReferenceRow {
     /// Reference.identifier, for `:identifier`.
     pub identifier_system: Option<String>,
     pub identifier_value: Option<String>,
+}
+
+impl ReferenceRow {
+    /// Clears `target_id` when the row has both a target and a URL that is not under one
+    /// of `bases`. URNs and relative references are left as they are.
+    pub fn drop_foreign_target(&mut self, bases: &LocalBases) {
+        let foreign = self.url.as_deref().is_some_and(|url| !bases.is_local(url));
+        if foreign && self.target_id.is_some() {
+            self.target_id = None;
+        }
+    }
 }
 
 /// A date parameter value as an inclusive range of microseconds since the Unix epoch;

@@ -457,6 +457,56 @@ fn canonical_references() {
 }
 
 #[test]
+fn foreign_absolute_references_name_no_local_target() {
+    let bases = LocalBases::new("http://hearth.example");
+    let observation = json!({
+        "resourceType": "Observation",
+        "subject": {"reference": "http://other.example/fhir/Patient/p1"},
+        "performer": [
+            {"reference": "http://hearth.example/fhir/Practitioner/d1"},
+            {"reference": "http://hearth.example/sites/north/fhir/Organization/o1/_history/2"},
+            {"reference": "Practitioner/d2"}
+        ]
+    });
+    let rows = extract_local("Observation", &observation, &bases);
+
+    let subject = references(&rows, "subject");
+    assert_eq!(subject.len(), 1);
+    assert_eq!(subject[0].target_id, None);
+    assert_eq!(subject[0].target_type.as_deref(), Some("Patient"));
+    assert_eq!(
+        subject[0].url.as_deref(),
+        Some("http://other.example/fhir/Patient/p1")
+    );
+
+    let performers = references(&rows, "performer");
+    let targets: Vec<_> = performers
+        .iter()
+        .map(|row| (row.target_type.as_deref(), row.target_id.as_deref()))
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            (Some("Practitioner"), Some("d1")),
+            (Some("Organization"), Some("o1")),
+            (Some("Practitioner"), Some("d2")),
+        ]
+    );
+}
+
+#[test]
+fn foreign_canonical_names_no_local_target() {
+    let response = json!({
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": "http://forms.example/Questionnaire/phq9|1.2"
+    });
+    let rows = extract_local("QuestionnaireResponse", &response, &LocalBases::none());
+    let questionnaire = references(&rows, "questionnaire");
+    assert_eq!(questionnaire[0].target_id, None);
+    assert_eq!(questionnaire[0].version.as_deref(), Some("1.2"));
+}
+
+#[test]
 fn inline_resource_reference() {
     let bundle = json!({
         "resourceType": "Bundle",
