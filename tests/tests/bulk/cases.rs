@@ -47,21 +47,71 @@ fn type_and_type_filter_are_honoured() {
         ["Patient/f1", "Patient/o1"]
     );
 
-    // An unsupported filter is rejected under strict handling and reported otherwise.
-    let strict = client.kick_off_with(
-        "Group/g1/$export?_type=Patient&_typeFilter=Patient%3Fno-such-param%3Dx",
-        &[("prefer", "handling=strict")],
-    );
+    // An unsupported filter is rejected unless the client asks for lenient handling.
+    let unsupported = "Group/g1/$export?_type=Patient&_typeFilter=Patient%3Fno-such-param%3Dx";
+    let strict = client.kick_off_with(unsupported, &[("prefer", "handling=strict")]);
     assert_outcome(&strict, 400);
-    let lenient =
-        client.export("Group/g1/$export?_type=Patient&_typeFilter=Patient%3Fno-such-param%3Dx");
-    let errors = client.lines_of(&lenient, "error");
-    assert!(
-        errors
-            .iter()
-            .any(|(_, e)| e.to_string().contains("no-such-param")),
-        "the ignored filter is not reported: {errors:?}"
+    let message = assert_outcome(&client.kick_off(unsupported), 400);
+    assert!(message.contains("no-such-param"), "{message}");
+}
+
+#[test]
+fn lenient_type_filter_never_widens() {
+    let hearth = Hearth::start();
+    hearth.put(&patient("f1", "female"));
+    hearth.put(&patient("m1", "male"));
+    hearth.put(&observation("f1-obs", "f1", "2345-7", 100.0));
+    hearth.put(&group("g1", &["f1", "m1"]));
+    let client = hearth.client();
+    let lenient = [("prefer", "handling=lenient")];
+    let export = |path: &str| {
+        let reply = client.kick_off_with(path, &lenient);
+        client.wait(&client.status_url(&reply))
+    };
+    let reported = |manifest: &Value, text: &str| {
+        let errors = client.lines_of(manifest, "error");
+        errors.iter().any(|(_, e)| e.to_string().contains(text))
+    };
+
+    // The supported query of Patient still applies, so only f1 is exported.
+    let manifest = export(
+        "Group/g1/$export?_type=Patient&_typeFilter=Patient%3Fgender%3Dfemale\
+         &_typeFilter=Patient%3Fno-such-param%3Dx",
     );
+    assert_eq!(keys(&client.lines_of(&manifest, "output")), ["Patient/f1"]);
+    assert!(
+        reported(&manifest, "no-such-param"),
+        "the query is not reported"
+    );
+
+    // With no query of Patient left, no Patient is exported rather than every one.
+    let manifest = export(
+        "Group/g1/$export?_type=Patient,Observation&_typeFilter=Patient%3Fno-such-param%3Dx",
+    );
+    assert_eq!(
+        keys(&client.lines_of(&manifest, "output")),
+        ["Observation/f1-obs"]
+    );
+    assert!(reported(&manifest, "no Patient was exported"));
+
+    // The same without _type: every other type is still exported.
+    let manifest = export("Group/g1/$export?_typeFilter=Patient%3Fno-such-param%3Dx");
+    let exported = keys(&client.lines_of(&manifest, "output"));
+    assert!(
+        exported.contains(&"Observation/f1-obs".to_string()),
+        "{exported:?}"
+    );
+    assert!(
+        exported.iter().all(|key| !key.starts_with("Patient/")),
+        "{exported:?}"
+    );
+
+    // A query of the only exported type that cannot be applied leaves nothing to export.
+    let reply = client.kick_off_with(
+        "Group/g1/$export?_type=Patient&_typeFilter=Patient%3Fno-such-param%3Dx",
+        &lenient,
+    );
+    assert_outcome(&reply, 400);
 }
 
 /// The files of a job in the local store, by the job id in its status URL.

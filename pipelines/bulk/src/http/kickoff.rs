@@ -295,16 +295,120 @@ fn check_parameters(
     }
     parameters.types = types;
     check_elements(handling, parameters)?;
+    check_type_filters(request, level, handling, parameters)
+}
 
-    let mut filters = Vec::new();
+/// Checks the `_typeFilter` queries. The Bulk Data IG (v2.0.0) asks a server that cannot
+/// run a query to return an error, and allows it to go on only when the client sent
+/// `Prefer: handling=lenient`. Then the query is left out and reported in the error file.
+/// Leaving out one of several queries of a type narrows that type's export, because the
+/// queries are OR'd. Leaving out the only ones would widen it to every resource of the type,
+/// so that type is not exported at all.
+fn check_type_filters(
+    request: &KickOff,
+    level: ExportLevel,
+    handling: Handling,
+    parameters: &mut ExportParameters,
+) -> Result<(), FhirError> {
+    let invalid = |e: crate::request::ParameterError| FhirError::bad_request(e.0);
+    let lenient = handling == Handling::Lenient && lenient_requested(&request.headers);
+    let mut kept = Vec::new();
+    let mut left_out = Vec::new();
     for filter in std::mem::take(&mut parameters.type_filters) {
         match check_type_filter(request, parameters, &filter)? {
-            Ok(()) => filters.push(filter),
-            Err(message) => parameters.unsupported(handling, message).map_err(invalid)?,
+            FilterCheck::Supported => kept.push(filter),
+            FilterCheck::OtherType(message) => {
+                parameters.unsupported(handling, message).map_err(invalid)?;
+            }
+            FilterCheck::Unsupported(message) if lenient => {
+                parameters.ignored.push(message);
+                left_out.push(filter);
+            }
+            FilterCheck::Unsupported(message) => {
+                return Err(FhirError::bad_request(format!(
+                    "{message}. Remove it, or send Prefer: handling=lenient to export without it"
+                )));
+            }
         }
     }
-    parameters.type_filters = filters;
+    parameters.type_filters = kept;
+
+    let mut unfiltered: Vec<String> = Vec::new();
+    for filter in &left_out {
+        let resource_type = filter.split_once('?').map_or("", |(t, _)| t).to_string();
+        let still_filtered = parameters.type_filters.iter().any(|kept| {
+            kept.split_once('?')
+                .is_some_and(|(t, _)| t == resource_type)
+        });
+        if !still_filtered && !unfiltered.contains(&resource_type) {
+            unfiltered.push(resource_type);
+        }
+    }
+    if unfiltered.is_empty() {
+        return Ok(());
+    }
+    leave_out_types(request, level, parameters, &unfiltered)
+}
+
+/// Removes `resource_types`, whose every `_typeFilter` query was left out, from the export
+/// and reports each. An export without `_type` gets the list of every type it may contain
+/// first, so that leaving some out cannot widen it to every type.
+fn leave_out_types(
+    request: &KickOff,
+    level: ExportLevel,
+    parameters: &mut ExportParameters,
+    resource_types: &[String],
+) -> Result<(), FhirError> {
+    if parameters.types.is_empty() {
+        parameters.types = hearth_fhir_core::resource_types::all()
+            .iter()
+            .filter(|t| level == ExportLevel::System || in_patient_compartment(t))
+            .filter(|t| visibility_for(&request.principal, t).is_some())
+            .cloned()
+            .collect();
+    }
+    for resource_type in resource_types {
+        parameters.types.retain(|t| t != resource_type);
+        // Provenance that `includeAssociatedData` adds would otherwise go unfiltered.
+        if resource_type == "Provenance" && !parameters.include_associated_data.is_empty() {
+            parameters.include_associated_data.clear();
+            parameters.ignored.push(
+                "includeAssociatedData was not applied, because no _typeFilter query of Provenance could be applied".to_string(),
+            );
+        }
+        parameters.ignored.push(format!(
+            "no {resource_type} was exported, because none of its _typeFilter queries could be applied"
+        ));
+    }
+    if parameters.types.is_empty() {
+        return Err(FhirError::bad_request(format!(
+            "no resource type is left to export: {}",
+            parameters.ignored.join("; ")
+        )));
+    }
     Ok(())
+}
+
+/// Whether the kick-off sent `Prefer: handling=lenient` itself, which lenient handling
+/// without a preference does not count as.
+fn lenient_requested(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split([',', ';']))
+        .any(|token| token.trim().eq_ignore_ascii_case("handling=lenient"))
+}
+
+/// What [`check_type_filter`] found of one `_typeFilter` query that is well formed.
+enum FilterCheck {
+    /// The search engine can run it.
+    Supported,
+    /// It is for a type that `_type` leaves out, so it changes nothing.
+    OtherType(String),
+    /// It uses a parameter, modifier or value that search does not support, or one that
+    /// only shapes results.
+    Unsupported(String),
 }
 
 /// Checks `_elements`: each entry is an element name or `Type.element`, and only NDJSON
@@ -400,14 +504,13 @@ fn check_organize_output_by(
 }
 
 /// Checks one `_typeFilter` query with the search engine's parser under strict handling:
-/// its type, and parameters, modifiers or values that search does not support. `Ok(Err)`
-/// is a filter Hearth cannot run (rejected under strict handling, left out otherwise);
-/// `Err` is a malformed value, rejected under any handling as a search would be.
+/// its type, and parameters, modifiers or values that search does not support. `Err` is a
+/// malformed value, rejected under any handling as a search would be.
 fn check_type_filter(
     request: &KickOff,
     parameters: &ExportParameters,
     filter: &str,
-) -> Result<Result<(), String>, FhirError> {
+) -> Result<FilterCheck, FhirError> {
     let Some((resource_type, query)) = filter.split_once('?') else {
         return Err(FhirError::bad_request(format!(
             "_typeFilter '{filter}' is not of the form Type?query"
@@ -430,7 +533,7 @@ fn check_type_filter(
         && !associated
         && !parameters.types.iter().any(|t| t == resource_type)
     {
-        return Ok(Err(format!(
+        return Ok(FilterCheck::OtherType(format!(
             "_typeFilter '{filter}' is for {resource_type}, which _type does not include"
         )));
     }
@@ -445,7 +548,7 @@ fn check_type_filter(
     let parsed = match hearth_cdr::search::parse(resource_type, &pairs, &options) {
         Ok(parsed) => parsed,
         Err(SearchError::Unsupported(reason)) => {
-            return Ok(Err(format!(
+            return Ok(FilterCheck::Unsupported(format!(
                 "_typeFilter '{filter}' is not supported: {reason}"
             )));
         }
@@ -456,16 +559,16 @@ fn check_type_filter(
         }
     };
     if crate::request::shapes_results(&parsed) {
-        return Ok(Err(format!(
+        return Ok(FilterCheck::Unsupported(format!(
             "_typeFilter '{filter}' uses a parameter that only shapes search results (such as _sort, _include or _count) and cannot filter an export"
         )));
     }
     if parsed.filters.is_empty() {
-        return Ok(Err(format!(
+        return Ok(FilterCheck::Unsupported(format!(
             "_typeFilter '{filter}' has no search parameters"
         )));
     }
-    Ok(Ok(()))
+    Ok(FilterCheck::Supported)
 }
 
 /// Returns whether `query` has a percent sign that does not start a `%XX` escape.
