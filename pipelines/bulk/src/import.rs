@@ -306,7 +306,11 @@ async fn open(service: &BulkService, url: &str) -> Result<BoxStream<'static, Res
             service.files.location()
         ))
     })?;
-    let result = service.files.get_relative(&relative).await?;
+    let resolved = service
+        .files
+        .resolve_inside(&relative)
+        .map_err(Error::Import)?;
+    let result = service.files.get_relative(&resolved).await?;
     let stream = result
         .into_stream()
         .map(|chunk| chunk.map_err(|e| Error::Storage(format!("reading failed: {e}"))));

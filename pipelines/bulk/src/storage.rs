@@ -4,7 +4,7 @@
 //! and one delete per object.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
@@ -26,6 +26,9 @@ pub struct FileStore {
     prefix: StorePath,
     /// Where the files are, for logs: a directory or the store URL.
     location: String,
+    /// The absolute directory of a local store, whose job directories are removed with
+    /// their files; `None` for other stores, which have no directories.
+    local_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for FileStore {
@@ -59,6 +62,7 @@ impl FileStore {
             store: Arc::new(store),
             prefix: StorePath::default(),
             location: dir.display().to_string(),
+            local_dir: Some(dir.clone()),
         })
     }
 
@@ -74,6 +78,7 @@ impl FileStore {
             store: Arc::from(store),
             prefix,
             location: url.to_string(),
+            local_dir: None,
         })
     }
 
@@ -83,6 +88,7 @@ impl FileStore {
             store,
             prefix: StorePath::default(),
             location: location.to_string(),
+            local_dir: None,
         }
     }
 
@@ -153,6 +159,50 @@ impl FileStore {
         (!parts.is_empty()).then(|| parts.join("/"))
     }
 
+    /// Resolves `location`, relative to a local store's directory, through every symbolic
+    /// link in it and returns the file's location relative to that directory again, so a
+    /// link inside the store cannot make `$import` read a file outside it. Fails when the
+    /// file does not exist or resolves outside the store. Other stores have no links, so
+    /// their locations are returned as they are.
+    // NOTE: a link swapped in between this check and the read is not caught; only
+    // someone who can write inside the store could do that.
+    pub fn resolve_inside(&self, location: &str) -> std::result::Result<String, String> {
+        let Some(root) = &self.local_dir else {
+            return Ok(location.to_string());
+        };
+        let path = root.join(location);
+        let resolved = path.canonicalize().map_err(|e| {
+            format!("the file '{location}' in the bulk store cannot be opened: {e}")
+        })?;
+        let outside = || {
+            format!(
+                "the file '{location}' resolves to a path outside the bulk store at {} through a symbolic link",
+                self.location
+            )
+        };
+        let rest = resolved.strip_prefix(root).map_err(|_| outside())?;
+        let mut parts = Vec::new();
+        for component in rest.components() {
+            match component {
+                std::path::Component::Normal(part) => match part.to_str() {
+                    Some(part) => parts.push(part),
+                    None => {
+                        return Err(format!(
+                            "the file '{location}' has a name that is not UTF-8"
+                        ));
+                    }
+                },
+                _ => return Err(outside()),
+            }
+        }
+        if parts.is_empty() || !resolved.is_file() {
+            return Err(format!(
+                "the location '{location}' in the bulk store is not a file"
+            ));
+        }
+        Ok(parts.join("/"))
+    }
+
     /// Reads a file at a location relative to the store's prefix, for `$import` sources.
     pub async fn get_relative(&self, location: &str) -> Result<GetResult> {
         let mut path = self.prefix.clone();
@@ -165,7 +215,8 @@ impl FileStore {
             .map_err(|e| storage_error("read", &path, e))
     }
 
-    /// Deletes every file of a job and returns how many there were.
+    /// Deletes every file of a job and returns how many there were. In a local store the
+    /// job's emptied directory goes too.
     pub async fn delete_job(&self, job_id: &str) -> Result<usize> {
         let prefix = self.prefix.clone().join(job_id);
         let locations: Vec<StorePath> = self
@@ -190,7 +241,42 @@ impl FileStore {
         while let Some(result) = deletions.next().await {
             result?;
         }
+        self.remove_job_dir(job_id)?;
         Ok(count)
+    }
+
+    /// Removes the directory `<store>/<job id>` of a local store when it is empty. Nothing
+    /// else is touched: not a job id that is not one plain path segment, not a directory
+    /// that still holds something, and not what a symbolic link in its place points to
+    /// (`remove_dir` does not follow links).
+    fn remove_job_dir(&self, job_id: &str) -> Result<()> {
+        let Some(root) = &self.local_dir else {
+            return Ok(());
+        };
+        let plain_segment =
+            !job_id.is_empty() && job_id != "." && job_id != ".." && !job_id.contains(['/', '\\']);
+        if !plain_segment {
+            return Ok(());
+        }
+        let dir = root.join(job_id);
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                tracing::warn!(job_id, dir = %dir.display(), "the job's path is not a directory; it stays");
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                // A file the job was still finishing landed after the listing; the worker
+                // deletes the job's files again when the job stops.
+                tracing::warn!(job_id, dir = %dir.display(), "the job directory is not empty yet; it stays");
+                Ok(())
+            }
+            Err(e) => Err(Error::Storage(format!(
+                "cannot remove the directory {}: {e}",
+                dir.display()
+            ))),
+        }
     }
 }
 
@@ -225,5 +311,81 @@ mod tests {
         let escaping = format!("file://{absolute}/../x.ndjson");
         assert_eq!(store.relative_location(&escaping), None);
         assert_eq!(store.relative_location(&format!("file://{absolute}")), None);
+        let localhost = format!("file://localhost{absolute}/imp/a.ndjson");
+        assert_eq!(
+            store.relative_location(&localhost).as_deref(),
+            Some("imp/a.ndjson")
+        );
+    }
+
+    #[test]
+    fn links_out_of_the_store_do_not_resolve() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.ndjson"), "{}\n").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let store = FileStore::local(root.path()).unwrap();
+        let base = root.path().canonicalize().unwrap();
+        std::fs::create_dir(base.join("imp")).unwrap();
+        std::fs::write(base.join("imp/a.ndjson"), "{}\n").unwrap();
+        let link = |target: &Path, name: &str| {
+            std::os::unix::fs::symlink(target, base.join("imp").join(name)).unwrap();
+        };
+        link(&outside.path().join("secret.ndjson"), "to-file.ndjson");
+        link(outside.path(), "to-dir");
+        link(&base.join("imp/a.ndjson"), "inside.ndjson");
+
+        assert_eq!(
+            store.resolve_inside("imp/a.ndjson").unwrap(),
+            "imp/a.ndjson"
+        );
+        assert_eq!(
+            store.resolve_inside("imp/inside.ndjson").unwrap(),
+            "imp/a.ndjson"
+        );
+        let through_file = store.resolve_inside("imp/to-file.ndjson").unwrap_err();
+        assert!(through_file.contains("outside"), "{through_file}");
+        let through_dir = store
+            .resolve_inside("imp/to-dir/secret.ndjson")
+            .unwrap_err();
+        assert!(through_dir.contains("outside"), "{through_dir}");
+        assert!(store.resolve_inside("imp/missing.ndjson").is_err());
+        assert!(
+            store.resolve_inside("imp").is_err(),
+            "a directory is not a file"
+        );
+    }
+
+    #[tokio::test]
+    async fn deleting_a_job_removes_only_its_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let store = FileStore::local(root.path()).unwrap();
+        let base = root.path().canonicalize().unwrap();
+        store
+            .put("job-a", "Patient-1.ndjson", b"{}\n".to_vec())
+            .await
+            .unwrap();
+        store
+            .put("job-a", "Observation-1.ndjson", b"{}\n".to_vec())
+            .await
+            .unwrap();
+        store
+            .put("job-b", "Patient-1.ndjson", b"{}\n".to_vec())
+            .await
+            .unwrap();
+        std::fs::create_dir(base.join("empty-other")).unwrap();
+        std::fs::write(base.join("unrelated.txt"), "keep").unwrap();
+
+        assert_eq!(store.delete_job("job-a").await.unwrap(), 2);
+        assert!(!base.join("job-a").exists(), "the job directory stays");
+        assert!(base.join("job-b/Patient-1.ndjson").exists());
+        assert!(base.join("empty-other").is_dir());
+        assert!(base.join("unrelated.txt").is_file());
+        assert!(base.is_dir(), "the store directory itself must stay");
+
+        // A job with no files left, or an id that is not one path segment, removes nothing.
+        assert_eq!(store.delete_job("job-a").await.unwrap(), 0);
+        assert_eq!(store.delete_job("..").await.unwrap(), 0);
+        assert!(base.is_dir());
+        assert!(base.join("job-b").is_dir());
     }
 }

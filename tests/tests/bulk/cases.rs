@@ -114,17 +114,27 @@ fn lenient_type_filter_never_widens() {
     assert_outcome(&reply, 400);
 }
 
+/// The directory of a job in the local store, by the job id in its status URL.
+fn job_dir(hearth: &Hearth, status_url: &str) -> std::path::PathBuf {
+    let job_id = status_url.rsplit('/').next().expect("a job id");
+    hearth.server.data_dir.path().join("bulk").join(job_id)
+}
+
 /// The files of a job in the local store, by the job id in its status URL.
 pub fn stored_files(hearth: &Hearth, status_url: &str) -> usize {
-    let job_id = status_url.rsplit('/').next().expect("a job id");
-    let dir = hearth.server.data_dir.path().join("bulk").join(job_id);
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(job_dir(hearth, status_url))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[test]
 fn cancel_means_gone() {
     let hearth = Hearth::start_configured(SLOW);
     let client = hearth.client();
+    // Deleting a job's files must leave everything else in the store alone.
+    let store = hearth.server.data_dir.path().join("bulk");
+    std::fs::create_dir_all(store.join("other")).expect("a directory in the store");
+    std::fs::write(store.join("other/keep.ndjson"), "{}\n").expect("a file in the store");
 
     let status = client.status_url(&client.kick_off("$export"));
     // Wait until the job has finished at least one file, so there is something to delete.
@@ -157,6 +167,12 @@ fn cancel_means_gone() {
         0,
         "files remain after cancel"
     );
+    let cancelled_dir = job_dir(&hearth, &status);
+    assert!(
+        !cancelled_dir.exists(),
+        "{} remains",
+        cancelled_dir.display()
+    );
 
     // DELETE on a completed job removes its files too.
     let status = client.status_url(&client.kick_off("$export?_type=Patient"));
@@ -172,6 +188,12 @@ fn cancel_means_gone() {
         stored_files(&hearth, &status),
         0,
         "files remain after DELETE"
+    );
+    let deleted_dir = job_dir(&hearth, &status);
+    assert!(!deleted_dir.exists(), "{} remains", deleted_dir.display());
+    assert!(
+        store.join("other/keep.ndjson").is_file(),
+        "another file was deleted"
     );
 }
 

@@ -146,6 +146,56 @@ fn import_from_store_reports_bad_lines() {
 }
 
 #[test]
+fn import_rejects_links_out_of_the_store() {
+    let hearth = Hearth::start();
+    let outside = tempfile::tempdir().expect("a directory outside the store");
+    let secret = outside.path().join("Patient.ndjson");
+    std::fs::write(&secret, ndjson(&[patient("outside1", "male")])).expect("the outside file");
+    let dir = hearth.server.data_dir.path().join("bulk").join("links");
+    std::fs::create_dir_all(&dir).expect("an import directory");
+    std::os::unix::fs::symlink(&secret, dir.join("Patient.ndjson")).expect("a file link");
+    std::os::unix::fs::symlink(outside.path(), dir.join("out")).expect("a directory link");
+    let dir = dir.canonicalize().expect("the import directory resolves");
+    let writer = hearth.writer();
+
+    for url in [
+        format!("file://{}/Patient.ndjson", dir.display()),
+        format!("file://localhost{}/Patient.ndjson", dir.display()),
+        format!("file://{}/out/Patient.ndjson", dir.display()),
+    ] {
+        let reply = kick_off_import(&writer, &import_body(&[("Patient", &url)]));
+        let message = assert_outcome(&reply, 400);
+        assert!(
+            message.contains("outside the bulk store"),
+            "{url}: {message}"
+        );
+    }
+    let missing = format!("file://{}/Missing.ndjson", dir.display());
+    assert_outcome(
+        &kick_off_import(&writer, &import_body(&[("Patient", &missing)])),
+        400,
+    );
+    assert_eq!(writer.get("Patient/outside1").status, 404);
+
+    // A link that stays inside the store is followed.
+    std::fs::write(
+        dir.join("real.ndjson"),
+        ndjson(&[patient("inside1", "female")]),
+    )
+    .expect("the inside file");
+    std::os::unix::fs::symlink(dir.join("real.ndjson"), dir.join("inside.ndjson"))
+        .expect("an inside link");
+    let url = format!("file://localhost{}/inside.ndjson", dir.display());
+    let status = writer.status_url(&kick_off_import(
+        &writer,
+        &import_body(&[("Patient", &url)]),
+    ));
+    let manifest = writer.wait(&status);
+    assert_eq!(manifest["output"][0]["count"], 1, "{manifest}");
+    assert_eq!(writer.get("Patient/inside1").status, 200);
+}
+
+#[test]
 fn import_needs_write_scopes() {
     let hearth = Hearth::start();
     let reader = hearth.client();

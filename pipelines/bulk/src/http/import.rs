@@ -141,12 +141,16 @@ fn check_source(service: &BulkService, url: &str) -> Result<(), FhirError> {
             .check(&parsed)
             .map_err(FhirError::bad_request);
     }
-    if service.files.relative_location(url).is_none() {
+    let Some(relative) = service.files.relative_location(url) else {
         return Err(FhirError::bad_request(format!(
             "the input URL '{url}' is neither http(s) nor inside the bulk store at {}",
             service.files.location()
         )));
-    }
+    };
+    service
+        .files
+        .resolve_inside(&relative)
+        .map_err(|reason| FhirError::bad_request(format!("the input URL '{url}': {reason}")))?;
     Ok(())
 }
 
