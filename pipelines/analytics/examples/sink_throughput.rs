@@ -1,12 +1,16 @@
 //! Measures the analytics sink and the report queries against a real ClickHouse.
 //!
 //! ```text
-//! cargo run --release -p hearth-analytics --example sink_throughput -- URL [EVENTS] [BATCH] [REPORTS]
+//! cargo run --release -p hearth-analytics --example sink_throughput -- URL [EVENTS] [BATCH] [REPORTS] [ORDER]
 //! ```
 //!
 //! 1. Appends `EVENTS` ApiCall events (default 1,000,000; over 30 days, 20 sites, 50 apps,
 //!    4 interactions, 50,000 users and 200,000 patients) to a fresh embedded log in a
-//!    temporary directory and runs the sink until it has written all of them into the
+//!    temporary directory. With `ORDER` `spread` (the default), event `i` happens at
+//!    `7 * i` seconds modulo 30 days, so a batch of 100,000 events covers about 8 days
+//!    and the month repeats every 370,000 events. With `time`, the events are in time
+//!    order over the month, as a live log is, so a batch covers a few hours. Then it
+//!    runs the sink until it has written all of them into the
 //!    database `bench_analytics` at `URL`, with batches of `BATCH` records (default
 //!    100,000). Prints events/s from the log into ClickHouse, and the CPU time per event
 //!    of the sink and, when `HEARTH_BENCH_CLICKHOUSE_PID` names the server's process, of
@@ -47,10 +51,15 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let url = args
         .get(1)
-        .expect("usage: sink_throughput URL [EVENTS] [BATCH] [REPORTS]");
+        .expect("usage: sink_throughput URL [EVENTS] [BATCH] [REPORTS] [ORDER]");
     let events = argument(&args, 2, 1_000_000);
     let batch = argument(&args, 3, 100_000);
     let reports = argument(&args, 4, 1);
+    let order = match args.get(5).map(String::as_str) {
+        None | Some("spread") => Order::Spread,
+        Some("time") => Order::Time,
+        Some(other) => panic!("ORDER must be spread or time, not {other:?}"),
+    };
 
     let mut config = ClickHouseConfig::new(url).expect("a valid ClickHouse URL");
     config.database = "bench_analytics".to_string();
@@ -61,15 +70,29 @@ async fn main() {
         .expect("apply the migrations");
 
     if events > 0 {
-        measure_sink(&client, events, batch).await;
+        measure_sink(&client, events, batch, order).await;
     }
     if events > 0 && reports != 0 {
         measure_queries(&client).await;
     }
 }
 
-fn event(index: usize) -> ApiCall {
-    let seconds = START_SECONDS + (index as i64 * 7) % (DAYS * 86_400);
+/// Order of the events' times in the log.
+#[derive(Debug, Clone, Copy)]
+enum Order {
+    /// Event `i` at `7 * i` seconds modulo the month.
+    Spread,
+    /// Times rise with the index, spread evenly over the month.
+    Time,
+}
+
+fn event(index: usize, events: usize, order: Order) -> ApiCall {
+    let seconds = match order {
+        Order::Spread => START_SECONDS + (index as i64 * 7) % (DAYS * 86_400),
+        Order::Time => {
+            START_SECONDS + (index as i128 * i128::from(DAYS * 86_400) / events as i128) as i64
+        }
+    };
     ApiCall {
         event_id: format!("bench-{index}"),
         occurred_at: seconds * 1_000_000,
@@ -106,7 +129,7 @@ fn event(index: usize) -> ApiCall {
     }
 }
 
-async fn measure_sink(client: &ClickHouse, events: usize, batch: usize) {
+async fn measure_sink(client: &ClickHouse, events: usize, batch: usize, order: Order) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let log = Arc::new(EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("open"));
     log.ensure_topic(topics::AUTH, 1).await.expect("topic");
@@ -118,7 +141,7 @@ async fn measure_sink(client: &ClickHouse, events: usize, batch: usize) {
         let log = log.clone();
         tasks.push(tokio::spawn(async move {
             for index in (task..events).step_by(APPEND_TASKS) {
-                let value = hearth_schemas::encode(&event(index)).expect("encode");
+                let value = hearth_schemas::encode(&event(index, events, order)).expect("encode");
                 let key = format!("site-{}", index % 20);
                 log.append(topics::API, key.as_bytes(), &value)
                     .await
@@ -131,7 +154,7 @@ async fn measure_sink(client: &ClickHouse, events: usize, batch: usize) {
     }
     let append = started.elapsed();
     println!(
-        "appended {events} ApiCall events in {:.1} s ({:.0} events/s)",
+        "appended {events} ApiCall events ({order:?} order) in {:.1} s ({:.0} events/s)",
         append.as_secs_f64(),
         events as f64 / append.as_secs_f64()
     );
@@ -194,7 +217,6 @@ async fn measure_queries(client: &ClickHouse) {
     for table in [
         "usage_hourly",
         "usage_daily",
-        "app_usage_hourly",
         "latency_hourly",
         "latency_daily",
         "latency_digest_hourly",

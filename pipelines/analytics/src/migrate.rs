@@ -46,6 +46,7 @@ static FILES: &[(&str, &str)] = embedded_migrations![
     "0006_latency_daily.sql",
     "0007_latency_digest_hourly.sql",
     "0008_app_usage_hourly.sql",
+    "0009_usage_hourly_by_app.sql",
 ];
 
 /// Returns the embedded migrations in order of their version.

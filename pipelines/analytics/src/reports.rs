@@ -326,8 +326,8 @@ impl Distinct {
 }
 
 /// Calls, launches, grants and the `distinct` counts per bucket, site and app, from
-/// `usage_daily` for the whole days of the range and `app_usage_hourly` for the hours
-/// around them.
+/// `usage_daily` for the whole days of the range and `usage_hourly` for the hours around
+/// them.
 pub async fn usage(
     client: &ClickHouse,
     range: &TimeRange,
@@ -362,7 +362,7 @@ pub async fn usage(
         bucket = bucket.expression(range),
         source = parts.source(
             "usage_daily",
-            "app_usage_hourly",
+            "usage_hourly",
             &columns,
             &filters.conditions("client_id")
         ),
@@ -571,7 +571,7 @@ struct HourlyPatternRecord {
 }
 
 /// Calls, launches and token grants per day of week, hour of day and user type, from
-/// `app_usage_hourly`. Distinct users are counted only for one site or one app. Each
+/// `usage_hourly`. Distinct users are counted only for one site or one app. Each
 /// hourly row keeps a `uniq` state per site, app and user type, so merging those of every
 /// site and app over a month reads about one hash per call. The sums alone read 8 bytes
 /// per row and column.
@@ -591,7 +591,7 @@ pub async fn hourly_pattern(
          toString(user_type) AS user_type, \
          sumMerge(calls) AS calls, sumMerge(launches) AS launches, \
          sumMerge(token_grants) AS token_grants, {users} AS users \
-         FROM app_usage_hourly WHERE {range}{filters} \
+         FROM usage_hourly WHERE {range}{filters} \
          GROUP BY day_of_week, hour_of_day, user_type \
          ORDER BY day_of_week, hour_of_day, user_type",
         range = range.condition("hour"),

@@ -580,6 +580,112 @@ async fn split_ranges_merge_days_and_hours() {
     client.drop_database().await.unwrap();
 }
 
+/// Calls of app-a at north from Sunday 2026-03-01 to Thursday 2026-03-12, with users that
+/// recur across the days: (hours after `BASE_MICROS`, user index). The first call is
+/// before the range of the refill test and must not count.
+fn spread_calls() -> Vec<(i64, u32)> {
+    let mut calls = vec![
+        // Sunday 09:00 and 12:00.
+        (-25, 8),
+        (-22, 9),
+    ];
+    for day in 0..10 {
+        calls.push((day * 24, (day % 5) as u32));
+        calls.push((day * 24 + 1, ((day + 2) % 5) as u32));
+    }
+    // Thursday 2026-03-12, 01:00.
+    calls.push((9 * 24 + 15, 7));
+    calls
+}
+
+async fn usage_total(client: &ClickHouse, range: &TimeRange) -> reports::UsageRow {
+    let app_a = Filters {
+        site: None,
+        app: Some("app-a".to_string()),
+    };
+    let usage = reports::usage(client, range, &app_a, Bucket::Total, USERS_AND_PATIENTS)
+        .await
+        .unwrap();
+    assert_eq!(usage.rows.len(), 1, "{:?}", usage.rows);
+    usage.rows[0].clone()
+}
+
+#[tokio::test]
+async fn hourly_usage_refill_matches_calls() {
+    let Some(client) = database("refill").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    log.ensure_topic(topics::AUTH, 1).await.unwrap();
+    log.ensure_topic(topics::API, 1).await.unwrap();
+    let calls = spread_calls();
+    for (index, &(hours, user)) in calls.iter().enumerate() {
+        let mut call = api_call(index as u32, "north", "app-a", 200, 1000);
+        call.occurred_at = BASE_MICROS + hours * 3_600_000_000;
+        call.user_id = Some(format!("user-{user}"));
+        call.patient = Some(format!("patient-{user}"));
+        append(&log, topics::API, AnyEvent::ApiCall(call)).await;
+    }
+    let log: Arc<dyn Log> = Arc::new(log);
+    // Batches of 7 records, so api_calls and the rollups get several parts.
+    let summary = run_sink(log, &client, "refill").await;
+    assert_eq!(summary.rows_written, calls.len() as u64, "{summary:?}");
+
+    // From Sunday 10:00 to Thursday 02:00: Sunday's hours and Thursday's first two hours
+    // from usage_hourly, and March 2 to 11 from usage_daily.
+    let range =
+        TimeRange::parse(Some("2026-03-01T10:00:00Z"), Some("2026-03-12T02:00:00Z")).unwrap();
+    let in_range: Vec<u32> = calls
+        .iter()
+        .filter(|(hours, _)| {
+            let seconds = BASE_MICROS / 1_000_000 + hours * 3600;
+            seconds >= range.from && seconds < range.to
+        })
+        .map(|&(_, user)| user)
+        .collect();
+    let distinct: std::collections::HashSet<u32> = in_range.iter().copied().collect();
+    assert_eq!(in_range.len(), 22, "the calls of the list in the range");
+    assert_eq!(distinct.len(), 7, "users 0 to 4, 7 and 9");
+
+    let total = usage_total(&client, &range).await;
+    assert_eq!(total.calls, in_range.len() as u64);
+    assert_eq!(total.users, Some(distinct.len() as u64));
+    assert_eq!(total.patients, Some(distinct.len() as u64));
+
+    // Day buckets must add up to the same calls.
+    let app_a = Filters {
+        site: None,
+        app: Some("app-a".to_string()),
+    };
+    let per_day = reports::usage(&client, &range, &app_a, Bucket::Day, USERS_AND_PATIENTS)
+        .await
+        .unwrap();
+    let day_calls: u64 = per_day.rows.iter().map(|r| r.calls).sum();
+    assert_eq!(day_calls, in_range.len() as u64, "{:?}", per_day.rows);
+    assert_eq!(per_day.rows.len(), 12, "March 1 to 12: {:?}", per_day.rows);
+
+    // The fill of 0009 rebuilds usage_hourly from api_calls, which now has several parts,
+    // and a repeated run gives the same figures.
+    let migration = migrate::migrations()
+        .into_iter()
+        .find(|m| m.name == "0009_usage_hourly_by_app.sql")
+        .expect("the migration of usage_hourly");
+    for statement in migration.statements() {
+        client.execute(&statement).await.unwrap();
+    }
+    let refilled = usage_total(&client, &range).await;
+    assert_eq!(refilled, total, "after the migration's fill");
+
+    // Hours only: the fill must also give the hourly pattern of every call.
+    let pattern = reports::hourly_pattern(&client, &range, &Filters::default())
+        .await
+        .unwrap();
+    let pattern_calls: u64 = pattern.rows.iter().map(|r| r.calls).sum();
+    assert_eq!(pattern_calls, in_range.len() as u64, "{:?}", pattern.rows);
+    client.drop_database().await.unwrap();
+}
+
 #[tokio::test]
 async fn schema_error_stops_without_commit() {
     let Some(client) = database("schema").await else {
