@@ -56,21 +56,29 @@ impl Watermarks {
         Ok(watermarks)
     }
 
-    /// Whether ClickHouse already holds `row`.
-    pub(crate) fn is_stored<T: AnalyticsRow>(&self, row: &T) -> bool {
+    /// Returns whether ClickHouse already stores `row`, whose table partition is `month`
+    /// (as [`AnalyticsRow::month`] returns it).
+    pub(crate) fn is_stored<T: AnalyticsRow>(&self, month: u32, row: &T) -> bool {
         self.max
-            .get(&(T::TABLE, row.month(), row.log_partition()))
+            .get(&(T::TABLE, month, row.log_partition()))
             .is_some_and(|max| row.log_offset() <= *max)
     }
 
-    /// Records that ClickHouse acknowledged `rows`.
-    pub(crate) fn advance<T: AnalyticsRow>(&mut self, rows: &[T]) {
+    /// Records that ClickHouse acknowledged `rows`, all of the table partition `month`.
+    pub(crate) fn advance<T: AnalyticsRow>(&mut self, month: u32, rows: &[T]) {
+        // Nearly every batch comes from one log partition, so the maxima are gathered in
+        // a short list before the map is updated once per partition.
+        let mut maxima: Vec<(u32, u64)> = Vec::new();
         for row in rows {
-            let max = self
-                .max
-                .entry((T::TABLE, row.month(), row.log_partition()))
-                .or_insert(0);
-            *max = (*max).max(row.log_offset());
+            let partition = row.log_partition();
+            match maxima.iter_mut().find(|(seen, _)| *seen == partition) {
+                Some((_, max)) => *max = (*max).max(row.log_offset()),
+                None => maxima.push((partition, row.log_offset())),
+            }
+        }
+        for (partition, offset) in maxima {
+            let max = self.max.entry((T::TABLE, month, partition)).or_insert(0);
+            *max = (*max).max(offset);
         }
     }
 }
@@ -95,14 +103,19 @@ mod tests {
     #[test]
     fn stored_up_to_the_maximum() {
         let mut watermarks = Watermarks::default();
-        assert!(!watermarks.is_stored(&site(0, 0)));
-        watermarks.advance(&[site(0, 3), site(0, 7)]);
-        assert!(watermarks.is_stored(&site(0, 0)));
-        assert!(watermarks.is_stored(&site(0, 7)));
-        assert!(!watermarks.is_stored(&site(0, 8)));
+        assert!(!watermarks.is_stored(0, &site(0, 0)));
+        watermarks.advance(0, &[site(0, 3), site(0, 7), site(1, 1)]);
+        assert!(watermarks.is_stored(0, &site(0, 0)));
+        assert!(watermarks.is_stored(0, &site(0, 7)));
+        assert!(!watermarks.is_stored(0, &site(0, 8)));
+        assert!(watermarks.is_stored(0, &site(1, 1)));
         assert!(
-            !watermarks.is_stored(&site(1, 2)),
+            !watermarks.is_stored(0, &site(1, 2)),
             "partitions are separate"
+        );
+        assert!(
+            !watermarks.is_stored(202_603, &site(0, 0)),
+            "months are separate"
         );
     }
 }

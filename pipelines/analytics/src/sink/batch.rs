@@ -39,16 +39,13 @@ pub(crate) struct Decoded {
 /// registration and a grant's authorization come before the calls and refreshes that
 /// need them. Returns the events and the number of repeated event ids dropped. A record
 /// that no known schema wrote stops the batch with [`Error::Schema`].
-pub(crate) fn decode(
-    records: Vec<Record>,
-    recent: &mut RecentEvents,
-) -> Result<(Vec<Decoded>, u64)> {
-    let (auth, other): (Vec<Record>, Vec<Record>) = records
-        .into_iter()
-        .partition(|record| record.topic.ends_with(hearth_log::topics::AUTH));
-    let mut decoded = Vec::with_capacity(auth.len() + other.len());
+pub(crate) fn decode(records: &[Record], recent: &mut RecentEvents) -> Result<(Vec<Decoded>, u64)> {
+    let is_auth = |record: &&Record| record.topic.ends_with(hearth_log::topics::AUTH);
+    let auth = records.iter().filter(is_auth);
+    let other = records.iter().filter(|record| !is_auth(record));
+    let mut decoded = Vec::with_capacity(records.len());
     let mut duplicates = 0;
-    for record in auth.into_iter().chain(other) {
+    for record in auth.chain(other) {
         let schema_error = |source| Error::Schema {
             topic: record.topic.clone(),
             partition: record.partition,
@@ -160,6 +157,11 @@ pub(crate) async fn load_backings(client: &ClickHouse) -> Result<Vec<(String, i8
 /// Converts the events of a batch into rows grouped by table and month.
 pub(crate) fn convert(decoded: Vec<Decoded>, converter: &mut Converter) -> PendingRows {
     let mut pending = PendingRows::default();
+    // Sizing the vector of API calls up front saves copying its rows as it grows.
+    pending.api_calls.capacity = decoded
+        .iter()
+        .filter(|item| matches!(item.event, AnyEvent::ApiCall(_)))
+        .count();
     for item in decoded {
         if let Some(row) = converter.convert(item.at, item.event) {
             pending.push(row);
@@ -171,26 +173,33 @@ pub(crate) fn convert(decoded: Vec<Decoded>, converter: &mut Converter) -> Pendi
 /// Rows of one table waiting for ClickHouse, by month.
 struct Pending<T> {
     by_month: BTreeMap<u32, Vec<T>>,
+    /// Rows to reserve for a month's vector when the month's first row arrives.
+    capacity: usize,
 }
 
 impl<T> Default for Pending<T> {
     fn default() -> Self {
         Pending {
             by_month: BTreeMap::new(),
+            capacity: 0,
         }
     }
 }
 
 impl<T: AnalyticsRow> Pending<T> {
     fn push(&mut self, row: T) {
-        self.by_month.entry(row.month()).or_default().push(row);
+        let capacity = self.capacity;
+        self.by_month
+            .entry(row.month())
+            .or_insert_with(|| Vec::with_capacity(capacity))
+            .push(row);
     }
 
     fn remove_stored(&mut self, watermarks: &Watermarks) -> u64 {
         let mut removed = 0;
-        for rows in self.by_month.values_mut() {
+        for (&month, rows) in &mut self.by_month {
             let before = rows.len();
-            rows.retain(|row| !watermarks.is_stored(row));
+            rows.retain(|row| !watermarks.is_stored(month, row));
             removed += (before - rows.len()) as u64;
         }
         self.by_month.retain(|_, rows| !rows.is_empty());
@@ -207,12 +216,13 @@ impl<T: AnalyticsRow> Pending<T> {
         written: &mut u64,
     ) -> Result<()> {
         while let Some(entry) = self.by_month.first_entry() {
+            let month = *entry.key();
             let rows = entry.get();
             // NOTE: ClickHouse writes the raw table's part before the views' parts, so a
             // view insert that fails, or a server crash in between, leaves that rollup
             // short while the watermark counts the rows as stored.
             client.insert(T::TABLE.name(), rows).await?;
-            watermarks.advance(rows);
+            watermarks.advance(month, rows);
             *written += rows.len() as u64;
             entry.remove();
         }

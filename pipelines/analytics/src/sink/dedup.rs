@@ -5,16 +5,43 @@
 //! a repeat. NOTE: the window is in memory only, so a copy read after a restart of the
 //! sink, with its original read before the restart, is counted twice.
 
-use std::collections::{HashSet, VecDeque};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
 
-/// Event ids remembered.
+/// Event ids remembered at least. Up to twice as many are kept.
 const WINDOW: usize = 200_000;
 
+/// A hasher for keys that are 64-bit hashes already: it returns the key itself.
+#[derive(Default)]
+struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys reach this hasher, through `write_u64`. Other input is folded in
+        // so the hasher stays correct for any key.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+type HashedIds = HashSet<u64, BuildHasherDefault<PassThroughHasher>>;
+
+/// The ids of the last `capacity` to `2 * capacity` events, in two generations. When the
+/// current generation is full it becomes the previous one and the older one is dropped,
+/// so no insert has to remove an id.
 #[derive(Debug)]
 pub(crate) struct RecentEvents {
-    seen: HashSet<u64>,
-    order: VecDeque<u64>,
+    current: HashedIds,
+    previous: HashedIds,
     capacity: usize,
 }
 
@@ -26,27 +53,26 @@ impl Default for RecentEvents {
 
 impl RecentEvents {
     pub(crate) fn with_capacity(capacity: usize) -> RecentEvents {
+        let capacity = capacity.max(1);
         RecentEvents {
-            seen: HashSet::with_capacity(capacity),
-            order: VecDeque::with_capacity(capacity),
-            capacity: capacity.max(1),
+            current: HashedIds::with_capacity_and_hasher(capacity, Default::default()),
+            previous: HashedIds::with_capacity_and_hasher(capacity, Default::default()),
+            capacity,
         }
     }
 
     /// Records `event_id` and returns whether it was new. Ids are kept as 64-bit hashes:
-    /// with 200,000 of them the chance that a new id collides is about 1 in 10^14.
+    /// with up to 400,000 of them the chance that a new id collides is about 1 in 5 * 10^13.
     pub(crate) fn first_seen(&mut self, event_id: &str) -> bool {
         let mut hasher = DefaultHasher::new();
         event_id.hash(&mut hasher);
         let key = hasher.finish();
-        if !self.seen.insert(key) {
+        if self.previous.contains(&key) || !self.current.insert(key) {
             return false;
         }
-        self.order.push_back(key);
-        if self.order.len() > self.capacity
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.seen.remove(&oldest);
+        if self.current.len() >= self.capacity {
+            std::mem::swap(&mut self.previous, &mut self.current);
+            self.current.clear();
         }
         true
     }
@@ -63,6 +89,17 @@ mod tests {
         assert!(!recent.first_seen("a"));
         assert!(recent.first_seen("b"));
         assert!(recent.first_seen("c"));
-        assert!(recent.first_seen("a"), "a left the window of two");
+        assert!(
+            !recent.first_seen("a"),
+            "a is among the last two to four ids"
+        );
+        assert!(!recent.first_seen("c"));
+        assert!(recent.first_seen("d"));
+        assert!(recent.first_seen("e"));
+        assert!(
+            recent.first_seen("a"),
+            "a left the window after four newer ids"
+        );
+        assert!(!recent.first_seen("e"));
     }
 }

@@ -160,7 +160,7 @@ impl BatchReader {
     async fn decode(&mut self, records: Vec<Record>) -> Result<(Vec<Decoded>, u64), Processing> {
         let mut recent = std::mem::take(&mut self.recent);
         let task = tokio::task::spawn_blocking(move || {
-            let result = batch::decode(records, &mut recent);
+            let result = batch::decode(&records, &mut recent);
             (recent, result)
         });
         let (recent, result) = task.await.map_err(|error| {
