@@ -18,8 +18,8 @@ Writes compact JSON files to OUT_DIR:
 - r4-elements.json: the elements of every resource, complex data type and backbone
   element, each with its types and whether it repeats, for structural validation.
 - r4-rules.json: per type and backbone element, the elements with a minimum cardinality
-  of 1 and the `code` elements with a required binding, with the codes of those value
-  sets where the package lists them in full.
+  of 1 and the `code`, Coding and CodeableConcept elements with a required binding, with
+  the codes of those value sets by code system where the package lists them in full.
 """
 
 import glob
@@ -175,36 +175,44 @@ def concept_codes(concepts):
     return codes
 
 
-def expand(url, value_sets, code_systems, seen=()):
-    """Returns the sorted codes of value set `url`, or None when they cannot be listed
-    from the package alone (filters, external code systems, partial code systems)."""
+def expand(url, value_sets, code_systems):
+    """Returns the codes of value set `url` by code system, {system: sorted codes}, or None
+    when they cannot be listed from the package alone (filters, imported value sets,
+    external or partial code systems)."""
     value_set = value_sets.get(url)
-    if value_set is None or url in seen:
+    if value_set is None:
         return None
     compose = value_set.get("compose", {})
-    codes = set()
+    codes = {}
     for include in compose.get("include", []):
-        if "filter" in include or "valueSet" in include:
+        if "filter" in include or "valueSet" in include or "system" not in include:
             return None
+        listed = codes.setdefault(include["system"], set())
         if "concept" in include:
-            codes.update(c["code"] for c in include["concept"])
+            listed.update(c["code"] for c in include["concept"])
             continue
-        system = code_systems.get(include.get("system"))
+        system = code_systems.get(include["system"])
         if system is None or system.get("content") != "complete":
             return None
-        codes.update(concept_codes(system.get("concept", [])))
+        listed.update(concept_codes(system.get("concept", [])))
     for exclude in compose.get("exclude", []):
         if "concept" not in exclude or "filter" in exclude:
             return None
-        codes.difference_update(c["code"] for c in exclude["concept"])
-    return sorted(codes) if codes else None
+        codes.get(exclude.get("system"), set()).difference_update(
+            c["code"] for c in exclude["concept"]
+        )
+    if not any(codes.values()):
+        return None
+    return {system: sorted(listed) for system, listed in codes.items()}
 
 
 def rules(package):
     """The rules that structure alone does not show, per type, resource and backbone path:
-    elements with a minimum cardinality of 1 or more, and `code` elements bound to a
-    value set with strength `required` whose codes the package lists in full.
-    {"required": {path: [name]}, "bindings": {path: {name: url}}, "valueSets": {url: [code]}}
+    elements with a minimum cardinality of 1 or more, and `code`, Coding and
+    CodeableConcept elements bound to a value set with strength `required` whose codes
+    the package lists in full.
+    {"required": {path: [name]}, "bindings": {path: {name: url}},
+     "valueSets": {url: {system: [code]}}}
     """
     value_sets = load_all(package, "ValueSet")
     code_systems = load_all(package, "CodeSystem")
@@ -225,7 +233,11 @@ def rules(package):
                 required.setdefault(parent, []).append(name)
             binding = element.get("binding", {})
             codes = [kind["code"] for kind in element.get("type", [])]
-            if binding.get("strength") != "required" or codes != ["code"]:
+            if binding.get("strength") != "required" or codes not in (
+                ["code"],
+                ["Coding"],
+                ["CodeableConcept"],
+            ):
                 continue
             url = binding.get("valueSet", "").split("|")[0]
             if url not in expanded:

@@ -51,6 +51,17 @@ pub fn writable(principal: &Principal, resource: &Value, interaction: Interactio
     if visibility.is_everything() || patients.is_empty() {
         return true;
     }
+    // A conditional reference is resolved after this check, against every resource.
+    let mut conditional = false;
+    hearth_fhir_core::reference::for_each_reference(resource, &mut |reference| {
+        conditional |= matches!(
+            hearth_fhir_core::reference::classify(reference),
+            hearth_fhir_core::reference::ReferenceKind::Conditional { .. }
+        );
+    });
+    if conditional {
+        return false;
+    }
     let params = search_params::compartment_params(resource_type);
     let rows = index::extract(resource_type, resource);
     !rows.references.iter().any(|row| {

@@ -5,14 +5,15 @@
 //! the JSON type of its FHIR type. The check goes down through data types, backbone
 //! elements and contained resources. This rejects content of another FHIR version, such as STU3's
 //! `Observation.context`, before it reaches the log. Primitive values must follow their
-//! type's lexical rules ([`formats`]), and a choice element appears once at most.
+//! type's lexical rules ([`formats`]), and a choice element appears once at most. Empty
+//! objects and arrays are invalid (an element needs a value or children).
 //!
-//! Beyond structure, two rules of the core definitions are checked: every element with a
-//! minimum cardinality of 1 is present (as a value or as a primitive's `_name` extension),
-//! and a `code` element bound to a value set with strength `required` contains one of
-//! its codes, where the R4 package lists that value set in full. Value sets drawn from
-//! external code systems (MIME types, languages, currencies) are not checked, nor are
-//! invariants or profiles.
+//! Beyond structure, two rules of the core definitions are checked. Every element with a
+//! minimum cardinality of 1 must be present, as a value or as a primitive's `_name`
+//! extension. A `code`, Coding or CodeableConcept element bound to a value set with
+//! strength `required` must use a code of that value set, where the R4 package lists the
+//! value set in full. Value sets drawn from external code systems (MIME types, languages,
+//! currencies) are not checked, nor are invariants or profiles.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -55,8 +56,8 @@ impl Problem {
         }
     }
 
-    /// Whether the resource is well-formed JSON of its type and breaks a business rule of
-    /// the definitions, which FHIR rejects with 422 rather than 400.
+    /// Returns whether the resource is well-formed JSON of its type and breaks a business
+    /// rule of the definitions, which FHIR rejects with 422 rather than 400.
     pub fn is_rule(self) -> bool {
         self != Problem::Structure
     }
@@ -91,7 +92,8 @@ struct Rules {
     required: HashMap<String, Vec<String>>,
     bindings: HashMap<String, HashMap<String, String>>,
     #[serde(rename = "valueSets")]
-    value_sets: HashMap<String, Vec<String>>,
+    /// The codes of each value set by code system, sorted.
+    value_sets: HashMap<String, HashMap<String, Vec<String>>>,
 }
 
 static RULES: LazyLock<Rules> = LazyLock::new(|| {
@@ -194,7 +196,8 @@ fn check_object(
         }
         let child = format!("{path}.{key}");
         if let Some(name) = key.strip_prefix('_') {
-            check_primitive_companion(definition, name, value, &child, checks)?;
+            let primitive = object.get(name);
+            check_primitive_companion(definition, name, value, primitive, &child, checks)?;
             continue;
         }
         let Some((element, element_type)) = find(definition, key) else {
@@ -212,11 +215,29 @@ fn check_object(
             }
             choices_seen.push(base);
         }
-        check_cardinality(element, value, &child, |item, item_path| {
+        let companion = object.get(&format!("_{key}"));
+        check_cardinality(element, value, &child, |item, item_path, index| {
+            if item.is_null() && is_primitive(element_type) {
+                // A null keeps the place of a value whose companion carries only an
+                // extension, such as `"given": [null, "Jo"]` with `"_given": [{...}, null]`.
+                let placed = index
+                    .and_then(|index| companion?.get(index))
+                    .is_some_and(Value::is_object);
+                return if placed {
+                    Ok(())
+                } else {
+                    Err(invalid(
+                        item_path,
+                        format!(
+                            "null is allowed in '{key}' only where '_{key}' has an object at the same index"
+                        ),
+                    ))
+                };
+            }
             check_value(item, element_type, item_path, checks)
         })?;
         if checks == Checks::All {
-            check_binding(type_name, key, value, &child)?;
+            check_binding(type_name, key, element_type, value, &child)?;
         }
     }
     match checks {
@@ -253,28 +274,73 @@ fn check_required(object: &Map<String, Value>, type_name: &str, path: &str) -> R
     Ok(())
 }
 
-/// Checks the codes of element `key` of `type_name` against the value set it is bound to
-/// with strength `required`, when the definitions list that value set's codes.
-fn check_binding(type_name: &str, key: &str, value: &Value, path: &str) -> Result<(), Invalid> {
+/// Checks element `key` of `type_name`, of type `element_type`, against the value set it
+/// is bound to with strength `required`, when the definitions list that value set's codes.
+/// A `code` must be one of them. A Coding needs a `system` and `code` of the value set,
+/// and a CodeableConcept at least one such Coding. A Coding or CodeableConcept that
+/// carries only extensions (such as a data-absent-reason) is not checked.
+fn check_binding(
+    type_name: &str,
+    key: &str,
+    element_type: &str,
+    value: &Value,
+    path: &str,
+) -> Result<(), Invalid> {
     let Some(url) = RULES.bindings.get(type_name).and_then(|b| b.get(key)) else {
         return Ok(());
     };
-    let Some(codes) = RULES.value_sets.get(url) else {
+    let Some(systems) = RULES.value_sets.get(url) else {
         return Ok(());
     };
     let items = match value {
         Value::Array(items) => items.as_slice(),
         single => std::slice::from_ref(single),
     };
-    for item in items {
-        let Some(code) = item.as_str() else {
-            continue;
+    let listed = |system: Option<&str>, code: &str| match system {
+        Some(system) => systems
+            .get(system)
+            .is_some_and(|codes| codes.binary_search_by(|c| c.as_str().cmp(code)).is_ok()),
+        None => systems
+            .values()
+            .any(|codes| codes.binary_search_by(|c| c.as_str().cmp(code)).is_ok()),
+    };
+    let coding_listed = |coding: &Value| {
+        let system = coding.get("system").and_then(Value::as_str);
+        let code = coding.get("code").and_then(Value::as_str);
+        matches!((system, code), (Some(system), Some(code)) if listed(Some(system), code))
+    };
+    let only_extensions =
+        |object: &Map<String, Value>| object.keys().all(|k| k == "extension" || k == "id");
+    for (index, item) in items.iter().enumerate() {
+        let item_path = match value {
+            Value::Array(_) => format!("{path}[{index}]"),
+            _ => path.to_owned(),
         };
-        if codes.binary_search_by(|c| c.as_str().cmp(code)).is_err() {
-            let shown = crate::id::shown(code);
+        let problem = match (element_type, item) {
+            ("code", Value::String(code)) if !listed(None, code) => Some(format!(
+                "'{}' is not a code of the required value set {url}",
+                crate::id::shown(code)
+            )),
+            ("Coding", Value::Object(coding))
+                if !only_extensions(coding) && !coding_listed(item) =>
+            {
+                Some(format!(
+                    "the Coding's system and code are not in the required value set {url}"
+                ))
+            }
+            ("CodeableConcept", Value::Object(concept)) if !only_extensions(concept) => {
+                let codings = concept.get("coding").and_then(Value::as_array);
+                let any = codings.is_some_and(|codings| codings.iter().any(coding_listed));
+                (!any).then(|| {
+                    format!("no Coding (system and code) is in the required value set {url}")
+                })
+            }
+            _ => None,
+        };
+        if let Some(message) = problem {
             return Err(Invalid {
-                path: path.to_owned(),
-                message: format!("'{shown}' is not a code of the required value set {url}"),
+                path: item_path,
+                message,
                 problem: Problem::CodeInvalid,
             });
         }
@@ -322,18 +388,22 @@ fn capitalized(type_name: &str) -> String {
     }
 }
 
-/// Checks that `value` is an array exactly when `element` repeats, and each item with
-/// `check`.
+/// Checks that `value` is an array exactly when `element` repeats, and not an empty one,
+/// and each item with `check`, which gets the item's index in the array.
 fn check_cardinality(
     element: &Element,
     value: &Value,
     path: &str,
-    check: impl Fn(&Value, &str) -> Result<(), Invalid>,
+    check: impl Fn(&Value, &str, Option<usize>) -> Result<(), Invalid>,
 ) -> Result<(), Invalid> {
     match (element.repeats, value) {
+        (true, Value::Array(items)) if items.is_empty() => Err(invalid(
+            path,
+            "an array must not be empty; leave the element out instead",
+        )),
         (true, Value::Array(items)) => {
             for (index, item) in items.iter().enumerate() {
-                check(item, &format!("{path}[{index}]"))?;
+                check(item, &format!("{path}[{index}]"), Some(index))?;
             }
             Ok(())
         }
@@ -342,16 +412,19 @@ fn check_cardinality(
             path,
             "the element does not repeat, so it cannot be a JSON array",
         )),
-        (false, value) => check(value, path),
+        (false, value) => check(value, path, None),
     }
 }
 
 /// Checks the `_name` companion of primitive element `name`: an object with `id` and
 /// `extension`, or an array of such objects and nulls when the element repeats.
+/// `primitive` is the element's own value, if any. Where it has no value, the companion
+/// must carry an extension, because an element needs a value or children.
 fn check_primitive_companion(
     definition: &TypeElements,
     name: &str,
     value: &Value,
+    primitive: Option<&Value>,
     path: &str,
     checks: Checks,
 ) -> Result<(), Invalid> {
@@ -364,10 +437,28 @@ fn check_primitive_companion(
             format!("'{name}' is not a primitive element, so '_{name}' is not allowed"),
         ));
     }
-    check_cardinality(element, value, path, |item, item_path| match item {
-        Value::Null if element.repeats => Ok(()),
-        Value::Object(object) => check_object(object, "Element", item_path, false, checks),
-        _ => Err(invalid(item_path, "expected a JSON object")),
+    check_cardinality(element, value, path, |item, item_path, index| {
+        let has_value = match index {
+            Some(index) => primitive
+                .and_then(|values| values.get(index))
+                .is_some_and(|value| !value.is_null()),
+            None => primitive.is_some_and(|value| !value.is_null()),
+        };
+        match item {
+            Value::Null if element.repeats && has_value => Ok(()),
+            Value::Null if element.repeats => Err(invalid(
+                item_path,
+                format!("'{name}' and '_{name}' are both null at this index"),
+            )),
+            Value::Object(object) if !has_value && !object.contains_key("extension") => {
+                Err(invalid(
+                    item_path,
+                    format!("'_{name}' needs an extension where '{name}' has no value"),
+                ))
+            }
+            Value::Object(object) => check_object(object, "Element", item_path, false, checks),
+            _ => Err(invalid(item_path, "expected a JSON object")),
+        }
     })
 }
 
@@ -396,6 +487,12 @@ fn check_value(value: &Value, type_name: &str, path: &str, checks: Checks) -> Re
             ),
         ));
     };
+    if type_name != "Resource" && object.keys().all(|key| key == "id") {
+        return Err(invalid(
+            path,
+            format!("an element must have a value or child elements, not an empty {type_name}"),
+        ));
+    }
     if type_name == "Resource" {
         let Some(resource_type) = object.get("resourceType").and_then(Value::as_str) else {
             return Err(invalid(path, "a resource here needs a resourceType"));
@@ -508,7 +605,7 @@ mod tests {
             "id": "p1",
             "meta": {"versionId": "1", "profile": ["http://example.org/p"]},
             "extension": [{"url": "http://example.org/e", "valueCodeableConcept": {"text": "x"}}],
-            "name": [{"family": "Doe", "given": ["Jo"], "_given": [{"extension": []}]}],
+            "name": [{"family": "Doe", "given": ["Jo"], "_given": [{"extension": [{"url": "http://example.org/g", "valueString": "x"}]}]}],
             "gender": "female",
             "_birthDate": {"extension": [{"url": "http://example.org/t", "valueTime": "10:00:00"}]},
             "deceasedBoolean": false,
@@ -663,6 +760,77 @@ mod tests {
         // Codes are case-sensitive.
         let error = error_of(json!({"resourceType": "Patient", "gender": "Female"}));
         assert_eq!(error.problem, Problem::CodeInvalid);
+    }
+
+    #[test]
+    fn empty_objects_and_arrays_are_rejected() {
+        let cases = [
+            (
+                json!({"resourceType": "Observation", "status": "final", "code": {}}),
+                "Observation.code",
+            ),
+            (
+                json!({"resourceType": "Observation", "status": "final", "code": {"id": "a"}}),
+                "Observation.code",
+            ),
+            (
+                json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "category": []}),
+                "Observation.category",
+            ),
+            (
+                json!({"resourceType": "Observation", "_status": {}, "code": {"text": "x"}}),
+                "Observation._status",
+            ),
+            (
+                json!({"resourceType": "Observation", "_status": {"id": "a"}, "code": {"text": "x"}}),
+                "Observation._status",
+            ),
+        ];
+        for (resource, path) in cases {
+            let error = error_of(resource.clone());
+            assert_eq!(error.path, path, "{resource}: {error}");
+            assert_eq!(error.problem, Problem::Structure, "{resource}");
+        }
+    }
+
+    #[test]
+    fn null_in_primitive_array_needs_companion() {
+        let extension = json!({"extension": [{"url": "http://example.org/e", "valueString": "x"}]});
+        let placed = json!({
+            "resourceType": "Patient",
+            "name": [{"given": [null, "Jo"], "_given": [extension, null]}]
+        });
+        assert_eq!(validate(&placed), Ok(()));
+        let bare = json!({"resourceType": "Patient", "name": [{"given": [null, "Jo"]}]});
+        assert_eq!(error_of(bare).path, "Patient.name[0].given[0]");
+        let both = json!({
+            "resourceType": "Patient",
+            "name": [{"given": [null, "Jo"], "_given": [null, null]}]
+        });
+        assert_eq!(error_of(both).path, "Patient.name[0]._given[0]");
+    }
+
+    #[test]
+    fn required_codeable_concepts_need_a_listed_coding() {
+        let condition = |clinical: Value| {
+            json!({
+                "resourceType": "Condition",
+                "subject": {"reference": "Patient/p"},
+                "clinicalStatus": clinical,
+            })
+        };
+        let system = "http://terminology.hl7.org/CodeSystem/condition-clinical";
+        let good = condition(json!({"coding": [{"system": system, "code": "active"}]}));
+        assert_eq!(validate(&good), Ok(()));
+        for bad in [
+            json!({"coding": [{"system": system, "code": "bogus"}]}),
+            json!({"coding": [{"system": "http://example.org", "code": "active"}]}),
+            json!({"text": "active"}),
+        ] {
+            let error = error_of(condition(bad.clone()));
+            assert_eq!(error.path, "Condition.clinicalStatus", "{bad}");
+            assert_eq!(error.problem, Problem::CodeInvalid, "{bad}");
+        }
     }
 
     #[test]

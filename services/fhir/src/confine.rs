@@ -147,7 +147,9 @@ fn check_patch(state: &FhirState, entry: &mut Entry, visibility: &Visibility) ->
     if json_patch::patch(&mut resource, &patch).is_err() {
         return Ok(());
     }
-    if !in_compartment(&state.settings, &entry.resource_type, &resource, &patient) {
+    if crate::write::has_conditional_reference(&resource)
+        || !in_compartment(&state.settings, &entry.resource_type, &resource, &patient)
+    {
         return Err(forbidden(format!(
             "the patch moves {}/{id} out of the compartment of the patient in context",
             entry.resource_type

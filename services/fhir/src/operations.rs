@@ -1,6 +1,8 @@
 //! The OperationDefinitions of Hearth's own operations, `$import` and Group `$refresh`,
 //! which the CapabilityStatement names at `[base]/OperationDefinition/{id}`. A read of
 //! those ids gets them from here rather than from the repository, so every site has them.
+//! Writes to those ids get 405. Searches, history and vread of OperationDefinition see
+//! only stored resources, so they do not list these two.
 //! The operations of the Bulk Data IG and of FHIR itself keep their published URLs.
 
 use serde_json::{Value, json};

@@ -21,12 +21,16 @@ pub async fn read(
     Path((resource_type, id)): Path<(String, String)>,
     Query(common): Query<CommonParams>,
 ) -> FhirResult<FhirJson> {
+    let subset = common.subset()?;
     if resource_type == "OperationDefinition"
         && let Some(definition) = crate::operations::definition(&site.fhir_base_url, &id)
     {
+        let definition = match &subset {
+            Some(subset) => hearth_fhir_core::elements::subset(&definition, subset),
+            None => definition,
+        };
         return Ok(FhirJson::ok(definition.to_string()).pretty(common.pretty()));
     }
-    let subset = common.subset()?;
     let stored = read_resource(&state, &principal, &resource_type, &id)?;
     Ok(resource_response(subset_stored(stored, subset.as_ref())).pretty(common.pretty()))
 }

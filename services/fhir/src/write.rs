@@ -172,6 +172,15 @@ pub fn check_write(
     resource: Option<&serde_json::Value>,
     interaction: hearth_smart::scope::Interaction,
 ) -> FhirResult<()> {
+    if resource_type == "OperationDefinition"
+        && let Some(id) = id.filter(|id| crate::operations::IDS.contains(id))
+    {
+        return Err(FhirError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not-supported",
+            format!("OperationDefinition/{id} is built into the server and cannot be changed"),
+        ));
+    }
     let visibility = crate::scopes::visibility(principal, resource_type, interaction)?;
     if visibility.is_everything() {
         return Ok(());
@@ -182,6 +191,13 @@ pub fn check_write(
             "the access token's scopes restrict {resource_type} by search parameters, which writes cannot be checked against"
         )));
     };
+    if let Some(resource) = resource
+        && has_conditional_reference(resource)
+    {
+        return Err(forbidden(format!(
+            "the {resource_type} has a conditional reference (Type?criteria); the repository resolves those against every resource, so a token confined to a patient cannot use them"
+        )));
+    }
     if let Some(resource) = resource
         && !in_compartment(&state.settings, resource_type, resource, &patient)
     {
@@ -213,6 +229,19 @@ pub(crate) fn confined_patient(visibility: &hearth_cdr::Visibility) -> Option<St
         .iter()
         .filter(|a| a.filters.is_empty())
         .find_map(|a| a.patient_compartment.clone())
+}
+
+/// Returns whether `resource` contains a conditional reference (`Type?criteria`). A
+/// transaction resolves those when it is applied, after the compartment check.
+pub(crate) fn has_conditional_reference(resource: &serde_json::Value) -> bool {
+    let mut found = false;
+    hearth_fhir_core::reference::for_each_reference(resource, &mut |reference| {
+        found |= matches!(
+            hearth_fhir_core::reference::classify(reference),
+            hearth_fhir_core::reference::ReferenceKind::Conditional { .. }
+        );
+    });
+    found
 }
 
 /// Whether a resource's content places it in `patient`'s compartment and in no other

@@ -198,6 +198,16 @@ fn malformed_bodies_store_nothing() {
             400,
         ),
         ("an Observation", observation.to_string().into_bytes(), 400),
+        (
+            "an empty object",
+            br#"{"resourceType": "Patient", "maritalStatus": {}}"#.to_vec(),
+            400,
+        ),
+        (
+            "an empty array",
+            br#"{"resourceType": "Patient", "name": []}"#.to_vec(),
+            400,
+        ),
         ("a JSON array", b"[]".to_vec(), 400),
         (
             "an id with a space",
@@ -239,6 +249,18 @@ fn malformed_bodies_store_nothing() {
             json!({"resourceType": "Observation", "status": "final"}),
             "Observation.code",
         ),
+        (
+            "Condition",
+            json!({
+                "resourceType": "Condition",
+                "subject": {"reference": "Patient/x"},
+                "clinicalStatus": {"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                    "code": "bogus",
+                }]},
+            }),
+            "Condition.clinicalStatus",
+        ),
     ];
     for (resource_type, resource, path) in rule_breakers {
         let reply = fhir.post(resource_type, &resource);
@@ -248,6 +270,7 @@ fn malformed_bodies_store_nothing() {
 
     assert_eq!(fhir.count("Patient"), 0);
     assert_eq!(fhir.count("Observation"), 0);
+    assert_eq!(fhir.count("Condition"), 0);
     assert_eq!(resource_events(&server), events, "no resource event");
 }
 

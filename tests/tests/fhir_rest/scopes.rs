@@ -142,6 +142,16 @@ fn patient_token_cannot_write_into_another_compartment() {
     let patch = json!([{"op": "add", "path": "/performer", "value": [{"reference": format!("Patient/{other}")}]}]);
     assert_outcome(&fhir.patch(&path, &patch), 403);
 
+    // A conditional reference is resolved after the check, so a confined token cannot use
+    // one, whoever it would name.
+    let mut conditional = observation(own, "conditional performer");
+    conditional["performer"] = json!([{"reference": format!("Patient?_id={other}")}]);
+    let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": conditional,
+        "request": {"method": "POST", "url": "Observation"},
+    }]});
+    assert_outcome(&fhir.post("", &transaction), 403);
+
     // The patient in context cannot link its own Patient to another patient either.
     let own_path = format!("Patient/{own}");
     let mut linked = fhir.read(&own_path);

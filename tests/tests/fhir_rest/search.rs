@@ -589,6 +589,12 @@ fn capability_statement_lists_search() {
         );
         let id = url.rsplit('/').next().unwrap_or_default();
         assert_eq!(definition["id"], id, "{definition}");
+        let subset = fhir.read(&format!("{url}?_elements=code"));
+        assert!(subset.get("parameter").is_none(), "{subset}");
+        let mut changed = definition.clone();
+        changed["description"] = json!("changed");
+        assert_outcome(&fhir.put(url, &changed), 405);
+        assert_outcome(&fhir.delete(url), 405);
     }
 }
 
