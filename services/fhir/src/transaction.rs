@@ -6,10 +6,12 @@
 //! read, search, history, compartment or `$everything` URL works there with the caller's
 //! token. Entries that fail a check before the append (a scope the token lacks, a broken
 //! resource) fail the whole transaction, or only themselves in a batch. In a transaction,
-//! each read whose resource type no write of the Bundle touches also runs once before the
-//! writes, so that a read that fails (a 404, a bad search) fails the transaction before
-//! anything is stored. A read of a type the transaction writes can only run after
-//! the writes; if it fails then, its entry carries the error and the writes stay.
+//! every read also runs once before the writes, so that a read that fails (a bad search, a
+//! 404 that no write of the Bundle can mend, a read of what the Bundle deletes) fails the
+//! transaction before anything is stored.
+// NOTE: a read that passes that check can still fail after the writes when another client
+// changes the same resources in between, or when a conditional delete of the Bundle
+// removes what it reads. Its entry then carries the error and the writes stay.
 
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
@@ -312,8 +314,10 @@ fn httpdate_to_instant(value: &str) -> Option<String> {
         .ok()
 }
 
-/// In a transaction, runs each read entry whose first path segment is not a type that one
-/// of `writes` stores, and fails the transaction on the first that does not succeed.
+/// In a transaction, runs every read entry before the writes and fails the transaction on
+/// the first that cannot succeed after them either: any failure of a read of a type that
+/// no write stores, any failure but 404 and 410 of a read of a written type (a write may
+/// create what is not found yet), and a read of `Type/id` that a DELETE entry removes.
 async fn check_reads_first(
     state: &FhirState,
     site: &SiteContext,
@@ -326,23 +330,44 @@ async fn check_reads_first(
         .iter()
         .map(|&i| entries[i].resource_type.as_str())
         .collect();
+    let deleted: Vec<(&str, &str)> = writes
+        .iter()
+        .map(|&i| &entries[i])
+        .filter(|entry| entry.action == Action::Delete)
+        .filter_map(|entry| Some((entry.resource_type.as_str(), entry.id.as_deref()?)))
+        .collect();
     for (index, entry) in entries.iter().enumerate() {
         if entry.action != Action::Read {
             continue;
         }
         let url = entry.request_url.as_deref().unwrap_or_default();
-        let first = url
-            .trim_start_matches('/')
-            .split(['/', '?'])
-            .next()
-            .unwrap_or_default();
-        if written.contains(&first) {
-            continue;
+        let path = url
+            .strip_prefix(site.fhir_base_url.as_str())
+            .unwrap_or(url)
+            .trim_start_matches('/');
+        let mut segments = path.split('?').next().unwrap_or_default().split('/');
+        let first = segments.next().unwrap_or_default();
+        if let Some(id) = segments.next()
+            && deleted.contains(&(first, id))
+        {
+            return Err(at_entry(
+                FhirError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!(
+                        "the read entry reads {first}/{}, which the transaction deletes, so it would fail with 410 after the writes",
+                        hearth_fhir_core::id::shown(id)
+                    ),
+                ),
+                index,
+            ));
         }
         let reply = run_read(state, site, principal, url, headers)
             .await
             .map_err(|error| at_entry(error, index))?;
-        if !reply.status.is_success() {
+        let may_appear = written.contains(&first)
+            && matches!(reply.status, StatusCode::NOT_FOUND | StatusCode::GONE);
+        if !reply.status.is_success() && !may_appear {
             return Err(reply.to_error(index));
         }
     }

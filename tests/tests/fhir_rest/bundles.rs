@@ -556,7 +556,36 @@ fn failing_read_fails_the_transaction_before_any_write() {
     );
     assert_eq!(resource_events(&server), before, "nothing was written");
 
-    // A read of a type the transaction writes runs after the writes.
+    // A read of what the transaction deletes would fail after the writes, so the whole
+    // transaction fails first.
+    let doomed = fhir.create(&patient(&unique("doomed")));
+    let doomed_id = doomed["id"].as_str().expect("an id");
+    let transaction = bundle(
+        "transaction",
+        vec![
+            json!({"request": {"method": "DELETE", "url": format!("Patient/{doomed_id}")}}),
+            get_entry(&format!("Patient/{doomed_id}")),
+        ],
+    );
+    assert_outcome(&fhir.bundle(&transaction), 409);
+    assert_eq!(fhir.read(&format!("Patient/{doomed_id}")), doomed);
+
+    // A bad search of a written type fails before the writes too.
+    let transaction = bundle(
+        "transaction",
+        vec![
+            post_entry(None, patient(&unique("bad-search"))),
+            get_entry("Patient?birthdate=notadate"),
+        ],
+    );
+    assert_outcome(&fhir.bundle(&transaction), 400);
+    assert_eq!(
+        resource_events(&server),
+        before + 1,
+        "only the setup create"
+    );
+
+    // A read of a resource the transaction creates runs after the writes.
     let id = unique("put-then-read");
     let mut put = post_entry(None, json!({"resourceType": "Patient", "id": id}));
     put["request"] = json!({"method": "PUT", "url": format!("Patient/{id}")});
