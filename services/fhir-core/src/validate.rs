@@ -450,6 +450,10 @@ fn check_primitive_companion(
                 item_path,
                 format!("'{name}' and '_{name}' are both null at this index"),
             )),
+            Value::Object(object) if object.is_empty() => Err(invalid(
+                item_path,
+                format!("'_{name}' must not be an empty object; leave it out instead"),
+            )),
             Value::Object(object) if !has_value && !object.contains_key("extension") => {
                 Err(invalid(
                     item_path,
@@ -784,6 +788,10 @@ mod tests {
             (
                 json!({"resourceType": "Observation", "_status": {"id": "a"}, "code": {"text": "x"}}),
                 "Observation._status",
+            ),
+            (
+                json!({"resourceType": "Patient", "gender": "male", "_gender": {}}),
+                "Patient._gender",
             ),
         ];
         for (resource, path) in cases {

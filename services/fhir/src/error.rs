@@ -15,6 +15,8 @@ pub struct FhirError {
     pub diagnostics: String,
     /// FHIRPath locations of the problem, such as `Bundle.entry[2]`.
     pub expression: Vec<String>,
+    /// The `Allow` header of a 405: the methods the target takes.
+    pub allow: Option<&'static str>,
 }
 
 impl FhirError {
@@ -24,7 +26,14 @@ impl FhirError {
             code,
             diagnostics: diagnostics.into(),
             expression: Vec::new(),
+            allow: None,
         }
+    }
+
+    /// Sets the `Allow` header that a 405 response must carry.
+    pub fn with_allow(mut self, methods: &'static str) -> Self {
+        self.allow = Some(methods);
+        self
     }
 
     pub fn bad_request(diagnostics: impl Into<String>) -> Self {
@@ -92,6 +101,11 @@ impl IntoResponse for FhirError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        if let Some(allow) = self.allow {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
         response
             .extensions_mut()
             .insert(crate::audit::ErrorCode(self.code));

@@ -311,6 +311,7 @@ fn required_criteria(query: Option<String>, method: &str) -> FhirResult<String> 
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} on a type needs search criteria"),
         )
+        .with_allow("GET, HEAD, POST, PUT, DELETE")
     })
 }
 

@@ -44,9 +44,11 @@ pub fn check_resource_rules(resource_type: &str, resource: &Value) -> FhirResult
                 .and_then(Value::as_str)
                 .is_some_and(hearth_fhir_core::resource_types::is_resource_type);
             if !known {
-                return Err(unprocessable(format!(
-                    "{resource_type}.contained holds an entry that is not an R4 resource"
-                )));
+                return Err(FhirError::new(
+                    StatusCode::BAD_REQUEST,
+                    "structure",
+                    format!("{resource_type}.contained holds an entry that is not an R4 resource"),
+                ));
             }
         }
     }

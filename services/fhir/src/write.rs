@@ -179,7 +179,8 @@ pub fn check_write(
             StatusCode::METHOD_NOT_ALLOWED,
             "not-supported",
             format!("OperationDefinition/{id} is built into the server and cannot be changed"),
-        ));
+        )
+        .with_allow("GET, HEAD"));
     }
     let visibility = crate::scopes::visibility(principal, resource_type, interaction)?;
     if visibility.is_everything() {

@@ -87,3 +87,17 @@ fn patient_export_leaves_out_foreign_references() {
     let message = assert_outcome(&reply, 400);
     assert!(message.contains(FOREIGN_PATIENT), "{message}");
 }
+
+#[test]
+fn patient_level_export_keeps_only_compartments() {
+    let hearth = start();
+    let client = hearth.client();
+    let mut loose = observation("fo-no-subject", "Patient/fp1");
+    loose.as_object_mut().expect("an object").remove("subject");
+    hearth.put(&loose);
+
+    let manifest = client.export("Patient/$export?_type=Patient,Observation");
+    let mut expected = local_keys();
+    expected.push("Patient/fp1".to_string());
+    assert_eq!(keys(&client.lines_of(&manifest, "output")), expected);
+}

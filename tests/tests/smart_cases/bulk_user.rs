@@ -76,3 +76,31 @@ fn user_token_export_follows_scopes() {
     let reply = client.kick_off("Patient/$export?_type=Condition");
     assert_outcome(&reply, 403);
 }
+
+#[test]
+fn patient_token_export_reports_own_deletions() {
+    let hearth = Hearth::start();
+    let own = &hearth.sample.patient.observations[0];
+    let other = &hearth.sample.other.observations[0];
+    let repository = hearth.repository();
+    let http = reqwest::blocking::Client::new();
+    for id in [own, other] {
+        let reply = http
+            .delete(format!("{}/Observation/{id}", repository.fhir_url()))
+            .bearer_auth(repository.admin_token())
+            .send()
+            .expect("the delete is sent");
+        assert_eq!(reply.status().as_u16(), 204, "deleting Observation/{id}");
+    }
+
+    let tokens = hearth.patient_launch("launch/patient patient/*.rs");
+    let client = BulkClient::new(&hearth.default_site.fhir, &tokens.access);
+    let manifest = client.export("Patient/$export?_type=Observation&_since=2000-01-01T00:00:00Z");
+    let deleted: Vec<String> = client
+        .lines_of(&manifest, "deleted")
+        .iter()
+        .flat_map(|(_, bundle)| bundle["entry"].as_array().cloned().unwrap_or_default())
+        .filter_map(|entry| entry["request"]["url"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(deleted, [format!("Observation/{own}")], "{manifest}");
+}

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::provenance::{PROVENANCE, local_target, target_references};
 use super::{Export, file_url, patient_set};
 use crate::Result;
+use hearth_schemas::ExportLevel;
 
 /// Entries in one Bundle line.
 const ENTRIES_PER_BUNDLE: usize = 500;
@@ -64,6 +65,15 @@ impl Export<'_> {
         let access = self.context.access;
         let everything = |t: &str| access(t).map(|_| hearth_cdr::Visibility::everything());
         let patients = patient_set(self.request);
+        // History is read without the caller's restrictions, so a caller confined to
+        // patients gets only deletions of what those patients' compartments held.
+        let visibility = access(resource_type);
+        let confined = match &visibility {
+            Some(visibility) if !visibility.is_everything() => Some(confined_patients(visibility)),
+            _ => None,
+        };
+        let any_patient =
+            self.request.level == ExportLevel::Patient && !super::limited_to_patients(self.request);
         let associated = self.state.associated_provenance && resource_type == PROVENANCE;
         let mut seen = HashSet::new();
         let mut ids = Vec::new();
@@ -90,10 +100,30 @@ impl Export<'_> {
                     if !self.targeted_exported_type(version)? {
                         continue;
                     }
-                } else if super::limited_to_patients(self.request)
-                    && !self.belonged_to(version, &patients)?
-                {
-                    continue;
+                } else {
+                    // A patient-limited export keeps its patients' deletions, and a Patient
+                    // export without a list those of any patient.
+                    let wanted = if super::limited_to_patients(self.request) {
+                        Some(Some(&patients))
+                    } else if any_patient {
+                        Some(None)
+                    } else {
+                        None
+                    };
+                    if let Some(wanted) = wanted
+                        && !self.belonged_to(version, wanted)?
+                    {
+                        continue;
+                    }
+                }
+                if let Some(confined) = &confined {
+                    let visible = match confined {
+                        Some(confined) => self.belonged_to(version, Some(confined))?,
+                        None => false,
+                    };
+                    if !visible {
+                        continue;
+                    }
                 }
                 ids.push(version.id.clone());
             }
@@ -141,13 +171,18 @@ impl Export<'_> {
         Ok(false)
     }
 
-    /// Whether the version before the deletion referenced one of the export's patients.
+    /// Returns whether the version before the deletion referenced one of `patients`, or
+    /// any local patient when `patients` is `None`.
     // NOTE: this looks at every `reference` in the resource, not only the Patient
     // compartment's parameters, so a deletion can be reported for a patient who was only
     // mentioned by the resource.
-    fn belonged_to(&self, deletion: &StoredResource, patients: &HashSet<&str>) -> Result<bool> {
+    fn belonged_to(
+        &self,
+        deletion: &StoredResource,
+        patients: Option<&HashSet<&str>>,
+    ) -> Result<bool> {
         if deletion.resource_type == "Patient" {
-            return Ok(patients.contains(deletion.id.as_str()));
+            return Ok(patients.is_none_or(|patients| patients.contains(deletion.id.as_str())));
         }
         let Some(value) = self.version_before(deletion)? else {
             return Ok(false);
@@ -168,14 +203,31 @@ impl Export<'_> {
     }
 }
 
-fn references_patient(value: &Value, patients: &HashSet<&str>) -> bool {
+/// Returns the patients a restricted visibility confines the caller to, or `None` when an
+/// alternative restricts by search parameters, which a deleted resource cannot be checked
+/// against (its deletions are then left out).
+fn confined_patients(visibility: &hearth_cdr::Visibility) -> Option<HashSet<&str>> {
+    visibility
+        .alternatives
+        .iter()
+        .map(
+            |alternative| match alternative.patient_compartment.as_deref() {
+                Some(patient) if alternative.filters.is_empty() => Some(patient),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+fn references_patient(value: &Value, patients: Option<&HashSet<&str>>) -> bool {
     match value {
         Value::Object(map) => map.iter().any(|(key, item)| {
             let direct = key == "reference"
                 && item
                     .as_str()
                     .and_then(|r| r.strip_prefix("Patient/"))
-                    .is_some_and(|id| patients.contains(id));
+                    .and_then(|id| id.split('/').next())
+                    .is_some_and(|id| patients.is_none_or(|patients| patients.contains(id)));
             direct || references_patient(item, patients)
         }),
         Value::Array(items) => items.iter().any(|item| references_patient(item, patients)),

@@ -316,6 +316,13 @@ impl Export<'_> {
         // the first run did.
         let first_positions = (readable && limited && self.request.patients.len() > 1)
             .then(|| first_positions(&self.request.patients));
+        // A Patient export without a patient list reads whole types, so it keeps only
+        // resources in some patient's compartment: not those without a subject, nor those
+        // whose only patient is another server's.
+        let any_compartment = self.request.level == ExportLevel::Patient
+            && !limited
+            && targets.is_none()
+            && resource_type != "Patient";
         while readable && let Some(alternatives) = &alternatives {
             // A Group with no members exports nothing, because an empty patient list
             // never widens to every patient.
@@ -330,6 +337,15 @@ impl Export<'_> {
             for row in page.rows {
                 if let Some(first_positions) = &first_positions
                     && self.written_for_earlier_patient(&resource_type, &row, first_positions)?
+                {
+                    continue;
+                }
+                if any_compartment
+                    && self
+                        .context
+                        .repository
+                        .compartment_patients(&resource_type, row.rid, &row.id)?
+                        .is_empty()
                 {
                     continue;
                 }
