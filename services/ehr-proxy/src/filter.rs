@@ -52,14 +52,7 @@ pub fn writable(principal: &Principal, resource: &Value, interaction: Interactio
         return true;
     }
     // A conditional reference is resolved after this check, against every resource.
-    let mut conditional = false;
-    hearth_fhir_core::reference::for_each_reference(resource, &mut |reference| {
-        conditional |= matches!(
-            hearth_fhir_core::reference::classify(reference),
-            hearth_fhir_core::reference::ReferenceKind::Conditional { .. }
-        );
-    });
-    if conditional {
+    if hearth_fhir_core::reference::has_conditional_reference(resource) {
         return false;
     }
     let params = search_params::compartment_params(resource_type);

@@ -116,6 +116,16 @@ impl LocalBases {
     }
 }
 
+/// Returns whether `resource` contains a conditional reference (`Type?criteria`), which a
+/// transaction resolves only when it is applied.
+pub fn has_conditional_reference(resource: &Value) -> bool {
+    let mut found = false;
+    for_each_reference(resource, &mut |reference| {
+        found |= matches!(classify(reference), ReferenceKind::Conditional { .. });
+    });
+    found
+}
+
 /// Calls `visit` with every literal reference string in `resource`, contained resources
 /// included.
 pub fn for_each_reference<'a>(resource: &'a Value, visit: &mut impl FnMut(&'a str)) {

@@ -147,7 +147,7 @@ fn check_patch(state: &FhirState, entry: &mut Entry, visibility: &Visibility) ->
     if json_patch::patch(&mut resource, &patch).is_err() {
         return Ok(());
     }
-    if crate::write::has_conditional_reference(&resource)
+    if hearth_fhir_core::reference::has_conditional_reference(&resource)
         || !in_compartment(&state.settings, &entry.resource_type, &resource, &patient)
     {
         return Err(forbidden(format!(

@@ -69,8 +69,8 @@ pub async fn negotiate(request: axum::extract::Request, next: axum::middleware::
 }
 
 /// Checks that the `_format` parameter of `query`, or without it the `Accept` header,
-/// allows JSON, and returns 406 otherwise. `_format` overrides `Accept`, as FHIR's REST
-/// page says, for clients that cannot set headers.
+/// allows JSON, and returns 406 otherwise. `_format` overrides `Accept`, as the FHIR R4
+/// HTTP page specifies, for clients that cannot set headers.
 pub fn check_format(query: Option<&str>, headers: &HeaderMap) -> Result<(), FhirError> {
     if let Some(format) = format_param(query) {
         return if json_format(&format) && fhir_version_ok(&format) {

@@ -6,7 +6,7 @@
 //! read, search, history, compartment or `$everything` URL works there with the caller's
 //! token. Entries that fail a check before the append (a scope the token lacks, a broken
 //! resource) fail the whole transaction, or only themselves in a batch. In a transaction,
-//! every read also runs once before the writes, so that a read that fails (a bad search, a
+//! every read also runs once before the writes. A read that fails there (a bad search, a
 //! 404 that no write of the Bundle can mend, a read of what the Bundle deletes) fails the
 //! transaction before anything is stored.
 // NOTE: a read that passes that check can still fail after the writes when another client

@@ -193,7 +193,7 @@ pub fn check_write(
         )));
     };
     if let Some(resource) = resource
-        && has_conditional_reference(resource)
+        && hearth_fhir_core::reference::has_conditional_reference(resource)
     {
         return Err(forbidden(format!(
             "the {resource_type} has a conditional reference (Type?criteria); the repository resolves those against every resource, so a token confined to a patient cannot use them"
@@ -230,19 +230,6 @@ pub(crate) fn confined_patient(visibility: &hearth_cdr::Visibility) -> Option<St
         .iter()
         .filter(|a| a.filters.is_empty())
         .find_map(|a| a.patient_compartment.clone())
-}
-
-/// Returns whether `resource` contains a conditional reference (`Type?criteria`). A
-/// transaction resolves those when it is applied, after the compartment check.
-pub(crate) fn has_conditional_reference(resource: &serde_json::Value) -> bool {
-    let mut found = false;
-    hearth_fhir_core::reference::for_each_reference(resource, &mut |reference| {
-        found |= matches!(
-            hearth_fhir_core::reference::classify(reference),
-            hearth_fhir_core::reference::ReferenceKind::Conditional { .. }
-        );
-    });
-    found
 }
 
 /// Whether a resource's content places it in `patient`'s compartment and in no other
