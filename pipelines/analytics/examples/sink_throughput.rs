@@ -221,6 +221,7 @@ async fn measure_queries(client: &ClickHouse) {
         "latency_daily",
         "latency_digest_hourly",
         "status_hourly",
+        "usage_presence",
     ] {
         client
             .execute(&format!("OPTIMIZE TABLE {table} FINAL"))
@@ -318,6 +319,25 @@ async fn time_reports(client: &ClickHouse, when: &str) {
         "usage per site and app with distinct users and patients, 30 days",
         || async {
             reports::usage(client, &range, &all, Bucket::Total, ALL)
+                .await
+                .map(|r| r.rows.len())
+        },
+    )
+    .await;
+    time(
+        "usage per site and app with distinct users and patients, 30 days not on hours \
+         (console)",
+        || async {
+            reports::usage(client, &console, &all, Bucket::Total, ALL)
+                .await
+                .map(|r| r.rows.len())
+        },
+    )
+    .await;
+    time(
+        "usage per month, site and app with distinct users and patients, 30 days",
+        || async {
+            reports::usage(client, &range, &all, Bucket::Month, ALL)
                 .await
                 .map(|r| r.rows.len())
         },

@@ -47,6 +47,7 @@ static FILES: &[(&str, &str)] = embedded_migrations![
     "0007_latency_digest_hourly.sql",
     "0008_app_usage_hourly.sql",
     "0009_usage_hourly_by_app.sql",
+    "0010_usage_presence.sql",
 ];
 
 /// Returns the embedded migrations in order of their version.

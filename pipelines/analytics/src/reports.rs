@@ -1,14 +1,18 @@
 //! The queries behind `hearth analytics report` and `GET /admin/analytics/...`.
 //!
-//! Every report reads the rollups, never the raw tables, so its cost depends on the number
-//! of hours or days, sites and apps in the range and not on the number of calls. Unless the
-//! buckets are hours, the usage and latency reports split the range: the whole UTC days
-//! inside it come from the daily rollups and the hours before the first and after the last
-//! midnight from the hourly ones. Both parts hold the same aggregate states, and the query
-//! merges them in one `GROUP BY`, so distinct counts over the whole range stay distinct.
+//! The reports read the rollups, so their cost depends on the number of hours or days,
+//! sites and apps in the range more than on the number of calls. Unless the buckets are
+//! hours, the usage and latency reports split the range: the whole UTC days inside it come
+//! from the daily rollups and the hours before the first and after the last midnight from
+//! the hourly ones. Both parts hold the same aggregate states, and the query merges them
+//! in one `GROUP BY`, so distinct counts over the whole range stay distinct. Two reports
+//! also read raw tables, over at most 23 hours on each side of the range or for one app:
+//! the exact distinct counts of total and month buckets, and the latency of one app.
 //! The rollups are AggregatingMergeTree and SummingMergeTree tables, and every query
 //! aggregates with `GROUP BY`, so the figures are right before ClickHouse merges parts.
 //! Times are UTC; a range covers the hours whose start is in `[from, to)`.
+
+use std::collections::HashMap;
 
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -281,11 +285,12 @@ pub struct UsageRow {
     pub denials: u64,
     /// Access tokens issued, refreshes included.
     pub token_grants: u64,
-    /// Distinct users seen in calls, authorizations and token grants; an estimate
-    /// (ClickHouse `uniq`, exact for small counts). `None` (JSON `null`) when not counted.
+    /// Distinct users seen in calls, authorizations and token grants: exact with total
+    /// and month buckets, an estimate with day and hour buckets (ClickHouse `uniq`, exact
+    /// up to 65,536 per row). `None` (JSON `null`) when not counted.
     pub users: Option<u64>,
-    /// Distinct patients in context, estimated like `users`. `None` (JSON `null`) when
-    /// not counted.
+    /// Distinct patients in context, counted like `users`. `None` (JSON `null`) when not
+    /// counted.
     pub patients: Option<u64>,
 }
 
@@ -305,9 +310,9 @@ struct UsageRecord {
     patients: u64,
 }
 
-/// The distinct counts a usage report computes. Merging `uniq` states reads every stored
-/// hash, so these cost far more than the sums: each daily row contains a state with every
-/// user and every patient of that site, app and day.
+/// The distinct counts a usage report computes. They cost more than the sums: exact
+/// counts read a row per user or patient and app, and merging `uniq` states reads every
+/// hash of every row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Distinct {
     pub users: bool,
@@ -315,6 +320,12 @@ pub struct Distinct {
 }
 
 impl Distinct {
+    /// No distinct counts: the sums alone.
+    pub const NONE: Distinct = Distinct {
+        users: false,
+        patients: false,
+    };
+
     /// Returns the counts of a request that does not choose: distinct users for one site
     /// or one app, and distinct patients for one app.
     pub fn default_for(filters: &Filters) -> Distinct {
@@ -325,9 +336,11 @@ impl Distinct {
     }
 }
 
-/// Calls, launches, grants and the `distinct` counts per bucket, site and app, from
-/// `usage_daily` for the whole days of the range and `usage_hourly` for the hours around
-/// them.
+/// Calls, launches, grants and the `distinct` counts per bucket, site and app. The sums
+/// come from `usage_daily` for the whole days of the range and `usage_hourly` for the
+/// hours around them. Distinct counts of day and hour buckets merge the `uniq` states of
+/// the same rows; those of total and month buckets are exact, from [`distinct_sql`], and
+/// run next to the sums.
 pub async fn usage(
     client: &ClickHouse,
     range: &TimeRange,
@@ -335,6 +348,63 @@ pub async fn usage(
     bucket: Bucket,
     distinct: Distinct,
 ) -> Result<Report<UsageRow>> {
+    let exact = (distinct.users || distinct.patients)
+        .then(|| distinct_sql(range, filters, bucket, distinct))
+        .flatten();
+    let merged = if exact.is_some() {
+        Distinct::NONE
+    } else {
+        distinct
+    };
+    let sums_sql = usage_sql(range, filters, bucket, merged);
+    let sums = client.fetch_all::<UsageRecord>(&sums_sql);
+    let (records, counts) = match exact {
+        Some(sql) => {
+            let (records, counts) =
+                tokio::try_join!(sums, client.fetch_all::<DistinctRecord>(&sql))?;
+            (records, Some(counts))
+        }
+        None => (sums.await?, None),
+    };
+    let counts: Option<HashMap<BucketKey, (u64, u64)>> = counts.map(|records| {
+        records
+            .into_iter()
+            .map(|r| ((r.bucket, r.site_id, r.client_id), (r.users, r.patients)))
+            .collect()
+    });
+    let rows = records
+        .into_iter()
+        .map(|r| {
+            // A bucket, site and app without a user or patient has no exact counts row.
+            let (users, patients) = match &counts {
+                Some(counts) => counts
+                    .get(&(r.bucket, r.site_id.clone(), r.client_id.clone()))
+                    .copied()
+                    .unwrap_or((0, 0)),
+                None => (r.users, r.patients),
+            };
+            UsageRow {
+                bucket: format_time(i64::from(r.bucket)),
+                users: distinct.users.then_some(users),
+                patients: distinct.patients.then_some(patients),
+                site_id: r.site_id,
+                client_id: r.client_id,
+                calls: r.calls,
+                fhir_calls: r.fhir_calls,
+                errors: r.errors,
+                launches: r.launches,
+                ehr_launches: r.ehr_launches,
+                denials: r.denials,
+                token_grants: r.token_grants,
+            }
+        })
+        .collect();
+    Ok(Report::new(range, rows))
+}
+
+/// Builds the query of the sums, and of the `distinct` counts it merges from `uniq`
+/// states.
+fn usage_sql(range: &TimeRange, filters: &Filters, bucket: Bucket, distinct: Distinct) -> String {
     let parts = Parts::of(range, bucket);
     let mut columns = "site_id, client_id, calls, fhir_calls, errors, launches, ehr_launches, \
                        denials, token_grants"
@@ -349,7 +419,7 @@ pub async fn usage(
     };
     let users_total = merge(distinct.users, "users");
     let patients_total = merge(distinct.patients, "patients");
-    let sql = format!(
+    format!(
         "SELECT {bucket} AS bucket, site_id, client_id, \
          sumMerge(calls) AS calls, sumMerge(fhir_calls) AS fhir_calls, \
          sumMerge(errors) AS errors, sumMerge(launches) AS launches, \
@@ -367,26 +437,183 @@ pub async fn usage(
             &filters.conditions("client_id")
         ),
         limit = MAX_ROWS + 1,
-    );
-    let records: Vec<UsageRecord> = client.fetch_all(&sql).await?;
-    let rows = records
-        .into_iter()
-        .map(|r| UsageRow {
-            bucket: format_time(i64::from(r.bucket)),
-            site_id: r.site_id,
-            client_id: r.client_id,
-            calls: r.calls,
-            fhir_calls: r.fhir_calls,
-            errors: r.errors,
-            launches: r.launches,
-            ehr_launches: r.ehr_launches,
-            denials: r.denials,
-            token_grants: r.token_grants,
-            users: distinct.users.then_some(r.users),
-            patients: distinct.patients.then_some(r.patients),
-        })
-        .collect();
-    Ok(Report::new(range, rows))
+    )
+}
+
+/// A bucket's start, site and app.
+type BucketKey = (u32, String, String);
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct DistinctRecord {
+    bucket: u32,
+    site_id: String,
+    client_id: String,
+    users: u64,
+    patients: u64,
+}
+
+/// Month buckets of a report at most, for exact distinct counts; longer reports merge
+/// `uniq` states.
+const MAX_EXACT_MONTHS: usize = 120;
+
+/// Days per row of `usage_presence`: the bits of its mask.
+const PRESENCE_WINDOW_DAYS: i64 = 64;
+
+/// Builds the exact distinct counts of users and patients per bucket, site and app, for
+/// total and month buckets; `None` for other buckets. Each bucket's whole days come from
+/// `usage_presence`, whose rows count when their day mask has a bit inside the days. The
+/// hours before the first and after the last midnight come from the hashes of the raw
+/// tables, at most 23 hours on each side. Counting the hashes with `uniqExact` makes rows
+/// stored twice harmless, so the raw tables are read without `FINAL`.
+fn distinct_sql(
+    range: &TimeRange,
+    filters: &Filters,
+    bucket: Bucket,
+    distinct: Distinct,
+) -> Option<String> {
+    let buckets = match bucket {
+        Bucket::Total => vec![(range.from, *range)],
+        Bucket::Month => {
+            let months = month_ranges(range);
+            if months.len() > MAX_EXACT_MONTHS {
+                return None;
+            }
+            months
+        }
+        Bucket::Hour | Bucket::Day => return None,
+    };
+    let conditions = filters.conditions("client_id");
+    let kind = match (distinct.users, distinct.patients) {
+        (true, false) => " AND kind = 'USER'",
+        (false, true) => " AND kind = 'PATIENT'",
+        _ => "",
+    };
+    // Raw rows of the hours around the days: only the hashes counted.
+    let counted = |wanted: bool, column: &'static str| if wanted { column } else { "toUInt64(0)" };
+    let user = counted(distinct.users, "user_hash");
+    let patient = counted(distinct.patients, "patient_hash");
+    let mut pieces = Vec::new();
+    for (label, part) in buckets {
+        let label = label.clamp(0, i64::from(u32::MAX));
+        let parts = Parts::of(&part, Bucket::Total);
+        if let Some(days) = parts.days {
+            let first = days.from.div_euclid(DAY_SECONDS).max(0);
+            let end = days.to.div_euclid(DAY_SECONDS).max(0);
+            if first < end {
+                pieces.push(format!(
+                    "SELECT toUInt32({label}) AS bucket, site_id, client_id, \
+                     if(kind = 'USER', hash, toUInt64(0)) AS user, \
+                     if(kind = 'PATIENT', hash, toUInt64(0)) AS patient \
+                     FROM usage_presence \
+                     WHERE window >= {first_window} AND window <= {last_window}{conditions}{kind} \
+                     AND bitAnd(finalizeAggregation(days), {mask}) != 0",
+                    first_window = first / PRESENCE_WINDOW_DAYS,
+                    last_window = (end - 1) / PRESENCE_WINDOW_DAYS,
+                    mask = day_mask_sql(first, end),
+                ));
+            }
+        }
+        for hours in [parts.head, parts.tail].into_iter().flatten() {
+            // The hours whose start is in the part: calls from the first such hour on.
+            let from = hour_ceiling(hours.from).clamp(0, i64::from(u32::MAX));
+            let to = hour_ceiling(hours.to).clamp(0, i64::from(u32::MAX));
+            if from >= to {
+                continue;
+            }
+            for table in ["api_calls", "authorizations", "token_grants"] {
+                pieces.push(format!(
+                    "SELECT toUInt32({label}) AS bucket, site_id, client_id, \
+                     {user} AS user, {patient} AS patient FROM {table} \
+                     WHERE occurred_at >= toDateTime({from}, 'UTC') \
+                     AND occurred_at < toDateTime({to}, 'UTC'){conditions}"
+                ));
+            }
+        }
+    }
+    if pieces.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "SELECT bucket, site_id, client_id, \
+         uniqExactIf(user, user != 0) AS users, uniqExactIf(patient, patient != 0) AS patients \
+         FROM ({pieces}) \
+         GROUP BY bucket, site_id, client_id \
+         ORDER BY bucket, site_id, client_id LIMIT {limit}",
+        pieces = pieces.join(" UNION ALL "),
+        limit = MAX_ROWS + 1,
+    ))
+}
+
+/// Returns the start of the hour that contains `seconds`, or `seconds` when it starts an
+/// hour, rounded up otherwise.
+fn hour_ceiling(seconds: i64) -> i64 {
+    (seconds + 3599).div_euclid(3600) * 3600
+}
+
+/// The mask of `usage_presence` rows for the days numbered `first` to `end` (exclusive):
+/// a SQL expression of the row's `window` that keeps the bits of those days.
+fn day_mask_sql(first: i64, end: i64) -> String {
+    let mask = |window: i64| {
+        let start = window * PRESENCE_WINDOW_DAYS;
+        let low = (first - start).clamp(0, PRESENCE_WINDOW_DAYS);
+        let high = (end - start).clamp(0, PRESENCE_WINDOW_DAYS);
+        let width = high - low;
+        let bits = if width >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << width) - 1
+        };
+        if width <= 0 { 0 } else { bits << low }
+    };
+    let first_window = first / PRESENCE_WINDOW_DAYS;
+    let last_window = (end - 1) / PRESENCE_WINDOW_DAYS;
+    if first_window == last_window {
+        return format!("toUInt64({})", mask(first_window));
+    }
+    format!(
+        "multiIf(window = {first_window}, toUInt64({}), window = {last_window}, toUInt64({}), \
+         toUInt64({}))",
+        mask(first_window),
+        mask(last_window),
+        u64::MAX
+    )
+}
+
+/// Splits a range at the starts of the UTC months inside it: the start of each month with
+/// the part of the range in that month.
+fn month_ranges(range: &TimeRange) -> Vec<(i64, TimeRange)> {
+    let mut months = Vec::new();
+    let Ok(start) = OffsetDateTime::from_unix_timestamp(range.from) else {
+        return months;
+    };
+    let mut month = start.date().replace_day(1).unwrap_or(start.date());
+    loop {
+        let month_start = PrimitiveDateTime::new(month, Time::MIDNIGHT)
+            .assume_utc()
+            .unix_timestamp();
+        if month_start >= range.to || months.len() > MAX_EXACT_MONTHS {
+            return months;
+        }
+        let Some(next) = month
+            .replace_day(28)
+            .ok()
+            .and_then(|day| day.checked_add(time::Duration::days(4)))
+            .and_then(|day| day.replace_day(1).ok())
+        else {
+            return months;
+        };
+        let next_start = PrimitiveDateTime::new(next, Time::MIDNIGHT)
+            .assume_utc()
+            .unix_timestamp();
+        months.push((
+            month_start,
+            TimeRange {
+                from: range.from.max(month_start),
+                to: range.to.min(next_start),
+            },
+        ));
+        month = next;
+    }
 }
 
 /// Response times of one kind of call at one site in one bucket.
@@ -786,6 +1013,108 @@ mod tests {
         assert!(Distinct::default_for(&filters).patients);
         filters.site = Some(String::new());
         assert!(Distinct::default_for(&filters).users, "app alone");
+    }
+
+    #[test]
+    fn day_masks_keep_the_days_of_the_range() {
+        // Days 64 to 127 are window 1; days 10 to 19 of it are bits 10 to 19.
+        assert_eq!(
+            day_mask_sql(74, 84),
+            format!("toUInt64({})", 0x000f_fc00u64)
+        );
+        assert_eq!(day_mask_sql(64, 128), format!("toUInt64({})", u64::MAX));
+        assert_eq!(day_mask_sql(127, 128), format!("toUInt64({})", 1u64 << 63));
+        // Days 120 to 129 span windows 1 (bits 56 to 63) and 2 (bits 0 and 1).
+        assert_eq!(
+            day_mask_sql(120, 130),
+            format!(
+                "multiIf(window = 1, toUInt64({}), window = 2, toUInt64(3), toUInt64({}))",
+                0xff00_0000_0000_0000u64,
+                u64::MAX
+            )
+        );
+    }
+
+    #[test]
+    fn hours_round_up_to_their_start() {
+        assert_eq!(hour_ceiling(7200), 7200);
+        assert_eq!(hour_ceiling(7201), 10_800);
+        assert_eq!(hour_ceiling(10_799), 10_800);
+    }
+
+    #[test]
+    fn months_split_at_their_first_day() {
+        let range =
+            TimeRange::parse(Some("2026-01-31T06:00:00Z"), Some("2026-03-02T00:00:00Z")).unwrap();
+        let midnight = |date: &str| parse_time("test", date).unwrap();
+        assert_eq!(
+            month_ranges(&range),
+            vec![
+                (
+                    midnight("2026-01-01"),
+                    TimeRange {
+                        from: range.from,
+                        to: midnight("2026-02-01")
+                    }
+                ),
+                (
+                    midnight("2026-02-01"),
+                    TimeRange {
+                        from: midnight("2026-02-01"),
+                        to: midnight("2026-03-01")
+                    }
+                ),
+                (
+                    midnight("2026-03-01"),
+                    TimeRange {
+                        from: midnight("2026-03-01"),
+                        to: range.to
+                    }
+                ),
+            ]
+        );
+        let december = TimeRange::parse(Some("2026-12-15"), Some("2027-01-02")).unwrap();
+        let starts: Vec<i64> = month_ranges(&december).iter().map(|m| m.0).collect();
+        assert_eq!(starts, [midnight("2026-12-01"), midnight("2027-01-01")]);
+    }
+
+    #[test]
+    fn exact_distinct_counts_read_days_and_raw_hours() {
+        let both = Distinct {
+            users: true,
+            patients: true,
+        };
+        let range =
+            TimeRange::parse(Some("2026-03-01T06:30:00Z"), Some("2026-03-04T02:00:00Z")).unwrap();
+        let sql = distinct_sql(&range, &Filters::default(), Bucket::Total, both).unwrap();
+        assert_eq!(sql.matches("FROM usage_presence").count(), 1, "{sql}");
+        // The head (07:00 to midnight) and the tail (two hours) from each raw table.
+        for table in ["api_calls", "authorizations", "token_grants"] {
+            assert_eq!(sql.matches(&format!("FROM {table} ")).count(), 2, "{sql}");
+        }
+        let head = parse_time("test", "2026-03-01T07:00:00Z").unwrap();
+        assert!(
+            sql.contains(&format!("occurred_at >= toDateTime({head}, 'UTC')")),
+            "{sql}"
+        );
+        assert!(!sql.contains("FINAL"), "{sql}");
+
+        let days = TimeRange::parse(Some("2026-03-01"), Some("2026-03-31")).unwrap();
+        let users = Distinct {
+            users: true,
+            patients: false,
+        };
+        let sql = distinct_sql(&days, &Filters::default(), Bucket::Total, users).unwrap();
+        assert!(!sql.contains("api_calls"), "whole days only: {sql}");
+        assert!(sql.contains("AND kind = 'USER'"), "{sql}");
+        let months = distinct_sql(&days, &Filters::default(), Bucket::Month, users).unwrap();
+        assert!(
+            months.contains("toUInt32(1772323200) AS bucket"),
+            "{months}"
+        );
+        for bucket in [Bucket::Day, Bucket::Hour] {
+            assert_eq!(distinct_sql(&days, &Filters::default(), bucket, both), None);
+        }
     }
 
     #[test]

@@ -686,6 +686,244 @@ async fn hourly_usage_refill_matches_calls() {
     client.drop_database().await.unwrap();
 }
 
+/// Calls of `spread_calls` sunk in batches of 7, so the raw tables have several parts.
+async fn sink_spread_calls(client: &ClickHouse, group: &str) -> Vec<(i64, u32)> {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    log.ensure_topic(topics::AUTH, 1).await.unwrap();
+    log.ensure_topic(topics::API, 1).await.unwrap();
+    let calls = spread_calls();
+    for (index, &(hours, user)) in calls.iter().enumerate() {
+        let mut call = api_call(index as u32, "north", "app-a", 200, 1000 + index as i64);
+        call.occurred_at = BASE_MICROS + hours * 3_600_000_000;
+        call.user_id = Some(format!("user-{user}"));
+        call.patient = Some(format!("patient-{user}"));
+        append(&log, topics::API, AnyEvent::ApiCall(call)).await;
+    }
+    for index in 0..3u32 {
+        let mut grant = token(100 + index, "app-a");
+        grant.occurred_at = BASE_MICROS + i64::from(index) * 24 * 3_600_000_000;
+        grant.user_id = Some(format!("user-{}", 20 + index));
+        append(&log, topics::AUTH, AnyEvent::TokenIssued(grant)).await;
+    }
+    let log: Arc<dyn Log> = Arc::new(log);
+    let summary = run_sink(log, client, group).await;
+    assert_eq!(summary.rows_written, calls.len() as u64 + 3, "{summary:?}");
+    calls
+}
+
+/// The figures of every report that a migration after 0006 fills from the raw tables.
+async fn upgraded_figures(
+    client: &ClickHouse,
+    range: &TimeRange,
+) -> (
+    Vec<reports::UsageRow>,
+    Vec<reports::UsageRow>,
+    Vec<reports::UsageRow>,
+    Vec<reports::LatencyRow>,
+) {
+    let everything = Filters::default();
+    let no_latency_filters = LatencyFilters::default();
+    let usage = |bucket| reports::usage(client, range, &everything, bucket, USERS_AND_PATIENTS);
+    let latency = reports::latency(
+        client,
+        range,
+        &everything,
+        &no_latency_filters,
+        Bucket::Total,
+    );
+    (
+        usage(Bucket::Total).await.unwrap().rows,
+        usage(Bucket::Month).await.unwrap().rows,
+        usage(Bucket::Day).await.unwrap().rows,
+        latency.await.unwrap().rows,
+    )
+}
+
+/// A deployment that ran migrations 0001 to 0006 and stored calls in several parts
+/// upgrades: every later migration fills its tables from the raw tables, and the reports
+/// give the figures of a deployment that had every migration from the start.
+#[tokio::test]
+async fn upgrade_from_0006_fills_later_rollups() {
+    let Some(client) = database("upgrade").await else {
+        return;
+    };
+    let calls = sink_spread_calls(&client, "upgrade").await;
+    let range =
+        TimeRange::parse(Some("2026-03-01T10:00:00Z"), Some("2026-03-12T02:00:00Z")).unwrap();
+    let before = upgraded_figures(&client, &range).await;
+    let in_range = calls
+        .iter()
+        .filter(|(hours, _)| {
+            let seconds = BASE_MICROS / 1_000_000 + hours * 3600;
+            seconds >= range.from && seconds < range.to
+        })
+        .count();
+    assert_eq!(before.0.len(), 1, "{:?}", before.0);
+    assert_eq!(before.0[0].calls, in_range as u64);
+    assert_eq!(before.0[0].token_grants, 3);
+    assert_eq!(
+        before.0[0].users,
+        Some(10),
+        "users 0 to 4, 7 and 9 of the calls, 20 to 22 of the grants"
+    );
+
+    // Back to the schema of 0006: drop what the later migrations made, and their records.
+    for statement in [
+        "DROP TABLE IF EXISTS latency_digest_hourly_from_api_calls",
+        "DROP TABLE IF EXISTS latency_digest_hourly",
+        "DROP TABLE IF EXISTS usage_presence_users_from_api_calls",
+        "DROP TABLE IF EXISTS usage_presence_patients_from_api_calls",
+        "DROP TABLE IF EXISTS usage_presence_from_authorizations",
+        "DROP TABLE IF EXISTS usage_presence_from_token_grants",
+        "DROP TABLE IF EXISTS usage_presence",
+        "CREATE TABLE kept_migrations AS schema_migrations",
+        "INSERT INTO kept_migrations SELECT * FROM schema_migrations WHERE version <= 6",
+        "DROP TABLE schema_migrations",
+        "RENAME TABLE kept_migrations TO schema_migrations",
+    ] {
+        client.execute(statement).await.unwrap();
+    }
+    let parts: Vec<u64> = client
+        .fetch_all(
+            "SELECT count() FROM system.parts \
+             WHERE database = currentDatabase() AND table = 'api_calls' AND active",
+        )
+        .await
+        .unwrap();
+    assert!(parts[0] > 1, "api_calls has several parts: {parts:?}");
+
+    let report = migrate::migrate(&client).await.unwrap();
+    let later: Vec<String> = migrate::migrations()
+        .iter()
+        .filter(|m| m.version > 6)
+        .map(|m| m.name.to_string())
+        .collect();
+    assert_eq!(report.applied, later, "{report:?}");
+    let after = upgraded_figures(&client, &range).await;
+    assert_eq!(after.0, before.0, "total");
+    assert_eq!(after.1, before.1, "months");
+    assert_eq!(after.2, before.2, "days");
+    assert_eq!(after.3, before.3, "latency");
+    client.drop_database().await.unwrap();
+}
+
+/// Distinct users in `range` among calls at (Unix seconds, user index).
+fn distinct_users_in(calls: &[(i64, u32)], range: &TimeRange) -> u64 {
+    let users: std::collections::HashSet<u32> = calls
+        .iter()
+        .filter(|(seconds, _)| {
+            // A range covers the hours whose start is in it.
+            let hour = seconds - seconds.rem_euclid(3600);
+            hour >= range.from && hour < range.to
+        })
+        .map(|&(_, user)| user)
+        .collect();
+    users.len() as u64
+}
+
+/// Exact distinct counts across a 64-day window of `usage_presence` (2026-04-01 starts
+/// day 20544 = 321 * 64) and across months, with edge hours on both sides.
+#[tokio::test]
+async fn distinct_counts_cross_windows_and_months() {
+    let Some(client) = database("windows").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    log.ensure_topic(topics::AUTH, 1).await.unwrap();
+    log.ensure_topic(topics::API, 1).await.unwrap();
+    let march_30 = 1_774_828_800; // 2026-03-30T00:00:00Z
+    let calls: Vec<(i64, u32)> = [
+        (-30, 1), // March 28, before the range
+        (3, 2),   // March 30 03:00, before the range's first hour
+        (6, 3),   // 06:00, the range's first hour
+        (30, 4),  // March 31, the last day of window 320
+        (50, 3),  // April 1 02:00, the first day of window 321
+        (60, 5),
+        (80, 6), // April 2
+        (97, 7), // April 3 01:00, the range's last hour
+        (98, 8), // April 3 02:00, after the range
+    ]
+    .iter()
+    .map(|&(hours, user)| (march_30 + hours * 3600 + 1800, user))
+    .collect();
+    for (index, &(seconds, user)) in calls.iter().enumerate() {
+        let mut call = api_call(index as u32, "north", "app-a", 200, 1000);
+        call.occurred_at = seconds * 1_000_000;
+        call.user_id = Some(format!("user-{user}"));
+        call.patient = Some(format!("patient-{user}"));
+        append(&log, topics::API, AnyEvent::ApiCall(call)).await;
+    }
+    let log: Arc<dyn Log> = Arc::new(log);
+    run_sink(log, &client, "windows").await;
+
+    let range =
+        TimeRange::parse(Some("2026-03-30T06:00:00Z"), Some("2026-04-03T02:00:00Z")).unwrap();
+    let app_a = Filters {
+        site: None,
+        app: Some("app-a".to_string()),
+    };
+    let total = reports::usage(&client, &range, &app_a, Bucket::Total, USERS_AND_PATIENTS)
+        .await
+        .unwrap();
+    assert_eq!(distinct_users_in(&calls, &range), 5, "users 3 to 7");
+    assert_eq!(total.rows.len(), 1, "{:?}", total.rows);
+    assert_eq!(total.rows[0].calls, 6);
+    assert_eq!(total.rows[0].users, Some(5));
+    assert_eq!(total.rows[0].patients, Some(5));
+
+    let months = reports::usage(&client, &range, &app_a, Bucket::Month, USERS_AND_PATIENTS)
+        .await
+        .unwrap();
+    let april = TimeRange::parse(Some("2026-04-01"), Some("2026-04-03T02:00:00Z")).unwrap();
+    let march = TimeRange {
+        from: range.from,
+        to: april.from,
+    };
+    let found: Vec<(&str, u64, Option<u64>, Option<u64>)> = months
+        .rows
+        .iter()
+        .map(|r| (r.bucket.as_str(), r.calls, r.users, r.patients))
+        .collect();
+    let (in_march, in_april) = (
+        distinct_users_in(&calls, &march),
+        distinct_users_in(&calls, &april),
+    );
+    assert_eq!((in_march, in_april), (2, 4), "users 3 and 4; 3, 5, 6 and 7");
+    assert_eq!(
+        found,
+        [
+            ("2026-03-01T00:00:00Z", 2, Some(in_march), Some(in_march)),
+            ("2026-04-01T00:00:00Z", 4, Some(in_april), Some(in_april)),
+        ]
+    );
+
+    // Whole days only, across the window: March 31 to April 2.
+    let days = TimeRange::parse(Some("2026-03-31"), Some("2026-04-03")).unwrap();
+    let users_only = Distinct {
+        users: true,
+        patients: false,
+    };
+    let whole = reports::usage(&client, &days, &app_a, Bucket::Total, users_only)
+        .await
+        .unwrap();
+    assert_eq!(whole.rows[0].users, Some(distinct_users_in(&calls, &days)));
+    assert_eq!(whole.rows[0].users, Some(4), "users 4, 3, 5 and 6");
+    assert_eq!(whole.rows[0].patients, None);
+
+    // Another site has no rows: no counts, not an error.
+    let south = Filters {
+        site: Some("south".to_string()),
+        app: None,
+    };
+    let none = reports::usage(&client, &range, &south, Bucket::Total, USERS_AND_PATIENTS)
+        .await
+        .unwrap();
+    assert!(none.rows.is_empty(), "{:?}", none.rows);
+    client.drop_database().await.unwrap();
+}
+
 #[tokio::test]
 async fn schema_error_stops_without_commit() {
     let Some(client) = database("schema").await else {
