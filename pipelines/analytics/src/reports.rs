@@ -336,11 +336,11 @@ impl Distinct {
     }
 }
 
-/// Calls, launches, grants and the `distinct` counts per bucket, site and app. The sums
-/// come from `usage_daily` for the whole days of the range and `usage_hourly` for the
-/// hours around them. Distinct counts of day and hour buckets merge the `uniq` states of
-/// the same rows; those of total and month buckets are exact, from [`distinct_sql`], and
-/// run next to the sums.
+/// Computes calls, launches, grants and the `distinct` counts per bucket, site and app.
+/// The sums come from `usage_daily` for the whole days of the range and `usage_hourly`
+/// for the hours around them. Distinct counts of day and hour buckets merge the `uniq`
+/// states of the same rows. Those of total and month buckets are exact: a second query,
+/// from [`distinct_sql`], runs next to the sums.
 pub async fn usage(
     client: &ClickHouse,
     range: &TimeRange,
@@ -452,15 +452,15 @@ struct DistinctRecord {
     patients: u64,
 }
 
-/// Month buckets of a report at most, for exact distinct counts; longer reports merge
+/// Maximum month buckets of a report with exact distinct counts. Longer reports merge
 /// `uniq` states.
 const MAX_EXACT_MONTHS: usize = 120;
 
-/// Days per row of `usage_presence`: the bits of its mask.
+/// Days per row of `usage_presence`, one bit of its mask each.
 const PRESENCE_WINDOW_DAYS: i64 = 64;
 
-/// Builds the exact distinct counts of users and patients per bucket, site and app, for
-/// total and month buckets; `None` for other buckets. Each bucket's whole days come from
+/// Builds the query of exact distinct users and patients per bucket, site and app, for
+/// total and month buckets, or returns `None` for other buckets. Each bucket's whole days come from
 /// `usage_presence`, whose rows count when their day mask has a bit inside the days. The
 /// hours before the first and after the last midnight come from the hashes of the raw
 /// tables, at most 23 hours on each side. Counting the hashes with `uniqExact` makes rows

@@ -712,7 +712,7 @@ async fn sink_spread_calls(client: &ClickHouse, group: &str) -> Vec<(i64, u32)> 
     calls
 }
 
-/// The figures of every report that a migration after 0006 fills from the raw tables.
+/// Runs every report whose tables a migration after 0006 fills from the raw tables.
 async fn upgraded_figures(
     client: &ClickHouse,
     range: &TimeRange,
