@@ -173,6 +173,16 @@ fn denial(index: u32) -> AuthorizationDenied {
     }
 }
 
+/// An empty embedded log with the sink's two topics, in a directory that is removed when
+/// the returned guard drops.
+async fn empty_log() -> (tempfile::TempDir, EmbeddedLog) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    log.ensure_topic(topics::AUTH, 1).await.unwrap();
+    log.ensure_topic(topics::API, 1).await.unwrap();
+    (dir, log)
+}
+
 async fn append(log: &EmbeddedLog, topic: &str, event: AnyEvent) {
     let value = event.encode().unwrap();
     log.append(topic, b"key", &value).await.unwrap();
@@ -199,10 +209,7 @@ async fn sink_fills_every_rollup_once() {
     let Some(client) = database("sink").await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
-    log.ensure_topic(topics::AUTH, 1).await.unwrap();
-    log.ensure_topic(topics::API, 1).await.unwrap();
+    let (_dir, log) = empty_log().await;
 
     // 30 calls: app-a at north (20, of which 4 are 404), app-b at south (10).
     for index in 0..30u32 {
@@ -445,10 +452,7 @@ async fn split_ranges_merge_days_and_hours() {
     let Some(client) = database("split").await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
-    log.ensure_topic(topics::AUTH, 1).await.unwrap();
-    log.ensure_topic(topics::API, 1).await.unwrap();
+    let (_dir, log) = empty_log().await;
     for (index, &(hours, user, latency_us)) in SPREAD_CALLS.iter().enumerate() {
         let mut call = api_call(index as u32, "north", "app-a", 200, latency_us);
         call.occurred_at = BASE_MICROS + hours * 3_600_000_000;
@@ -615,10 +619,7 @@ async fn hourly_usage_refill_matches_calls() {
     let Some(client) = database("refill").await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
-    log.ensure_topic(topics::AUTH, 1).await.unwrap();
-    log.ensure_topic(topics::API, 1).await.unwrap();
+    let (_dir, log) = empty_log().await;
     let calls = spread_calls();
     for (index, &(hours, user)) in calls.iter().enumerate() {
         let mut call = api_call(index as u32, "north", "app-a", 200, 1000);
@@ -688,10 +689,7 @@ async fn hourly_usage_refill_matches_calls() {
 
 /// Calls of `spread_calls` sunk in batches of 7, so the raw tables have several parts.
 async fn sink_spread_calls(client: &ClickHouse, group: &str) -> Vec<(i64, u32)> {
-    let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
-    log.ensure_topic(topics::AUTH, 1).await.unwrap();
-    log.ensure_topic(topics::API, 1).await.unwrap();
+    let (_dir, log) = empty_log().await;
     let calls = spread_calls();
     for (index, &(hours, user)) in calls.iter().enumerate() {
         let mut call = api_call(index as u32, "north", "app-a", 200, 1000 + index as i64);
@@ -829,10 +827,7 @@ async fn distinct_counts_cross_windows_and_months() {
     let Some(client) = database("windows").await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
-    log.ensure_topic(topics::AUTH, 1).await.unwrap();
-    log.ensure_topic(topics::API, 1).await.unwrap();
+    let (_dir, log) = empty_log().await;
     let march_30 = 1_774_828_800; // 2026-03-30T00:00:00Z
     let calls: Vec<(i64, u32)> = [
         (-30, 1), // March 28, before the range
@@ -934,10 +929,7 @@ async fn schema_error_stops_without_commit() {
         .execute("ALTER TABLE api_calls DROP COLUMN patient_hash")
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
-    log.ensure_topic(topics::AUTH, 1).await.unwrap();
-    log.ensure_topic(topics::API, 1).await.unwrap();
+    let (_dir, log) = empty_log().await;
     for index in 0..5 {
         let call = api_call(index, "north", "app-a", 200, 1000);
         append(&log, topics::API, AnyEvent::ApiCall(call)).await;
