@@ -27,6 +27,10 @@ const DEFAULT_RANGE_SECONDS: i64 = 7 * 24 * 3600;
 
 const DAY_SECONDS: i64 = 24 * 3600;
 
+/// 2106-02-06T23:59:59Z. ClickHouse 18.16's date functions return 0000-00-00 for later
+/// `DateTime` values, so a report with a later end would find nothing.
+const LAST_TIME: i64 = 4_294_943_999;
+
 /// Rows a report returns at most, so a wide range with hourly buckets cannot exhaust the
 /// server's memory; the response says when rows were left out.
 pub const MAX_ROWS: usize = 10_000;
@@ -51,6 +55,16 @@ impl TimeRange {
             Some(text) => parse_time("from", text)?,
             None => to - DEFAULT_RANGE_SECONDS,
         };
+        if from >= LAST_TIME {
+            return Err(Error::InvalidRequest(format!(
+                "invalid from '{}': a report must start before {}, the last second that \
+                 ClickHouse 18.16 converts to a date",
+                format_time(from),
+                format_time(LAST_TIME)
+            )));
+        }
+        // Nothing can be stored later, so a later end means the same range.
+        let to = to.min(LAST_TIME);
         if from >= to {
             return Err(Error::InvalidRequest(format!(
                 "invalid time range: from ({}) must be before to ({})",
@@ -882,6 +896,19 @@ mod tests {
         assert_eq!(range.to, 1_769_817_600 + 8 * 3600);
         let range = TimeRange::parse(Some("100"), Some("200")).unwrap();
         assert_eq!((range.from, range.to), (100, 200));
+    }
+
+    #[test]
+    fn far_ends_clamped_and_far_starts_rejected() {
+        let range = TimeRange::parse(Some("2026-01-01"), Some("2200-01-01")).unwrap();
+        assert_eq!(range.to, LAST_TIME);
+        assert_eq!(format_time(range.to), "2106-02-06T23:59:59Z");
+        let error = TimeRange::parse(Some("2200-01-01"), Some("2300-01-01")).unwrap_err();
+        assert!(error.to_string().contains("invalid from"), "{error}");
+        assert!(
+            error.to_string().contains("2106-02-06T23:59:59Z"),
+            "{error}"
+        );
     }
 
     #[test]
