@@ -332,10 +332,10 @@ impl Sink {
     }
 }
 
-/// The wait before retry number `attempt` (from 1): `initial` doubled per attempt, at most
-/// `max`.
+/// The wait before retry number `attempt` (from 1): `initial` for the first retry, doubled
+/// for each later one, at most `max`.
 fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
-    let factor = 2u32.saturating_pow(attempt.min(16));
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
     initial.saturating_mul(factor).min(max)
 }
 
@@ -383,9 +383,10 @@ mod tests {
         let initial = Duration::from_millis(100);
         let max = Duration::from_secs(1);
         assert_eq!(backoff(initial, max, 0), Duration::from_millis(100));
-        assert_eq!(backoff(initial, max, 1), Duration::from_millis(200));
-        assert_eq!(backoff(initial, max, 3), Duration::from_millis(800));
-        assert_eq!(backoff(initial, max, 4), Duration::from_secs(1));
+        assert_eq!(backoff(initial, max, 1), Duration::from_millis(100));
+        assert_eq!(backoff(initial, max, 2), Duration::from_millis(200));
+        assert_eq!(backoff(initial, max, 4), Duration::from_millis(800));
+        assert_eq!(backoff(initial, max, 5), Duration::from_secs(1));
         assert_eq!(backoff(initial, max, 40), Duration::from_secs(1));
     }
 
