@@ -155,6 +155,7 @@ fn rollups_match_requests_in_realtime() {
         "a raw patient id reached api_calls"
     );
     assert_backing_and_cache(&url, &database, &hearth, &mix.expected);
+    assert_routes_and_token_apps(&url, &database);
 
     // The overview of every site and app leaves the distinct counts out unless asked.
     let (status, overview) = report(&hearth, "usage");
@@ -204,11 +205,45 @@ fn rollups_match_requests_in_realtime() {
         );
     }
 
+    // An end later than ClickHouse 18.16 can convert still finds today's calls.
+    let (status, open_ended) = report(&hearth, "usage?from=2026-01-01&to=2200-01-01");
+    assert_eq!(status, 200, "{open_ended}");
+    assert_eq!(open_ended["to"], "2106-02-06T23:59:59Z", "{open_ended}");
+    let open_rows = open_ended["rows"].as_array().cloned().unwrap_or_default();
+    assert!(!open_rows.is_empty(), "{open_ended}");
+
     // Bad report requests get the admin API's JSON errors.
     let (status, body) = report(&hearth, "usage?from=tomorrow");
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "invalid_request");
     drop_database(&url, &database);
+}
+
+/// Checks that admin calls are stored with their route template and successful token
+/// requests with the app that authenticated.
+fn assert_routes_and_token_apps(url: &str, database: &str) {
+    let count = |sql: &str| -> u64 {
+        let text = clickhouse_query(url, database, &format!("{sql} FORMAT TSV"));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{sql}: {text}"))
+    };
+    let admin = count("SELECT count() FROM api_calls WHERE surface = 'ADMIN'");
+    assert!(admin > 0, "the reports are admin calls");
+    let unmatched =
+        count("SELECT count() FROM api_calls WHERE surface = 'ADMIN' AND route = 'unmatched'");
+    assert_eq!(unmatched, 0, "admin calls without a route");
+    let analytics_routes =
+        count("SELECT count() FROM api_calls WHERE route = '/admin/analytics/usage'");
+    assert!(analytics_routes > 0, "no call of /admin/analytics/usage");
+    let granted =
+        count("SELECT count() FROM api_calls WHERE route = '/auth/token' AND status = 200");
+    assert!(granted > 0, "the mix requests tokens");
+    let anonymous = count(
+        "SELECT count() FROM api_calls \
+         WHERE route = '/auth/token' AND status = 200 AND client_id = ''",
+    );
+    assert_eq!(anonymous, 0, "token grants stored without their app");
 }
 
 /// Checks that `usage_hourly` counts the FHIR calls of each site under the site's
@@ -231,7 +266,7 @@ fn assert_backing_and_cache(url: &str, database: &str, hearth: &Hearth, expected
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let expected_rows: String = rows
         .iter()
-        .map(|(site, backing, counts)| format!("{site}\t{backing}\t{}\n", counts.calls))
+        .map(|(site, backing, counts)| format!("{site}\t{backing}\t{}\n", counts.fhir_calls()))
         .collect();
     let sql = format!(
         "SELECT site_id, backing, sumMerge(fhir_calls) AS fhir FROM usage_hourly \
@@ -263,7 +298,7 @@ fn assert_backing_and_cache(url: &str, database: &str, hearth: &Hearth, expected
         Target::Repository => {
             assert_eq!(
                 count_of(""),
-                expected.sites[default_site].calls,
+                expected.sites[default_site].fhir_calls(),
                 "a repository site records no cache outcome: {caches}"
             );
         }
@@ -273,7 +308,7 @@ fn assert_backing_and_cache(url: &str, database: &str, hearth: &Hearth, expected
             assert!(count_of("MISS") > 0, "no cache miss recorded: {caches}");
             assert_eq!(
                 count_of("HIT") + count_of("MISS") + count_of("BYPASS"),
-                expected.sites[default_site].calls,
+                expected.sites[default_site].fhir_calls(),
                 "every proxied call records its cache outcome: {caches}"
             );
             let sql = format!(

@@ -6,6 +6,7 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use hearth_auth_store::{AuthOutcome, Grant, Refusal, Site};
+use hearth_fhir::audit::CallRecord;
 use hearth_schemas::{
     ClientType, CodeRedeemed, GrantRevoked, GrantType, RefreshPolicy, RevocationReason,
     TokenIssued, TokenRefreshed, UserType,
@@ -24,10 +25,12 @@ use crate::site::{auth_base_url, fhir_base_url};
 pub async fn token(
     State(state): State<AuthState>,
     Extension(site): Extension<Site>,
+    call: Option<Extension<CallRecord>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match handle(&state, &site, &headers, &body).await {
+    let call = call.map(|Extension(call)| call);
+    match handle(&state, &site, call.as_ref(), &headers, &body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -36,6 +39,7 @@ pub async fn token(
 async fn handle(
     state: &AuthState,
     site: &Site,
+    call: Option<&CallRecord>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> OAuthResult<Response> {
@@ -69,6 +73,11 @@ async fn handle(
         Some(client) => client,
         None => authenticate(state, headers, &form, &token_url).await?,
     };
+    // The call's app is the authenticated client; a client_id that failed to
+    // authenticate is not recorded, so no caller can add errors to another app.
+    if let Some(call) = call {
+        call.0.lock().client_id = Some(client.app.client_id.clone());
+    }
     if !state
         .store
         .is_active(&site.site_id, &client.app.client_id)?

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -81,6 +81,27 @@ async fn append_events(log: Arc<dyn Log>, mut receiver: mpsc::Receiver<ApiCall>)
         });
         join_all(appends).await;
     }
+}
+
+/// Route layer of the admin API and the console: records the route template, such as
+/// `/admin/apps/{client_id}`, adding `prefix` when the nested router's template lacks it.
+pub async fn record_route(
+    State(prefix): State<&'static str>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(matched) = request.extensions().get::<MatchedPath>() {
+        let path = matched.as_str();
+        let route = if path.starts_with(prefix) {
+            path.to_string()
+        } else {
+            format!("{prefix}{path}")
+        };
+        CallRecord::update(&request, |info| {
+            info.route.get_or_insert(route);
+        });
+    }
+    next.run(request).await
 }
 
 /// Outermost middleware: times the call, lets the inner layers fill its record, and

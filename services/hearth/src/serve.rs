@@ -328,7 +328,12 @@ fn router(
         ]);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .merge(hearth_console::router(console))
+        .merge(
+            hearth_console::router(console).route_layer(middleware::from_fn_with_state(
+                "",
+                crate::audit::record_route,
+            )),
+        )
         .nest("/fhir", fhir_routes)
         .nest("/auth", auth_routes)
         .nest(
@@ -339,6 +344,10 @@ fn router(
             "/admin",
             hearth_auth::admin_router(auth)
                 .merge(hearth_analytics::admin::router(analytics))
+                .route_layer(middleware::from_fn_with_state(
+                    "/admin",
+                    crate::audit::record_route,
+                ))
                 .layer(axum::extract::DefaultBodyLimit::max(
                     hearth_auth::MAX_BODY_BYTES,
                 ))
