@@ -39,7 +39,7 @@ use hearth_e2e::{free_port, workspace_root};
 use serde_json::Value;
 
 use crate::mix::{Expected, Mix};
-use crate::support::Hearth;
+use crate::support::{ClientAuth, Hearth};
 use crate::target::Target;
 
 /// Returns the shared ClickHouse URL, or `None` (with a notice) outside CI when it is
@@ -136,6 +136,17 @@ fn rollups_match_requests_in_realtime() {
 
     let mut mix = Mix::new(&hearth);
     mix.run(&hearth);
+    // A public client only names itself, so a failed grant in its name is not its call.
+    let forged = hearth.token(
+        &ClientAuth::public(support::PUBLIC_APP),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", "not-a-code"),
+            ("redirect_uri", support::REDIRECT_URI),
+            ("code_verifier", &"v".repeat(43)),
+        ],
+    );
+    assert_eq!(forged.status, 400, "{}", forged.body);
     assert_eq!(mix.expected.sites.len(), 2, "the mix uses two sites");
     assert!(!mix.expected.errors.is_empty(), "the mix has failed calls");
     let elapsed = wait_for_reports(&hearth, &mix.expected, Duration::from_secs(5))
@@ -244,6 +255,17 @@ fn assert_routes_and_token_apps(url: &str, database: &str) {
          WHERE route = '/auth/token' AND status = 200 AND client_id = ''",
     );
     assert_eq!(anonymous, 0, "token grants stored without their app");
+    let failed =
+        count("SELECT count() FROM api_calls WHERE route = '/auth/token' AND status = 400");
+    assert!(failed > 0, "the test sends a failed grant");
+    let charged = count(
+        "SELECT count() FROM api_calls \
+         WHERE route = '/auth/token' AND status = 400 AND client_id != ''",
+    );
+    assert_eq!(
+        charged, 0,
+        "a failed public grant stored under the app it named"
+    );
 }
 
 /// Checks that `usage_hourly` counts the FHIR calls of each site under the site's

@@ -45,7 +45,8 @@ pub struct TimeRange {
 impl TimeRange {
     /// Parses optional `from` and `to` values: RFC 3339 timestamps, dates (`2026-01-31`,
     /// meaning midnight UTC) or Unix seconds. `to` defaults to now and `from` to 7 days
-    /// before `to`.
+    /// before `to`. The range is cut to the times ClickHouse 18.16 stores, 1970-01-01 to
+    /// [`LAST_TIME`], and a `from` after them is invalid.
     pub fn parse(from: Option<&str>, to: Option<&str>) -> Result<TimeRange> {
         let to = match to {
             Some(text) => parse_time("to", text)?,
@@ -63,7 +64,9 @@ impl TimeRange {
                 format_time(LAST_TIME)
             )));
         }
-        // Nothing can be stored later, so a later end means the same range.
+        // Nothing can be stored before 1970 or later than LAST_TIME, so the range means
+        // the same without those parts.
+        let from = from.max(0);
         let to = to.min(LAST_TIME);
         if from >= to {
             return Err(Error::InvalidRequest(format!(
@@ -899,10 +902,14 @@ mod tests {
     }
 
     #[test]
-    fn far_ends_clamped_and_far_starts_rejected() {
+    fn ends_clamped_to_storable_times() {
         let range = TimeRange::parse(Some("2026-01-01"), Some("2200-01-01")).unwrap();
         assert_eq!(range.to, LAST_TIME);
         assert_eq!(format_time(range.to), "2106-02-06T23:59:59Z");
+        let early = TimeRange::parse(Some("-5"), Some("100")).unwrap();
+        assert_eq!((early.from, early.to), (0, 100));
+        let error = TimeRange::parse(None, Some("0")).unwrap_err();
+        assert!(error.to_string().contains("must be before"), "{error}");
         let error = TimeRange::parse(Some("2200-01-01"), Some("2300-01-01")).unwrap_err();
         assert!(error.to_string().contains("invalid from"), "{error}");
         assert!(

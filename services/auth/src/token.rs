@@ -73,10 +73,17 @@ async fn handle(
         Some(client) => client,
         None => authenticate(state, headers, &form, &token_url).await?,
     };
-    // The call's app is the authenticated client; a client_id that failed to
-    // authenticate is not recorded, so no caller can add errors to another app.
-    if let Some(call) = call {
-        call.0.lock().client_id = Some(client.app.client_id.clone());
+    // The call's app is a client that proved who it is: a confidential client at once, a
+    // public client, which only names itself, once its grant succeeds. So no caller can
+    // add failed requests to another app's figures.
+    let record_app = || {
+        if let Some(call) = call {
+            call.0.lock().client_id = Some(client.app.client_id.clone());
+        }
+    };
+    let public = matches!(client.proof, Proof::None);
+    if !public {
+        record_app();
     }
     if !state
         .store
@@ -91,11 +98,15 @@ async fn handle(
             "the client may not use the {grant_type} grant"
         )));
     }
-    match grant_type {
+    let response = match grant_type {
         "authorization_code" => authorization_code(state, site, &form, &client).await,
         "refresh_token" => refresh_token(state, site, &form, &client).await,
         _ => client_credentials(state, site, &form, &client).await,
+    }?;
+    if public {
+        record_app();
     }
+    Ok(response)
 }
 
 /// Identifies a public client by its refresh token when a refresh request names no client.
