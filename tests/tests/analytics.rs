@@ -239,6 +239,7 @@ fn assert_routes_and_token_apps(url: &str, database: &str) {
             .parse()
             .unwrap_or_else(|_| panic!("{sql}: {text}"))
     };
+
     let admin = count("SELECT count() FROM api_calls WHERE surface = 'ADMIN'");
     assert!(admin > 0, "the reports are admin calls");
     let unmatched =
@@ -247,6 +248,7 @@ fn assert_routes_and_token_apps(url: &str, database: &str) {
     let analytics_routes =
         count("SELECT count() FROM api_calls WHERE route = '/admin/analytics/usage'");
     assert!(analytics_routes > 0, "no call of /admin/analytics/usage");
+
     let granted =
         count("SELECT count() FROM api_calls WHERE route = '/auth/token' AND status = 200");
     assert!(granted > 0, "the mix requests tokens");
@@ -255,6 +257,7 @@ fn assert_routes_and_token_apps(url: &str, database: &str) {
          WHERE route = '/auth/token' AND status = 200 AND client_id = ''",
     );
     assert_eq!(anonymous, 0, "token grants stored without their app");
+
     let failed =
         count("SELECT count() FROM api_calls WHERE route = '/auth/token' AND status = 400");
     assert!(failed > 0, "the test sends a failed grant");

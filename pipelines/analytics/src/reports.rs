@@ -505,7 +505,7 @@ fn distinct_sql(
         (false, true) => " AND kind = 'PATIENT'",
         _ => "",
     };
-    // Raw rows of the hours around the days: only the hashes counted.
+    // The raw rows of the hours around the days read only the hashes that are counted.
     let counted = |wanted: bool, column: &'static str| if wanted { column } else { "toUInt64(0)" };
     let user = counted(distinct.users, "user_hash");
     let patient = counted(distinct.patients, "patient_hash");
@@ -517,6 +517,7 @@ fn distinct_sql(
             let first = days.from.div_euclid(DAY_SECONDS).max(0);
             let end = days.to.div_euclid(DAY_SECONDS).max(0);
             if first < end {
+                let (first_window, last_window) = presence_windows(first, end);
                 pieces.push(format!(
                     "SELECT toUInt32({label}) AS bucket, site_id, client_id, \
                      if(kind = 'USER', hash, toUInt64(0)) AS user, \
@@ -524,8 +525,6 @@ fn distinct_sql(
                      FROM usage_presence \
                      WHERE window >= {first_window} AND window <= {last_window}{conditions}{kind} \
                      AND bitAnd(finalizeAggregation(days), {mask}) != 0",
-                    first_window = first / PRESENCE_WINDOW_DAYS,
-                    last_window = (end - 1) / PRESENCE_WINDOW_DAYS,
                     mask = day_mask_sql(first, end),
                 ));
             }
@@ -561,29 +560,39 @@ fn distinct_sql(
     ))
 }
 
-/// Returns the start of the hour that contains `seconds`, or `seconds` when it starts an
-/// hour, rounded up otherwise.
+/// Rounds `seconds` up to the start of an hour.
 fn hour_ceiling(seconds: i64) -> i64 {
     (seconds + 3599).div_euclid(3600) * 3600
 }
 
-/// The mask of `usage_presence` rows for the days numbered `first` to `end` (exclusive):
-/// a SQL expression of the row's `window` that keeps the bits of those days.
+/// Returns the first and the last `usage_presence` window of the days numbered `first` to
+/// `end` (exclusive).
+fn presence_windows(first: i64, end: i64) -> (i64, i64) {
+    (
+        first / PRESENCE_WINDOW_DAYS,
+        (end - 1) / PRESENCE_WINDOW_DAYS,
+    )
+}
+
+/// Builds the mask of `usage_presence` rows for the days numbered `first` to `end`
+/// (exclusive): a SQL expression of the row's `window` that keeps the bits of those days.
 fn day_mask_sql(first: i64, end: i64) -> String {
     let mask = |window: i64| {
         let start = window * PRESENCE_WINDOW_DAYS;
         let low = (first - start).clamp(0, PRESENCE_WINDOW_DAYS);
         let high = (end - start).clamp(0, PRESENCE_WINDOW_DAYS);
         let width = high - low;
+        if width <= 0 {
+            return 0;
+        }
         let bits = if width >= 64 {
             u64::MAX
         } else {
             (1u64 << width) - 1
         };
-        if width <= 0 { 0 } else { bits << low }
+        bits << low
     };
-    let first_window = first / PRESENCE_WINDOW_DAYS;
-    let last_window = (end - 1) / PRESENCE_WINDOW_DAYS;
+    let (first_window, last_window) = presence_windows(first, end);
     if first_window == last_window {
         return format!("toUInt64({})", mask(first_window));
     }
@@ -1051,7 +1060,7 @@ mod tests {
 
     #[test]
     fn day_masks_keep_the_days_of_the_range() {
-        // Days 64 to 127 are window 1; days 10 to 19 of it are bits 10 to 19.
+        // Days 64 to 127 are window 1, so days 74 to 83 are its bits 10 to 19.
         assert_eq!(
             day_mask_sql(74, 84),
             format!("toUInt64({})", 0x000f_fc00u64)

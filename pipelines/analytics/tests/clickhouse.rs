@@ -173,8 +173,8 @@ fn denial(index: u32) -> AuthorizationDenied {
     }
 }
 
-/// An empty embedded log with the sink's two topics, in a directory that is removed when
-/// the returned guard drops.
+/// Opens an empty embedded log with the sink's two topics, in a directory that is removed
+/// when the returned guard drops.
 async fn empty_log() -> (tempfile::TempDir, EmbeddedLog) {
     let dir = tempfile::tempdir().unwrap();
     let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
@@ -619,19 +619,8 @@ async fn hourly_usage_refill_matches_calls() {
     let Some(client) = database("refill").await else {
         return;
     };
-    let (_dir, log) = empty_log().await;
-    let calls = spread_calls();
-    for (index, &(hours, user)) in calls.iter().enumerate() {
-        let mut call = api_call(index as u32, "north", "app-a", 200, 1000);
-        call.occurred_at = BASE_MICROS + hours * 3_600_000_000;
-        call.user_id = Some(format!("user-{user}"));
-        call.patient = Some(format!("patient-{user}"));
-        append(&log, topics::API, AnyEvent::ApiCall(call)).await;
-    }
-    let log: Arc<dyn Log> = Arc::new(log);
     // Batches of 7 records, so api_calls and the rollups get several parts.
-    let summary = run_sink(log, &client, "refill").await;
-    assert_eq!(summary.rows_written, calls.len() as u64, "{summary:?}");
+    let calls = sink_spread_calls(&client, "refill", 0).await;
 
     // From Sunday 10:00 to Thursday 02:00: Sunday's hours and Thursday's first two hours
     // from usage_hourly, and March 2 to 11 from usage_daily.
@@ -687,8 +676,10 @@ async fn hourly_usage_refill_matches_calls() {
     client.drop_database().await.unwrap();
 }
 
-/// Calls of `spread_calls` sunk in batches of 7, so the raw tables have several parts.
-async fn sink_spread_calls(client: &ClickHouse, group: &str) -> Vec<(i64, u32)> {
+/// Sinks the calls of `spread_calls` and `grants` token grants (one a day from
+/// `BASE_MICROS`, by users 20 and up) in batches of 7, so the raw tables have several
+/// parts. Returns the calls.
+async fn sink_spread_calls(client: &ClickHouse, group: &str, grants: u32) -> Vec<(i64, u32)> {
     let (_dir, log) = empty_log().await;
     let calls = spread_calls();
     for (index, &(hours, user)) in calls.iter().enumerate() {
@@ -698,7 +689,7 @@ async fn sink_spread_calls(client: &ClickHouse, group: &str) -> Vec<(i64, u32)> 
         call.patient = Some(format!("patient-{user}"));
         append(&log, topics::API, AnyEvent::ApiCall(call)).await;
     }
-    for index in 0..3u32 {
+    for index in 0..grants {
         let mut grant = token(100 + index, "app-a");
         grant.occurred_at = BASE_MICROS + i64::from(index) * 24 * 3_600_000_000;
         grant.user_id = Some(format!("user-{}", 20 + index));
@@ -706,7 +697,8 @@ async fn sink_spread_calls(client: &ClickHouse, group: &str) -> Vec<(i64, u32)> 
     }
     let log: Arc<dyn Log> = Arc::new(log);
     let summary = run_sink(log, client, group).await;
-    assert_eq!(summary.rows_written, calls.len() as u64 + 3, "{summary:?}");
+    let rows = calls.len() as u64 + u64::from(grants);
+    assert_eq!(summary.rows_written, rows, "{summary:?}");
     calls
 }
 
@@ -746,7 +738,7 @@ async fn upgrade_from_0006_fills_later_rollups() {
     let Some(client) = database("upgrade").await else {
         return;
     };
-    let calls = sink_spread_calls(&client, "upgrade").await;
+    let calls = sink_spread_calls(&client, "upgrade", 3).await;
     let range =
         TimeRange::parse(Some("2026-03-01T10:00:00Z"), Some("2026-03-12T02:00:00Z")).unwrap();
     let before = upgraded_figures(&client, &range).await;

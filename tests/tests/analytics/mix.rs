@@ -29,7 +29,8 @@ pub struct SiteCounts {
 }
 
 impl SiteCounts {
-    /// The app's FHIR calls: its calls less its token requests, one per token grant.
+    /// Returns the app's FHIR calls: its calls less its token requests, one per token
+    /// grant.
     pub fn fhir_calls(&self) -> u64 {
         self.calls.saturating_sub(self.token_grants)
     }
